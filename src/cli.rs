@@ -1,0 +1,318 @@
+//! Command-line interface. One binary, several names: invoked as
+//! `nixarr-units-generator` (a symlink in a systemd generator directory) it
+//! runs the generator; otherwise the subcommands below. `nixarr-migrate`
+//! will be a further name for the same binary (multicall, one file to ship).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::SpecError;
+use crate::generator::{self, DEFAULT_SPEC_DIR, GeneratorConfig};
+use crate::health::{self, Check};
+use crate::manifest::{Manifest, RUN_MANIFEST};
+use crate::render::{self, Options, Rendered};
+use crate::resolve::{Stack, resolve};
+use crate::spec::{self, Backend};
+
+/// Run a media stack (or any container) as podman or Docker containers
+/// supervised by systemd: render a JSON spec into systemd units.
+#[derive(Debug, Parser)]
+#[command(name = "nixarr-units", version, propagate_version = true)]
+pub struct Cli {
+    /// More logging (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Render a spec into DIR/lib/systemd/system and DIR/share/nixarr-units/manifest.json.
+    Render(RenderArgs),
+    /// Check a spec and report what it would render, writing nothing.
+    Validate(ValidateArgs),
+    /// Run as a systemd generator (systemd calls it as nixarr-units-generator).
+    Generator(GeneratorArgs),
+    /// Create missing host directories for a container (used by the units).
+    #[command(hide = true)]
+    EnsureDir(EnsureDirArgs),
+    /// Wait until a container passes its health probe (used by the units).
+    #[command(hide = true)]
+    WaitHealthy(WaitHealthyArgs),
+}
+
+#[derive(Debug, Args)]
+struct RenderArgs {
+    /// The spec file (JSON).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// Output directory; must be new, empty, or an earlier render (replaced whole).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Path of nixarr-units the units call for helper steps [default: this binary].
+    #[arg(long, value_name = "PATH")]
+    self_exe: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// The spec file (JSON).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct GeneratorArgs {
+    /// Directory for generated units (systemd's "normal" generator directory).
+    normal_dir: PathBuf,
+    /// Early directory (unused).
+    early_dir: Option<PathBuf>,
+    /// Late directory (unused).
+    late_dir: Option<PathBuf>,
+    /// Where the spec files are.
+    #[arg(long, env = "NIXARR_UNITS_SPEC_DIR", default_value = DEFAULT_SPEC_DIR)]
+    spec_dir: PathBuf,
+    /// Where to write the manifest.
+    #[arg(long, env = "NIXARR_UNITS_MANIFEST", default_value = RUN_MANIFEST)]
+    manifest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct EnsureDirArgs {
+    /// Owner as UID:GID.
+    #[arg(long)]
+    owner: String,
+    /// Octal mode.
+    #[arg(long, default_value = "0750")]
+    mode: String,
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct WaitHealthyArgs {
+    #[arg(long)]
+    backend: Backend,
+    /// The engine binary.
+    #[arg(long)]
+    engine: String,
+    /// Give up after this many seconds.
+    #[arg(long)]
+    timeout: u64,
+    /// The container's health command (run by the engine).
+    #[arg(long, conflicts_with_all = ["http", "tcp"])]
+    exec: Option<String>,
+    /// URL to probe from the host.
+    #[arg(long, conflicts_with = "tcp")]
+    http: Option<String>,
+    #[arg(long, default_value = "GET")]
+    method: String,
+    #[arg(long)]
+    expect_status: Option<u16>,
+    #[arg(long)]
+    expect_body: Option<String>,
+    /// host:port to connect to.
+    #[arg(long)]
+    tcp: Option<String>,
+    container: String,
+}
+
+impl clap::ValueEnum for Backend {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Backend::Podman, Backend::Docker]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+fn init_logging(verbose: u8, generator: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false);
+    // Generators and unit helpers log to the journal, which adds its own
+    // timestamps and identifiers.
+    let _ = if generator {
+        builder.with_level(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The entry point for every name of the binary.
+pub fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let argv0 = args
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let cli = if argv0.ends_with("-generator") {
+        // systemd calls generators with three directories and nothing else.
+        let mut v: Vec<OsString> = vec!["nixarr-units".into(), "generator".into()];
+        v.extend(args.into_iter().skip(1));
+        Cli::try_parse_from(v)
+    } else {
+        Cli::try_parse_from(args)
+    };
+    let cli = match cli {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging(cli.verbose, matches!(cli.command, Command::Generator(_)));
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<SpecError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn self_exe(given: Option<String>) -> Result<String> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("cannot find the path of this binary")?;
+    let exe = exe.to_str().with_context(|| {
+        format!(
+            "the path of this binary ({}) is not UTF-8; pass --self-exe",
+            exe.display()
+        )
+    })?;
+    Ok(exe.to_owned())
+}
+
+/// Parse, validate and render one spec file, writing nothing.
+pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)> {
+    let origin = path.display().to_string();
+    let text = fs_err::read_to_string(path)
+        .with_context(|| format!("cannot read the spec; check the path {origin}"))?;
+    let spec = spec::parse(&text, &origin)?;
+    let stack = resolve(&spec, &origin)?;
+    let rendered = render::render(
+        &stack,
+        &Options {
+            self_exe: self_exe.to_owned(),
+        },
+    )
+    .map_err(|e| SpecError::at(&origin, "services", e.to_string()))?;
+    Ok((stack, rendered))
+}
+
+fn run(cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::Render(a) => {
+            let exe = self_exe(a.self_exe)?;
+            let (stack, rendered) = load_and_render(&a.spec, &exe)?;
+            let manifest = Manifest::new(vec![rendered.manifest.clone()]);
+            crate::output::write_package(&a.out, &rendered, &manifest)?;
+            println!(
+                "rendered {} services ({}) into {}",
+                stack.services.len(),
+                stack.backend,
+                a.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate(a) => {
+            let exe = self_exe(None)?;
+            let (stack, rendered) = load_and_render(&a.spec, &exe)?;
+            let files = rendered.units.keys().filter(|k| !k.contains('/')).count();
+            println!(
+                "{}: valid; {} services on {} ({} unit files): {}",
+                a.spec.display(),
+                stack.services.len(),
+                stack.backend,
+                files,
+                stack
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generator(a) => {
+            let cfg = GeneratorConfig {
+                normal_dir: a.normal_dir,
+                spec_dir: a.spec_dir,
+                manifest_path: a.manifest,
+                self_exe: self_exe(None)?,
+            };
+            let failed = generator::run(&cfg)?;
+            if failed > 0 {
+                tracing::error!(
+                    "{failed} spec(s) could not be rendered; their units were not generated"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::EnsureDir(a) => {
+            let (uid, gid) = a
+                .owner
+                .split_once(':')
+                .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                .with_context(|| format!("--owner {}: write it as UID:GID", a.owner))?;
+            let mode = u32::from_str_radix(&a.mode, 8)
+                .with_context(|| format!("--mode {}: not an octal mode", a.mode))?;
+            health::ensure_dirs(&a.paths, uid, gid, mode)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WaitHealthy(a) => {
+            let check = if let Some(cmd) = a.exec {
+                Check::Exec {
+                    backend: a.backend,
+                    engine: a.engine,
+                    container: a.container.clone(),
+                    cmd,
+                }
+            } else if let Some(url) = a.http {
+                Check::Http {
+                    url,
+                    method: a.method,
+                    expect_status: a.expect_status,
+                    expect_body: a.expect_body,
+                }
+            } else if let Some(address) = a.tcp {
+                Check::Tcp { address }
+            } else {
+                bail!("give --exec, --http or --tcp");
+            };
+            health::wait_healthy(&check, Duration::from_secs(a.timeout), &a.container)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

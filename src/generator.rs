@@ -1,0 +1,131 @@
+//! The systemd generator entry (systemd.generator(7)): at boot and at every
+//! `daemon-reload`, render every spec in `/etc/nixarr-units/` into the
+//! generator directory, as Podman's Quadlet does. Quiet on stdout, one
+//! broken spec does not stop the others, non-zero exit when any failed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::manifest::Manifest;
+use crate::output::{write_atomic, write_units};
+use crate::render::{self, Entry, Options, Rendered};
+use crate::resolve::{parse_version, resolve};
+use crate::spec::{self, Backend, Spec};
+
+pub const DEFAULT_SPEC_DIR: &str = "/etc/nixarr-units";
+
+pub struct GeneratorConfig {
+    pub normal_dir: PathBuf,
+    pub spec_dir: PathBuf,
+    pub manifest_path: PathBuf,
+    pub self_exe: String,
+}
+
+/// Ask the engine binary for its version when the spec does not say.
+fn detect_engine_version(spec: &mut Spec) {
+    if spec.engine.version.is_some() || spec.backend != Backend::Podman {
+        return;
+    }
+    let path = spec
+        .engine
+        .path
+        .clone()
+        .unwrap_or_else(|| format!("/usr/bin/{}", spec.backend.name()));
+    match Command::new(&path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            if parse_version(&text).is_some() {
+                spec.engine.version = Some(text.trim().to_owned());
+            }
+        }
+        Ok(_) | Err(_) => {
+            tracing::warn!(
+                "could not ask {path} for its version; rendering for current podman (5.x)"
+            );
+        }
+    }
+}
+
+fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
+    let origin = path.display().to_string();
+    let text = fs_err::read_to_string(path)?;
+    let mut spec = spec::parse(&text, &origin)?;
+    detect_engine_version(&mut spec);
+    let stack = resolve(&spec, &origin)?;
+    Ok(render::render(
+        &stack,
+        &Options {
+            self_exe: self_exe.to_owned(),
+        },
+    )?)
+}
+
+/// Spec files in `dir`: every `*.json` but the NixOS-installed manifest.
+pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let entries = match fs_err::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let is_manifest = path.file_name().is_some_and(|n| n == "manifest.json");
+        if is_json && !is_manifest {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Run the generator; returns the number of specs that failed.
+pub fn run(cfg: &GeneratorConfig) -> Result<usize> {
+    let mut failed = 0;
+    let mut units: BTreeMap<String, (Entry, PathBuf)> = BTreeMap::new();
+    let mut stacks = Vec::new();
+    for path in spec_files(&cfg.spec_dir)? {
+        let rendered = match render_file(&path, &cfg.self_exe) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        // Two specs must not write the same unit (same prefix).
+        if let Some((name, (_, other))) = rendered
+            .units
+            .keys()
+            .filter(|k| !k.contains('/'))
+            .find_map(|k| units.get_key_value(k))
+        {
+            tracing::error!(
+                "{}: unit {name} is also generated from {}; give one of the specs another prefix",
+                path.display(),
+                other.display()
+            );
+            failed += 1;
+            continue;
+        }
+        for (name, entry) in &rendered.units {
+            units.insert(name.clone(), (entry.clone(), path.clone()));
+        }
+        write_units(&cfg.normal_dir, &rendered)
+            .with_context(|| format!("writing units of {}", path.display()))?;
+        stacks.push(rendered.manifest);
+    }
+    let manifest = Manifest::new(stacks);
+    write_atomic(&cfg.manifest_path, manifest.to_json()?.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", cfg.manifest_path.display()))?;
+    Ok(failed)
+}

@@ -1,0 +1,291 @@
+//! Health probes: the engine's own check (`podman healthcheck run`, or the
+//! same command through `docker exec`), an HTTP request or a TCP connect
+//! from the host, and the start-up gate that waits for one of them.
+
+use std::io::Read;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::spec::Backend;
+
+/// One probe, as the health gate and `status` run it.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// The container's health command, run by the engine.
+    Exec {
+        backend: Backend,
+        engine: String,
+        container: String,
+        cmd: String,
+    },
+    Http {
+        url: String,
+        method: String,
+        expect_status: Option<u16>,
+        expect_body: Option<String>,
+    },
+    Tcp {
+        address: String,
+    },
+}
+
+/// Run a check once. `Err` carries a short reason ("HTTP 503", "connection
+/// refused", "timed out after 2s").
+pub fn check_once(check: &Check, timeout: Duration) -> Result<(), String> {
+    match check {
+        Check::Exec {
+            backend,
+            engine,
+            container,
+            cmd,
+        } => {
+            let mut c = Command::new(engine);
+            match backend {
+                // Runs the container's configured --health-cmd and records
+                // the result in the container's health log.
+                Backend::Podman => c.args(["healthcheck", "run", container]),
+                Backend::Docker => c.args(["exec", container, "/bin/sh", "-c", cmd]),
+            };
+            let out = c
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {engine}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                let text = String::from_utf8_lossy(&out.stderr);
+                let first = text.lines().next().unwrap_or("").trim();
+                Err(match out.status.code() {
+                    Some(code) if first.is_empty() => format!("health command exited {code}"),
+                    Some(code) => format!("health command exited {code}: {first}"),
+                    None => "health command killed by a signal".to_owned(),
+                })
+            }
+        }
+        Check::Http {
+            url,
+            method,
+            expect_status,
+            expect_body,
+        } => http_check(url, method, *expect_status, expect_body.as_deref(), timeout),
+        Check::Tcp { address } => {
+            let addrs: Vec<_> = address
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {address}: {e}"))?
+                .collect();
+            let mut last = format!("no address for {address}");
+            for a in addrs {
+                match TcpStream::connect_timeout(&a, timeout) {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = io_reason(&e, timeout),
+                }
+            }
+            Err(last)
+        }
+    }
+}
+
+fn io_reason(e: &std::io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+            format!("timed out after {}s", timeout.as_secs_f32())
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn http_check(
+    url: &str,
+    method: &str,
+    expect_status: Option<u16>,
+    expect_body: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let result = match method {
+        "POST" => agent.post(url).send_empty(),
+        "HEAD" => agent.head(url).call(),
+        _ => agent.get(url).call(),
+    };
+    let mut resp = result.map_err(|e| match e {
+        ureq::Error::Io(io) => io_reason(&io, timeout),
+        ureq::Error::Timeout(_) => format!("timed out after {}s", timeout.as_secs_f32()),
+        other => other.to_string(),
+    })?;
+    let status = resp.status().as_u16();
+    let status_ok = match expect_status {
+        Some(s) => status == s,
+        None => (200..400).contains(&status),
+    };
+    if !status_ok {
+        return Err(format!("HTTP {status}"));
+    }
+    if let Some(needle) = expect_body {
+        let mut body = String::new();
+        resp.body_mut()
+            .as_reader()
+            .take(64 * 1024)
+            .read_to_string(&mut body)
+            .map_err(|e| format!("reading the body: {e}"))?;
+        if !body.contains(needle) {
+            return Err(format!("HTTP {status} but the body lacks {needle:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// Poll `check` until it passes or `timeout` runs out; used as the
+/// `ExecStartPost=` health gate. Logs each change of the failure reason.
+pub fn wait_healthy(check: &Check, timeout: Duration, what: &str) -> Result<()> {
+    let start = Instant::now();
+    let mut last: Option<String> = None;
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let per_try = Duration::from_secs(5).min(timeout);
+        match check_once(check, per_try) {
+            Ok(()) => {
+                tracing::info!(
+                    "{what} is healthy after {:.1}s",
+                    start.elapsed().as_secs_f32()
+                );
+                return Ok(());
+            }
+            Err(reason) => {
+                if last.as_deref() != Some(reason.as_str()) {
+                    tracing::info!("{what} not healthy yet: {reason}");
+                    last = Some(reason);
+                }
+            }
+        }
+        if start.elapsed() >= timeout {
+            bail!(
+                "{what} did not become healthy within {}s (last result: {}); see its logs with \
+                 journalctl -u and check the health probe in the spec",
+                timeout.as_secs(),
+                last.unwrap_or_default()
+            );
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Create each directory that does not exist yet, owned by `uid:gid` with
+/// `mode`; parents are created root-owned 0755. An existing directory is
+/// never touched (it may hold data a migration put there).
+pub fn ensure_dirs(paths: &[std::path::PathBuf], uid: u32, gid: u32, mode: u32) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    for path in paths {
+        if !path.is_absolute() {
+            bail!("{}: not an absolute path", path.display());
+        }
+        match fs_err::metadata(path) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => bail!(
+                "{} exists but is not a directory; move it away so the container can mount a directory there",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(mode)
+            .create(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {uid}:{gid} {}", path.display()))?;
+        // The process umask may have narrowed the mode given at creation.
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        tracing::info!("created {} ({uid}:{gid}, {mode:04o})", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    fn serve_once(response: &'static str) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(response.as_bytes());
+            }
+        });
+        format!("http://{addr}/ping")
+    }
+
+    #[test]
+    fn http_status_and_body_are_checked() {
+        let url = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}");
+        let ok = Check::Http {
+            url,
+            method: "GET".into(),
+            expect_status: Some(200),
+            expect_body: Some("OK".into()),
+        };
+        assert_eq!(check_once(&ok, Duration::from_secs(2)), Ok(()));
+
+        let url = serve_once("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        let bad = Check::Http {
+            url,
+            method: "GET".into(),
+            expect_status: None,
+            expect_body: None,
+        };
+        assert_eq!(
+            check_once(&bad, Duration::from_secs(2)),
+            Err("HTTP 503".into())
+        );
+    }
+
+    #[test]
+    fn refused_tcp_says_so() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        drop(l);
+        let r = check_once(&Check::Tcp { address: addr }, Duration::from_secs(1));
+        assert_eq!(r, Err("connection refused".into()));
+    }
+
+    #[test]
+    fn ensure_dirs_creates_but_never_touches_existing() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let new = t.path().join("a/b/config");
+        let existing = t.path().join("old");
+        std::fs::create_dir(&existing).unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let uid = nix_uid();
+        ensure_dirs(&[new.clone(), existing.clone()], uid, uid, 0o750).unwrap();
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&new), 0o750);
+        assert_eq!(mode(&existing), 0o700);
+    }
+
+    fn nix_uid() -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").unwrap().uid()
+    }
+}

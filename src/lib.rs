@@ -1,0 +1,17 @@
+//! nixarr-units: a media stack (or any container) as podman or Docker
+//! containers under systemd. See DESIGN in the repository for the data flow:
+//! spec → [`spec`] → [`resolve`] (catalog presets, validation) → [`render`]
+//! (pure) → [`output`] / [`generator`] (files).
+
+pub mod catalog;
+pub mod cli;
+pub mod duration;
+pub mod error;
+pub mod generator;
+pub mod health;
+pub mod manifest;
+pub mod nixfmt;
+pub mod output;
+pub mod render;
+pub mod resolve;
+pub mod spec;

@@ -1,0 +1,101 @@
+//! The manifest: what `status`, `nixarr-migrate` and the health tools read to
+//! learn which services exist, their units, ports, probes and data. Written
+//! by `render` to `share/nixarr-units/manifest.json` (installed as
+//! `/etc/nixarr-units/manifest.json` by the NixOS module) and by the
+//! generator to `/run/nixarr-units/manifest.json`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resolve::{Health, Migration, Port, Volume};
+use crate::spec::{Backend, Protocol};
+
+pub const MANIFEST_VERSION: u64 = 1;
+/// Where the NixOS module installs the manifest.
+pub const ETC_MANIFEST: &str = "/etc/nixarr-units/manifest.json";
+/// Where the generator writes it.
+pub const RUN_MANIFEST: &str = "/run/nixarr-units/manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u64,
+    /// The nixarr-units version that wrote it.
+    pub generator: String,
+    pub stacks: Vec<StackManifest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StackManifest {
+    pub prefix: String,
+    pub backend: Backend,
+    pub engine: String,
+    pub target: String,
+    pub network: String,
+    pub network_unit: String,
+    pub services: BTreeMap<String, ServiceManifest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceManifest {
+    pub unit: String,
+    pub container: String,
+    pub app: Option<String>,
+    pub description: String,
+    pub image: String,
+    /// Ports as published on the host; `via` names the container that
+    /// publishes them when it is not this one (VPN).
+    pub ports: Vec<PublishedPort>,
+    pub volumes: Vec<Volume>,
+    pub config_dir: Option<String>,
+    pub depends_on: Vec<String>,
+    pub vpn: bool,
+    pub health: Option<Health>,
+    pub config_hash: String,
+    pub uid: u64,
+    pub gid: u64,
+    pub migration: Option<Migration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PublishedPort {
+    pub host: u16,
+    pub container: u16,
+    pub protocol: Protocol,
+    pub address: Option<std::net::IpAddr>,
+    pub via: Option<String>,
+}
+
+impl PublishedPort {
+    pub fn new(p: &Port, via: Option<String>) -> Self {
+        PublishedPort {
+            host: p.host,
+            container: p.container,
+            protocol: p.protocol,
+            address: p.address,
+            via,
+        }
+    }
+}
+
+impl Manifest {
+    pub fn new(stacks: Vec<StackManifest>) -> Self {
+        Manifest {
+            version: MANIFEST_VERSION,
+            generator: format!("nixarr-units {}", env!("CARGO_PKG_VERSION")),
+            stacks,
+        }
+    }
+
+    /// Pretty JSON with a trailing newline; key order is fixed by the types
+    /// and by sorted maps, so the bytes are deterministic.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        let mut s = serde_json::to_string_pretty(self)?;
+        s.push('\n');
+        Ok(s)
+    }
+}

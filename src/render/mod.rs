@@ -1,0 +1,588 @@
+//! Stack → unit files, as data. Pure: no I/O, so the same input always gives
+//! the same bytes, whether `render` writes them into a Nix output or the
+//! generator into systemd's generator directory.
+//!
+//! Argument vectors are built here as plain strings and escaped by
+//! [`escape`]; the tera templates in `templates/` only lay out directives.
+
+pub mod escape;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tera::Tera;
+use thiserror::Error;
+
+use crate::manifest::{PublishedPort, ServiceManifest, StackManifest};
+use crate::resolve::{Probe, Service, Stack};
+use crate::spec::Backend;
+
+use escape::{EscapeError, exec_line, plain_value};
+
+/// Where units go below a package prefix (`render --out DIR`).
+pub const UNIT_DIR: &str = "lib/systemd/system";
+/// Where the manifest goes below a package prefix.
+pub const MANIFEST_PATH: &str = "share/nixarr-units/manifest.json";
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "container-podman.service",
+        include_str!("../../templates/container-podman.service"),
+    ),
+    (
+        "container-docker.service",
+        include_str!("../../templates/container-docker.service"),
+    ),
+    (
+        "network.service",
+        include_str!("../../templates/network.service"),
+    ),
+    ("stack.target", include_str!("../../templates/stack.target")),
+];
+
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("services.{service}: {source}")]
+    Escape {
+        service: String,
+        #[source]
+        source: EscapeError,
+    },
+    #[error("template {name}: {message} (a defect in nixarr-units; please report it)")]
+    Template { name: String, message: String },
+}
+
+/// One file of the output, relative to the unit directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File(String),
+    /// A symlink (the `.wants/` links that enable units) to this target.
+    Symlink(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// Unit files and `.wants` links by path relative to the unit directory.
+    pub units: BTreeMap<String, Entry>,
+    pub manifest: StackManifest,
+}
+
+/// What the renderer needs to know besides the spec.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Absolute path of the nixarr-units binary the units call for their
+    /// helper steps (directory creation, health gate).
+    pub self_exe: String,
+}
+
+fn tera() -> Result<&'static Tera, RenderError> {
+    static TERA: OnceLock<Result<Tera, String>> = OnceLock::new();
+    TERA.get_or_init(|| {
+        let mut t = Tera::default();
+        t.autoescape_on(vec![]);
+        t.add_raw_templates(TEMPLATES.iter().copied())
+            .map_err(|e| format!("{e:?}"))?;
+        Ok(t)
+    })
+    .as_ref()
+    .map_err(|message| RenderError::Template {
+        name: "(all)".to_owned(),
+        message: message.clone(),
+    })
+}
+
+fn fill<C: Serialize>(name: &str, ctx: &C) -> Result<String, RenderError> {
+    let err = |e: tera::Error| RenderError::Template {
+        name: name.to_owned(),
+        message: format!("{e:?}"),
+    };
+    let context = tera::Context::from_serialize(ctx).map_err(err)?;
+    tera()?.render(name, &context).map_err(err)
+}
+
+/// Names of a stack's units and containers.
+pub struct Names<'a> {
+    prefix: &'a str,
+}
+
+impl<'a> Names<'a> {
+    pub fn new(prefix: &'a str) -> Self {
+        Names { prefix }
+    }
+    pub fn container(&self, svc: &str) -> String {
+        format!("{}-{svc}", self.prefix)
+    }
+    pub fn unit(&self, svc: &str) -> String {
+        format!("{}-{svc}.service", self.prefix)
+    }
+    pub fn network_unit(&self) -> String {
+        format!("{}-network.service", self.prefix)
+    }
+    pub fn target(&self) -> String {
+        format!("{}.target", self.prefix)
+    }
+}
+
+#[derive(Serialize)]
+struct ContainerCtx {
+    version: &'static str,
+    description: String,
+    documentation: Vec<String>,
+    after: Vec<String>,
+    requires: Vec<String>,
+    binds_to: Vec<String>,
+    target: String,
+    exec_start_pre: Vec<String>,
+    exec_start: String,
+    exec_start_post: Vec<String>,
+    exec_stop: String,
+    exec_stop_post: String,
+    restart: &'static str,
+    timeout_start: u64,
+    timeout_stop: u64,
+}
+
+#[derive(Serialize)]
+struct NetworkCtx {
+    version: &'static str,
+    network: String,
+    prefix: String,
+    backend: &'static str,
+    after: Vec<String>,
+    requires: Vec<String>,
+    target: String,
+    exec_start: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct TargetCtx {
+    version: &'static str,
+    prefix: String,
+    backend: &'static str,
+    count: usize,
+    wants: Vec<String>,
+}
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const LABEL_MANAGED: &str = "io.nixarr.managed";
+pub const LABEL_SERVICE: &str = "io.nixarr.service";
+pub const LABEL_HASH: &str = "io.nixarr.config-hash";
+
+/// Render every unit of a stack.
+pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
+    let names = Names::new(&stack.prefix);
+    let mut units = BTreeMap::new();
+    let mut services = BTreeMap::new();
+
+    for svc in stack.services.values() {
+        let esc = |e: EscapeError| RenderError::Escape {
+            service: svc.name.clone(),
+            source: e,
+        };
+        // The hash covers the whole unit except itself: render once without
+        // it, hash, render again with it.
+        let draft = container_unit(stack, svc, opts, "").map_err(esc)?;
+        let draft = fill(draft.0, &draft.1)?;
+        let hash = config_hash(&draft);
+        let (template, ctx) = container_unit(stack, svc, opts, &hash).map_err(esc)?;
+        units.insert(names.unit(&svc.name), Entry::File(fill(template, &ctx)?));
+        services.insert(svc.name.clone(), service_manifest(stack, svc, hash));
+    }
+
+    let network_unit = names.network_unit();
+    units.insert(
+        network_unit.clone(),
+        Entry::File(fill(
+            "network.service",
+            &network_ctx(stack).map_err(|source| RenderError::Escape {
+                service: "(network)".to_owned(),
+                source,
+            })?,
+        )?),
+    );
+
+    let mut wants: Vec<String> = stack.services.keys().map(|s| names.unit(s)).collect();
+    wants.push(network_unit.clone());
+    wants.sort();
+    let target = names.target();
+    units.insert(
+        target.clone(),
+        Entry::File(fill(
+            "stack.target",
+            &TargetCtx {
+                version: VERSION,
+                prefix: stack.prefix.clone(),
+                backend: stack.backend.name(),
+                count: stack.services.len(),
+                wants,
+            },
+        )?),
+    );
+    units.insert(
+        format!("multi-user.target.wants/{target}"),
+        Entry::Symlink(format!("../{target}")),
+    );
+
+    Ok(Rendered {
+        units,
+        manifest: StackManifest {
+            prefix: stack.prefix.clone(),
+            backend: stack.backend,
+            engine: stack.engine.path.clone(),
+            target,
+            network: stack.network.clone(),
+            network_unit,
+            services,
+        },
+    })
+}
+
+/// sha256 of the unit text, the first 20 bytes in Nix's base32 (32 chars).
+fn config_hash(unit_text: &str) -> String {
+    let digest = Sha256::digest(unit_text.as_bytes());
+    crate::nixfmt::to_nix_base32(&digest[..20])
+}
+
+fn network_ctx(stack: &Stack) -> Result<NetworkCtx, EscapeError> {
+    let names = Names::new(&stack.prefix);
+    let engine = &stack.engine.path;
+    let net = &stack.network;
+    let (after, requires, exec_start) = match stack.backend {
+        Backend::Podman => (
+            vec!["network-online.target".to_owned()],
+            vec![],
+            // `--ignore` makes a second start a no-op.
+            vec![exec_line(&[engine, "network", "create", "--ignore", net])?],
+        ),
+        Backend::Docker => (
+            vec![
+                "docker.service".to_owned(),
+                "network-online.target".to_owned(),
+            ],
+            vec!["docker.service".to_owned()],
+            // docker has no --ignore: create (failing when it exists),
+            // then check that it does exist.
+            vec![
+                format!("-{}", exec_line(&[engine, "network", "create", net])?),
+                exec_line(&[engine, "network", "inspect", "--format={{.Name}}", net])?,
+            ],
+        ),
+    };
+    Ok(NetworkCtx {
+        version: VERSION,
+        network: net.clone(),
+        prefix: stack.prefix.clone(),
+        backend: stack.backend.name(),
+        after,
+        requires,
+        target: names.target(),
+        exec_start,
+    })
+}
+
+/// Ports a container publishes: its own, and for the VPN service those of
+/// every service behind it.
+fn published_ports<'a>(stack: &'a Stack, svc: &'a Service) -> Vec<&'a crate::resolve::Port> {
+    if svc.vpn {
+        return Vec::new();
+    }
+    let mut ports: Vec<_> = svc.ports.iter().collect();
+    if stack.vpn_service.as_deref() == Some(svc.name.as_str()) {
+        for user in stack.services.values().filter(|s| s.vpn) {
+            ports.extend(user.ports.iter());
+        }
+    }
+    ports
+}
+
+fn publish_arg(p: &crate::resolve::Port) -> String {
+    let addr = match p.address {
+        None => String::new(),
+        Some(std::net::IpAddr::V6(a)) => format!("[{a}]:"),
+        Some(a) => format!("{a}:"),
+    };
+    format!(
+        "--publish={addr}{}:{}/{}",
+        p.host,
+        p.container,
+        p.protocol.name()
+    )
+}
+
+/// The `run` arguments both engines share (after the engine-specific head).
+fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
+    let names = Names::new(&stack.prefix);
+    let mut a = Vec::new();
+    match (&stack.vpn_service, svc.vpn) {
+        (Some(vpn), true) => a.push(format!("--network=container:{}", names.container(vpn))),
+        _ => {
+            a.push(format!("--network={}", stack.network));
+            let mut aliases = vec![svc.name.clone()];
+            if stack.vpn_service.as_deref() == Some(svc.name.as_str()) {
+                aliases.extend(
+                    stack
+                        .services
+                        .values()
+                        .filter(|s| s.vpn)
+                        .map(|s| s.name.clone()),
+                );
+            }
+            a.extend(aliases.into_iter().map(|n| format!("--network-alias={n}")));
+        }
+    }
+    if svc.init {
+        a.push("--init".to_owned());
+    }
+    if let Some(u) = &svc.user {
+        a.push(format!("--user={u}"));
+    }
+    if let Some(e) = &svc.entrypoint {
+        a.push(format!("--entrypoint={e}"));
+    }
+    a.extend(svc.cap_add.iter().map(|c| format!("--cap-add={c}")));
+    a.extend(svc.devices.iter().map(|d| format!("--device={d}")));
+    a.extend(published_ports(stack, svc).into_iter().map(publish_arg));
+    for v in &svc.volumes {
+        let ro = if v.read_only { ":ro" } else { "" };
+        a.push(format!("--volume={}:{}{ro}", v.host, v.container));
+    }
+    a.extend(
+        svc.environment
+            .iter()
+            .map(|(k, v)| format!("--env={k}={v}")),
+    );
+    a.extend(
+        svc.environment_files
+            .iter()
+            .map(|f| format!("--env-file={f}")),
+    );
+    let mut labels = svc.labels.clone();
+    labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
+    labels.insert(LABEL_SERVICE.to_owned(), svc.name.clone());
+    labels.insert(LABEL_HASH.to_owned(), hash.to_owned());
+    a.extend(labels.iter().map(|(k, v)| format!("--label={k}={v}")));
+    if let Some(h) = &svc.health
+        && let Some(cmd) = &h.cmd
+    {
+        a.push(format!("--health-cmd={cmd}"));
+        a.push(format!("--health-interval={}", h.interval));
+        a.push(format!("--health-retries={}", h.retries));
+        a.push(format!("--health-start-period={}", h.start_period));
+        a.push(format!("--health-timeout={}", h.timeout));
+        if stack.backend == Backend::Podman {
+            a.push("--health-on-failure=kill".to_owned());
+        }
+    }
+    a.push(format!("--stop-timeout={}", svc.stop_timeout));
+    if svc.image_file.is_some() {
+        a.push("--pull=never".to_owned());
+    }
+    a.extend(svc.extra_args.iter().cloned());
+    a.push(svc.image.clone());
+    a.extend(svc.cmd.iter().cloned());
+    a
+}
+
+/// The health gate for engines without `--sdnotify=healthy`: an
+/// `ExecStartPost=` that returns once the probe passes, so the unit stays
+/// `activating` (and `After=` dependents wait) until then.
+fn wait_healthy_argv(stack: &Stack, svc: &Service, opts: &Options) -> Option<Vec<String>> {
+    let h = svc.health.as_ref()?;
+    let names = Names::new(&stack.prefix);
+    let mut a = vec![
+        opts.self_exe.clone(),
+        "wait-healthy".to_owned(),
+        format!("--backend={}", stack.backend.name()),
+        format!("--engine={}", stack.engine.path),
+        format!("--timeout={}", svc.start_timeout),
+    ];
+    match (&h.cmd, &h.probe) {
+        (Some(cmd), _) => a.push(format!("--exec={cmd}")),
+        (
+            None,
+            Some(Probe::Http {
+                url,
+                method,
+                expect_status,
+                expect_body,
+            }),
+        ) => {
+            a.push(format!("--http={url}"));
+            a.push(format!("--method={method}"));
+            if let Some(s) = expect_status {
+                a.push(format!("--expect-status={s}"));
+            }
+            if let Some(b) = expect_body {
+                a.push(format!("--expect-body={b}"));
+            }
+        }
+        (None, Some(Probe::Tcp { address })) => a.push(format!("--tcp={address}")),
+        (None, None) => return None,
+    }
+    a.push(names.container(&svc.name));
+    Some(a)
+}
+
+fn container_unit(
+    stack: &Stack,
+    svc: &Service,
+    opts: &Options,
+    hash: &str,
+) -> Result<(&'static str, ContainerCtx), EscapeError> {
+    let names = Names::new(&stack.prefix);
+    let engine = stack.engine.path.as_str();
+    let container = names.container(&svc.name);
+    let network_unit = names.network_unit();
+
+    let mut after = vec!["network-online.target".to_owned(), network_unit.clone()];
+    let mut requires = vec![network_unit];
+    let mut binds_to = Vec::new();
+    if stack.backend == Backend::Docker {
+        after.push("docker.service".to_owned());
+        requires.push("docker.service".to_owned());
+    }
+    for dep in &svc.depends_on {
+        let unit = names.unit(dep);
+        after.push(unit.clone());
+        if svc.vpn && stack.vpn_service.as_deref() == Some(dep.as_str()) {
+            binds_to.push(unit);
+        } else {
+            requires.push(unit);
+        }
+    }
+    after.sort();
+    requires.sort();
+    binds_to.sort();
+
+    let mut pre: Vec<Vec<String>> = Vec::new();
+    let create: Vec<&str> = svc
+        .volumes
+        .iter()
+        .filter(|v| v.create)
+        .map(|v| v.host.as_str())
+        .collect();
+    if !create.is_empty() {
+        let mut a = vec![
+            opts.self_exe.clone(),
+            "ensure-dir".to_owned(),
+            format!("--owner={}:{}", svc.uid, svc.gid),
+            "--mode=0750".to_owned(),
+        ];
+        a.extend(create.iter().map(|s| (*s).to_owned()));
+        pre.push(a);
+    }
+    if let Some(file) = &svc.image_file {
+        pre.push(vec![
+            engine.to_owned(),
+            "load".to_owned(),
+            format!("--input={file}"),
+        ]);
+    }
+
+    let healthy_notify = stack.engine.has_sdnotify_healthy(stack.backend)
+        && svc.health.as_ref().is_some_and(|h| h.cmd.is_some());
+    let mut run: Vec<String> = vec![engine.to_owned(), "run".to_owned()];
+    let mut exec_start_pre = Vec::new();
+    let (template, exec_stop, exec_stop_post) = match stack.backend {
+        Backend::Podman => {
+            run.extend([
+                format!("--name={container}"),
+                "--replace".to_owned(),
+                "--rm".to_owned(),
+                "--cgroups=split".to_owned(),
+                format!(
+                    "--sdnotify={}",
+                    if healthy_notify { "healthy" } else { "conmon" }
+                ),
+                "-d".to_owned(),
+                "--log-driver=journald".to_owned(),
+            ]);
+            let stop = exec_line(&[engine, "rm", "-v", "-f", "-i", &container])?;
+            ("container-podman.service", stop.clone(), stop)
+        }
+        Backend::Docker => {
+            run.extend([
+                "--rm".to_owned(),
+                format!("--name={container}"),
+                "--log-driver=journald".to_owned(),
+            ]);
+            let rm = exec_line(&[engine, "rm", "-f", &container])?;
+            exec_start_pre.push(format!("-{rm}"));
+            let stop = exec_line(&[
+                engine,
+                "stop",
+                &format!("--time={}", svc.stop_timeout),
+                &container,
+            ])?;
+            ("container-docker.service", stop, rm)
+        }
+    };
+    run.extend(common_run_args(stack, svc, hash));
+    for argv in &pre {
+        exec_start_pre.push(exec_line(argv)?);
+    }
+    let mut exec_start_post = Vec::new();
+    if !healthy_notify && let Some(argv) = wait_healthy_argv(stack, svc, opts) {
+        exec_start_post.push(exec_line(&argv)?);
+    }
+
+    let mut documentation = Vec::new();
+    for d in &svc.documentation {
+        documentation.push(plain_value(d)?);
+    }
+    Ok((
+        template,
+        ContainerCtx {
+            version: VERSION,
+            description: plain_value(&format!(
+                "{} in {} container {container}",
+                svc.description,
+                stack.backend.name()
+            ))?,
+            documentation,
+            after,
+            requires,
+            binds_to,
+            target: names.target(),
+            exec_start_pre,
+            exec_start: exec_line(&run)?,
+            exec_start_post,
+            exec_stop,
+            exec_stop_post,
+            restart: svc.restart.systemd(),
+            timeout_start: svc.start_timeout,
+            timeout_stop: svc.stop_timeout + 30,
+        },
+    ))
+}
+
+fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManifest {
+    let names = Names::new(&stack.prefix);
+    let via = match (&stack.vpn_service, svc.vpn) {
+        (Some(vpn), true) => Some(names.container(vpn)),
+        _ => None,
+    };
+    ServiceManifest {
+        unit: names.unit(&svc.name),
+        container: names.container(&svc.name),
+        app: svc.app.clone(),
+        description: svc.description.clone(),
+        image: svc.image.clone(),
+        ports: svc
+            .ports
+            .iter()
+            .map(|p| PublishedPort::new(p, via.clone()))
+            .collect(),
+        volumes: svc.volumes.clone(),
+        config_dir: svc.config_dir.clone(),
+        depends_on: svc.depends_on.clone(),
+        vpn: svc.vpn,
+        health: svc.health.clone(),
+        config_hash: hash,
+        uid: svc.uid,
+        gid: svc.gid,
+        migration: svc.migration.clone(),
+    }
+}

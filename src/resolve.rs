@@ -1,0 +1,1149 @@
+//! From a parsed [`Spec`] to a validated [`Stack`]: catalog presets merged in,
+//! defaults applied, every value checked. After this step nothing can fail
+//! for a reason the user could fix; the renderer only formats.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{self, Legacy, PathMap, Preset};
+use crate::duration::parse_duration;
+use crate::error::SpecError;
+use crate::spec::{
+    Backend, Defaults, HealthSpec, PortSpec, Protocol, Restart, ServiceSpec, Spec, VolumeSpec,
+};
+
+/// Service names that would collide with the stack's own units.
+const RESERVED_NAMES: &[&str] = &["network", "health", "migrate"];
+const MAX_NAME: usize = 48;
+const MAX_PREFIX: usize = 32;
+/// Label keys under this prefix belong to nixarr-units.
+pub const LABEL_PREFIX: &str = "io.nixarr.";
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub backend: Backend,
+    pub prefix: String,
+    pub engine: Engine,
+    pub network: String,
+    pub defaults: Defaults,
+    pub services: BTreeMap<String, Service>,
+    /// The VPN service, when any service uses it.
+    pub vpn_service: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub path: String,
+    /// (major, minor); `None` means "current".
+    pub version: Option<(u64, u64)>,
+}
+
+impl Engine {
+    /// podman ≥ 5 has `--sdnotify=healthy`.
+    pub fn has_sdnotify_healthy(&self, backend: Backend) -> bool {
+        backend == Backend::Podman && self.version.is_none_or(|(major, _)| major >= 5)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Port {
+    pub host: u16,
+    pub container: u16,
+    pub protocol: Protocol,
+    pub address: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+    pub create: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub cmd: Option<String>,
+    pub probe: Option<Probe>,
+    pub interval: String,
+    pub timeout: String,
+    pub retries: u64,
+    pub start_period: String,
+}
+
+/// A probe run from the host against a published port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Probe {
+    Http {
+        url: String,
+        method: String,
+        expect_status: Option<u16>,
+        expect_body: Option<String>,
+    },
+    Tcp {
+        address: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Migration {
+    pub legacy_units: Vec<String>,
+    pub legacy_data_dir: String,
+    pub target_dir: String,
+    /// Owner of the container's config directory.
+    pub uid: u64,
+    pub gid: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<Legacy>,
+    pub path_map: Vec<PathMap>,
+    pub databases: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub app: Option<String>,
+    pub description: String,
+    pub documentation: Vec<String>,
+    pub image: String,
+    pub image_file: Option<String>,
+    /// Ports this service asked for (for VPN services they are published on
+    /// the VPN container).
+    pub ports: Vec<Port>,
+    pub volumes: Vec<Volume>,
+    pub environment: BTreeMap<String, String>,
+    pub environment_files: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub vpn: bool,
+    pub cmd: Vec<String>,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    pub init: bool,
+    pub cap_add: Vec<String>,
+    pub devices: Vec<String>,
+    pub extra_args: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub health: Option<Health>,
+    pub restart: Restart,
+    pub stop_timeout: u64,
+    pub start_timeout: u64,
+    pub uid: u64,
+    pub gid: u64,
+    /// Host directory holding the app's configuration, when known.
+    pub config_dir: Option<String>,
+    pub migration: Option<Migration>,
+}
+
+/// Validation context: the origin file for error messages.
+struct Ctx<'a> {
+    origin: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: impl AsRef<str>, message: impl Into<String>) -> SpecError {
+        SpecError::at(self.origin, path.as_ref(), message)
+    }
+
+    /// A value that ends up in a unit file or an argument: no NUL, no newline.
+    fn text(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
+        if let Some(c) = value
+            .chars()
+            .find(|c| *c == '\0' || *c == '\n' || *c == '\r')
+        {
+            let what = match c {
+                '\0' => "a NUL byte",
+                '\n' => "a newline",
+                _ => "a carriage return",
+            };
+            return Err(self.err(
+                path,
+                format!(
+                    "contains {what}, which cannot be passed through a systemd unit; remove it \
+                     (for multi-line secrets or config use an environment file or a volume)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn abs_path(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
+        let path = path.as_ref();
+        self.text(path, value)?;
+        if !value.starts_with('/') {
+            return Err(self.err(
+                path,
+                format!("`{value}` is a relative path; use an absolute path starting with /"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A bind-mount side: absolute and free of the `:` and `,` that the
+    /// engines' `--volume` syntax cannot carry.
+    fn mount_path(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
+        let path = path.as_ref();
+        self.abs_path(path, value)?;
+        if let Some(c) = value.chars().find(|c| matches!(c, ':' | ',')) {
+            return Err(self.err(
+                path,
+                format!(
+                    "`{value}` contains `{c}`, which the engines' volume syntax cannot express; \
+                     rename the directory or mount a parent directory"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(s, _)| *s >= 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Parse "5.4.1" or "podman version 4.3.1" into (major, minor).
+pub fn parse_version(s: &str) -> Option<(u64, u64)> {
+    let token = s
+        .split_whitespace()
+        .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = token.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+/// Validate a spec and merge catalog presets into it.
+pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
+    let cx = Ctx { origin };
+    let cat = catalog::catalog().map_err(|e| cx.err("services", format!("{e:#}")))?;
+
+    if !is_name(&spec.prefix) || spec.prefix.len() > MAX_PREFIX {
+        return Err(cx.err(
+            "prefix",
+            format!(
+                "`{}` is not a valid prefix; use lowercase letters, digits and `-`, starting \
+                 with a letter, at most {MAX_PREFIX} characters",
+                spec.prefix
+            ),
+        ));
+    }
+    let network = spec
+        .network
+        .name
+        .clone()
+        .unwrap_or_else(|| spec.prefix.clone());
+    let net_ok = network
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !net_ok {
+        return Err(cx.err(
+            "network.name",
+            format!(
+                "`{network}` is not a valid network name; use letters, digits, `_`, `.` and `-`"
+            ),
+        ));
+    }
+    let engine_path = spec
+        .engine
+        .path
+        .clone()
+        .unwrap_or_else(|| format!("/usr/bin/{}", spec.backend.name()));
+    cx.abs_path("engine.path", &engine_path)?;
+    if engine_path.chars().any(char::is_whitespace) {
+        return Err(cx.err(
+            "engine.path",
+            "contains whitespace; give the path of the engine binary without spaces",
+        ));
+    }
+    let version = match &spec.engine.version {
+        None => None,
+        Some(v) => Some(parse_version(v).ok_or_else(|| {
+            cx.err(
+                "engine.version",
+                format!("`{v}` is not a version; write it like \"5.4.1\""),
+            )
+        })?),
+    };
+    let defaults = &spec.defaults;
+    check_id(&cx, "defaults.puid", defaults.puid)?;
+    check_id(&cx, "defaults.pgid", defaults.pgid)?;
+    cx.text("defaults.tz", &defaults.tz)?;
+    if defaults.tz.is_empty() || defaults.tz.chars().any(char::is_whitespace) {
+        return Err(cx.err(
+            "defaults.tz",
+            "must be a time zone name such as \"Europe/Berlin\"",
+        ));
+    }
+    let umask_ok = (3..=4).contains(&defaults.umask.len())
+        && defaults.umask.chars().all(|c| ('0'..='7').contains(&c));
+    if !umask_ok {
+        return Err(cx.err(
+            "defaults.umask",
+            format!(
+                "`{}` is not an octal umask; write it like \"002\"",
+                defaults.umask
+            ),
+        ));
+    }
+    cx.mount_path("paths.stateDir", &spec.paths.state_dir)?;
+    cx.mount_path("paths.dataDir", &spec.paths.data_dir)?;
+
+    let mut services = BTreeMap::new();
+    for (name, svc) in &spec.services {
+        let path = format!("services.{name}");
+        if !is_name(name) || name.len() > MAX_NAME {
+            return Err(cx.err(
+                &path,
+                format!(
+                    "`{name}` is not a valid service name; use lowercase letters, digits and `-`, \
+                     starting with a letter, at most {MAX_NAME} characters"
+                ),
+            ));
+        }
+        if RESERVED_NAMES.contains(&name.as_str()) || name.ends_with("-secrets") {
+            return Err(cx.err(
+                &path,
+                format!(
+                    "`{name}` is reserved for nixarr-units' own units; choose another name \
+                     (reserved: {}, and names ending in -secrets)",
+                    RESERVED_NAMES.join(", ")
+                ),
+            ));
+        }
+        let preset = match &svc.app {
+            None => None,
+            Some(app) => Some(cat.get(app.as_str()).ok_or_else(|| {
+                let hint = match suggest(app, catalog::app_names()) {
+                    Some(s) => format!("did you mean `{s}`? "),
+                    None => String::new(),
+                };
+                cx.err(
+                    format!("{path}.app"),
+                    format!(
+                        "unknown app `{app}`; {hint}known apps: {} (or leave `app` out and give \
+                         `image` for any other container)",
+                        catalog::app_names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?),
+        };
+        let service = resolve_service(&cx, spec, name, svc, preset)?;
+        services.insert(name.clone(), service);
+    }
+
+    let vpn_users: Vec<&String> = services
+        .values()
+        .filter(|s| s.vpn)
+        .map(|s| &s.name)
+        .collect();
+    let vpn_service = if vpn_users.is_empty() {
+        None
+    } else {
+        let vpn = &spec.vpn.service;
+        match services.get(vpn) {
+            None => {
+                return Err(cx.err(
+                    format!("services.{}.vpn", vpn_users[0]),
+                    format!(
+                        "is true but the stack has no VPN service `{vpn}`; add a service \
+                         `{vpn}` with \"app\": \"gluetun\" (or set vpn.service to your VPN \
+                         container), or set vpn to false"
+                    ),
+                ));
+            }
+            Some(v) if v.vpn => {
+                return Err(cx.err(
+                    format!("services.{vpn}.vpn"),
+                    "the VPN service cannot itself run behind the VPN; set it to false",
+                ));
+            }
+            Some(_) => Some(vpn.clone()),
+        }
+    };
+    // A VPN service's users depend on it.
+    if let Some(vpn) = &vpn_service {
+        for s in services.values_mut() {
+            if s.vpn && !s.depends_on.contains(vpn) {
+                s.depends_on.push(vpn.clone());
+                s.depends_on.sort();
+            }
+        }
+    }
+
+    check_dependencies(&cx, &services)?;
+    check_ports(&cx, &services)?;
+
+    Ok(Stack {
+        backend: spec.backend,
+        prefix: spec.prefix.clone(),
+        engine: Engine {
+            path: engine_path,
+            version,
+        },
+        network,
+        defaults: defaults.clone(),
+        services,
+        vpn_service,
+    })
+}
+
+fn check_id(cx: &Ctx, path: &str, id: u64) -> Result<(), SpecError> {
+    if id > u64::from(u32::MAX - 1) {
+        return Err(cx.err(path, format!("{id} is not a valid uid/gid")));
+    }
+    Ok(())
+}
+
+fn port_number(cx: &Ctx, path: &str, n: u64) -> Result<u16, SpecError> {
+    match u16::try_from(n) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(cx.err(path, format!("port {n} is out of range 1-65535"))),
+    }
+}
+
+fn resolve_ports(cx: &Ctx, path: &str, ports: &[PortSpec]) -> Result<Vec<Port>, SpecError> {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let pp = format!("{path}.ports[{i}]");
+            let container = port_number(cx, &format!("{pp}.container"), p.container)?;
+            let host = match p.host {
+                Some(h) => port_number(cx, &format!("{pp}.host"), h)?,
+                None => container,
+            };
+            let address = match &p.address {
+                None => None,
+                Some(a) => Some(a.parse::<IpAddr>().map_err(|_| {
+                    cx.err(
+                        format!("{pp}.address"),
+                        format!("`{a}` is not an IP address; write e.g. \"127.0.0.1\" or \"::1\""),
+                    )
+                })?),
+            };
+            Ok(Port {
+                host,
+                container,
+                protocol: p.protocol,
+                address,
+            })
+        })
+        .collect()
+}
+
+fn preset_ports(preset: &Preset) -> Vec<PortSpec> {
+    preset
+        .ports
+        .iter()
+        .map(|p| PortSpec {
+            host: p.host,
+            container: p.container,
+            protocol: p.protocol,
+            address: p.address.clone(),
+        })
+        .collect()
+}
+
+fn preset_volumes(spec: &Spec, name: &str, preset: &Preset) -> Vec<VolumeSpec> {
+    let mut v = vec![VolumeSpec {
+        host: format!("{}/{name}", spec.paths.state_dir),
+        container: preset.config_dir.clone(),
+        read_only: false,
+        create: true,
+    }];
+    if preset.mounts_data {
+        v.push(VolumeSpec {
+            host: spec.paths.data_dir.clone(),
+            container: spec.paths.data_dir.clone(),
+            read_only: false,
+            create: false,
+        });
+    }
+    v
+}
+
+fn resolve_service(
+    cx: &Ctx,
+    spec: &Spec,
+    name: &str,
+    svc: &ServiceSpec,
+    preset: Option<&Preset>,
+) -> Result<Service, SpecError> {
+    let path = format!("services.{name}");
+    let p = |field: &str| format!("{path}.{field}");
+
+    let uid = svc
+        .puid
+        .or(preset.and_then(|p| p.uid))
+        .unwrap_or(spec.defaults.puid);
+    let gid = svc
+        .pgid
+        .or(preset.and_then(|p| p.gid))
+        .unwrap_or(spec.defaults.pgid);
+    check_id(cx, &p("puid"), uid)?;
+    check_id(cx, &p("pgid"), gid)?;
+
+    let image = svc
+        .image
+        .clone()
+        .or_else(|| preset.map(|p| p.image.clone()))
+        .ok_or_else(|| {
+            cx.err(
+                p("image"),
+                "is missing; give the container image (e.g. \"docker.io/library/nginx:1.27\") \
+                 or an `app` from the catalog",
+            )
+        })?;
+    cx.text(p("image"), &image)?;
+    if image.is_empty() || image.starts_with('-') || image.chars().any(char::is_whitespace) {
+        return Err(cx.err(
+            p("image"),
+            format!("`{image}` is not an image reference; write e.g. \"ghcr.io/owner/app:tag\""),
+        ));
+    }
+    if let Some(f) = &svc.image_file {
+        cx.abs_path(p("imageFile"), f)?;
+    }
+
+    let description = svc
+        .description
+        .clone()
+        .or_else(|| preset.map(|p| p.description.clone()))
+        .unwrap_or_else(|| format!("{name} ({image})"));
+    cx.text(p("description"), &description)?;
+    if description.ends_with('\\') || description.chars().any(char::is_control) {
+        return Err(cx.err(
+            p("description"),
+            "must not contain control characters or end with a backslash",
+        ));
+    }
+    let documentation = preset
+        .map(|p| vec![p.homepage.clone(), p.documentation.clone()])
+        .unwrap_or_default();
+
+    let port_specs = match (&svc.ports, preset) {
+        (Some(ports), _) => ports.clone(),
+        (None, Some(preset)) => preset_ports(preset),
+        (None, None) => Vec::new(),
+    };
+    let ports = resolve_ports(cx, &path, &port_specs)?;
+
+    let volume_specs = match (&svc.volumes, preset) {
+        (Some(v), _) => v.clone(),
+        (None, Some(preset)) => preset_volumes(spec, name, preset),
+        (None, None) => Vec::new(),
+    };
+    let mut volumes = Vec::with_capacity(volume_specs.len());
+    let mut targets = BTreeSet::new();
+    for (i, v) in volume_specs.iter().enumerate() {
+        let vp = format!("{path}.volumes[{i}]");
+        cx.mount_path(format!("{vp}.host"), &v.host)?;
+        cx.mount_path(format!("{vp}.container"), &v.container)?;
+        if !targets.insert(v.container.clone()) {
+            return Err(cx.err(
+                format!("{vp}.container"),
+                format!(
+                    "`{}` is mounted twice; give each volume its own container path",
+                    v.container
+                ),
+            ));
+        }
+        volumes.push(Volume {
+            host: v.host.clone(),
+            container: v.container.clone(),
+            read_only: v.read_only,
+            create: v.create,
+        });
+    }
+    let config_dir = preset.and_then(|pr| {
+        volumes
+            .iter()
+            .find(|v| v.container == pr.config_dir)
+            .map(|v| v.host.clone())
+    });
+
+    let mut environment = BTreeMap::new();
+    if let Some(preset) = preset {
+        if preset.linuxserver {
+            environment.insert("PUID".to_owned(), uid.to_string());
+            environment.insert("PGID".to_owned(), gid.to_string());
+            environment.insert("UMASK".to_owned(), spec.defaults.umask.clone());
+        }
+        environment.insert("TZ".to_owned(), spec.defaults.tz.clone());
+        environment.extend(preset.environment.clone());
+    }
+    environment.extend(svc.environment.clone());
+    for (k, v) in &environment {
+        let ep = format!("{path}.environment.{k}");
+        if !is_env_name(k) {
+            return Err(cx.err(
+                &ep,
+                format!(
+                    "`{k}` is not a valid variable name; use letters, digits and `_`, not \
+                     starting with a digit"
+                ),
+            ));
+        }
+        cx.text(&ep, v)?;
+    }
+    let environment_files = svc.environment_files.clone().unwrap_or_default();
+    for (i, f) in environment_files.iter().enumerate() {
+        cx.abs_path(format!("{path}.environmentFiles[{i}]"), f)?;
+    }
+
+    let mut depends_on = svc.depends_on.clone().unwrap_or_default();
+    depends_on.sort();
+    depends_on.dedup();
+
+    let cmd = svc.cmd.clone().unwrap_or_default();
+    for (i, a) in cmd.iter().enumerate() {
+        cx.text(format!("{path}.cmd[{i}]"), a)?;
+    }
+    if let Some(e) = &svc.entrypoint {
+        cx.text(p("entrypoint"), e)?;
+    }
+    if let Some(u) = &svc.user {
+        cx.text(p("user"), u)?;
+    }
+    let cap_add = svc
+        .cap_add
+        .clone()
+        .or_else(|| preset.map(|p| p.cap_add.clone()))
+        .unwrap_or_default();
+    for (i, c) in cap_add.iter().enumerate() {
+        if c.is_empty() || !c.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(cx.err(
+                format!("{path}.capAdd[{i}]"),
+                format!("`{c}` is not a capability name; write e.g. \"NET_ADMIN\""),
+            ));
+        }
+    }
+    let devices = svc
+        .devices
+        .clone()
+        .or_else(|| preset.map(|p| p.devices.clone()))
+        .unwrap_or_default();
+    for (i, d) in devices.iter().enumerate() {
+        cx.abs_path(format!("{path}.devices[{i}]"), d)?;
+    }
+    let extra_args = svc.extra_args.clone().unwrap_or_default();
+    for (i, a) in extra_args.iter().enumerate() {
+        cx.text(format!("{path}.extraArgs[{i}]"), a)?;
+    }
+    for (k, v) in &svc.labels {
+        let lp = format!("{path}.labels.{k}");
+        cx.text(&lp, k)?;
+        cx.text(&lp, v)?;
+        if k.is_empty() || k.contains('=') || k.chars().any(char::is_whitespace) {
+            return Err(cx.err(
+                &lp,
+                "label keys must be non-empty and contain no `=` or whitespace",
+            ));
+        }
+        if k.starts_with(LABEL_PREFIX) {
+            return Err(cx.err(
+                &lp,
+                format!("label keys starting with `{LABEL_PREFIX}` are set by nixarr-units; choose another key"),
+            ));
+        }
+    }
+
+    let health_spec = match &svc.health {
+        Some(h) => h.clone(),
+        None => preset.and_then(|p| p.health.clone()),
+    };
+    let vpn = svc.vpn.unwrap_or(false);
+    let health = match health_spec {
+        None => None,
+        Some(h) => Some(resolve_health(cx, &p("health"), &h, &ports)?),
+    };
+
+    let stop_timeout = svc.stop_timeout.unwrap_or(60);
+    if !(1..=3600).contains(&stop_timeout) {
+        return Err(cx.err(
+            p("stopTimeout"),
+            format!("{stop_timeout} is out of range 1-3600 seconds"),
+        ));
+    }
+    let start_timeout = svc.start_timeout.unwrap_or(900);
+    if !(10..=86400).contains(&start_timeout) {
+        return Err(cx.err(
+            p("startTimeout"),
+            format!("{start_timeout} is out of range 10-86400 seconds"),
+        ));
+    }
+
+    let migration = resolve_migration(cx, &path, svc, preset, config_dir.as_deref(), uid, gid)?;
+
+    Ok(Service {
+        name: name.to_owned(),
+        app: svc.app.clone(),
+        description,
+        documentation,
+        image,
+        image_file: svc.image_file.clone(),
+        ports,
+        volumes,
+        environment,
+        environment_files,
+        depends_on,
+        vpn,
+        cmd,
+        entrypoint: svc.entrypoint.clone(),
+        user: svc.user.clone(),
+        init: svc.init.or(preset.map(|p| p.init)).unwrap_or(false),
+        cap_add,
+        devices,
+        extra_args,
+        labels: svc.labels.clone(),
+        health,
+        restart: svc.restart.unwrap_or(Restart::OnFailure),
+        stop_timeout,
+        start_timeout,
+        uid,
+        gid,
+        config_dir,
+        migration,
+    })
+}
+
+fn resolve_health(
+    cx: &Ctx,
+    path: &str,
+    h: &HealthSpec,
+    ports: &[Port],
+) -> Result<Health, SpecError> {
+    let dur = |field: &str, value: &Option<String>, default: &str| -> Result<String, SpecError> {
+        let v = value.clone().unwrap_or_else(|| default.to_owned());
+        parse_duration(&v).map_err(|e| cx.err(format!("{path}.{field}"), e))?;
+        Ok(v)
+    };
+    let interval = dur("interval", &h.interval, "30s")?;
+    let timeout = dur("timeout", &h.timeout, "5s")?;
+    let start_period = dur("startPeriod", &h.start_period, "0s")?;
+    let retries = h.retries.unwrap_or(3);
+    if !(1..=100).contains(&retries) {
+        return Err(cx.err(
+            format!("{path}.retries"),
+            format!("{retries} is out of range 1-100"),
+        ));
+    }
+    if let Some(c) = &h.cmd {
+        cx.text(format!("{path}.cmd"), c)?;
+        if c.trim().is_empty() {
+            return Err(cx.err(
+                format!("{path}.cmd"),
+                "is empty; give a shell command or leave it out",
+            ));
+        }
+    }
+
+    // The host port that publishes the probed container port.
+    let host_of = |field: &str| -> Result<(String, u16), SpecError> {
+        let cport = h.port.ok_or_else(|| {
+            cx.err(
+                format!("{path}.port"),
+                format!("is needed with `{field}`: the container port to probe"),
+            )
+        })?;
+        let port = ports
+            .iter()
+            .find(|p| u64::from(p.container) == cport && p.protocol == Protocol::Tcp)
+            .ok_or_else(|| {
+                cx.err(
+                    format!("{path}.port"),
+                    format!("container port {cport} is not published (tcp) in `ports`; publish it or probe another port"),
+                )
+            })?;
+        let host = match port.address {
+            None => "127.0.0.1".to_owned(),
+            Some(IpAddr::V4(a)) if a.is_unspecified() => "127.0.0.1".to_owned(),
+            Some(IpAddr::V6(a)) if a.is_unspecified() => "[::1]".to_owned(),
+            Some(IpAddr::V6(a)) => format!("[{a}]"),
+            Some(a) => a.to_string(),
+        };
+        Ok((host, port.host))
+    };
+
+    let probe = match (&h.http, h.tcp.unwrap_or(false)) {
+        (Some(_), true) => {
+            return Err(cx.err(
+                format!("{path}.tcp"),
+                "cannot be combined with `http`; choose one probe",
+            ));
+        }
+        (Some(url), false) => {
+            cx.text(format!("{path}.http"), url)?;
+            let url = if url.starts_with('/') {
+                let (host, port) = host_of("http")?;
+                format!("http://{host}:{port}{url}")
+            } else if url.starts_with("http://") || url.starts_with("https://") {
+                url.clone()
+            } else {
+                return Err(cx.err(
+                    format!("{path}.http"),
+                    format!("`{url}` is neither a URL (http://…) nor a path (/ping)"),
+                ));
+            };
+            let method = h.method.clone().unwrap_or_else(|| "GET".to_owned());
+            if !matches!(method.as_str(), "GET" | "HEAD" | "POST") {
+                return Err(cx.err(
+                    format!("{path}.method"),
+                    format!("`{method}` is not supported; use GET, HEAD or POST"),
+                ));
+            }
+            let expect_status = match h.expect_status {
+                None => None,
+                Some(s) if (100..=599).contains(&s) => Some(s as u16),
+                Some(s) => {
+                    return Err(cx.err(
+                        format!("{path}.expectStatus"),
+                        format!("{s} is not an HTTP status (100-599)"),
+                    ));
+                }
+            };
+            if let Some(b) = &h.expect_body {
+                cx.text(format!("{path}.expectBody"), b)?;
+            }
+            Some(Probe::Http {
+                url,
+                method,
+                expect_status,
+                expect_body: h.expect_body.clone(),
+            })
+        }
+        (None, true) => {
+            let (host, port) = host_of("tcp")?;
+            Some(Probe::Tcp {
+                address: format!("{host}:{port}"),
+            })
+        }
+        (None, false) => None,
+    };
+    if h.cmd.is_none() && probe.is_none() {
+        return Err(cx.err(
+            path,
+            "has neither `cmd` nor a probe (`http` or `tcp`); give one, or set health to null",
+        ));
+    }
+    Ok(Health {
+        cmd: h.cmd.clone(),
+        probe,
+        interval,
+        timeout,
+        retries,
+        start_period,
+    })
+}
+
+fn resolve_migration(
+    cx: &Ctx,
+    path: &str,
+    svc: &ServiceSpec,
+    preset: Option<&Preset>,
+    config_dir: Option<&str>,
+    uid: u64,
+    gid: u64,
+) -> Result<Option<Migration>, SpecError> {
+    let given = match &svc.migration {
+        Some(None) => return Ok(None),
+        Some(Some(m)) => Some(m),
+        None => None,
+    };
+    let legacy = preset.and_then(|p| p.legacy.clone());
+    if given.is_none() && legacy.is_none() {
+        return Ok(None);
+    }
+    let mp = format!("{path}.migration");
+    let legacy_units = match given.and_then(|m| m.legacy_unit.clone()) {
+        Some(u) => vec![u],
+        None => legacy.as_ref().map(|l| l.units.clone()).unwrap_or_default(),
+    };
+    let Some(first_unit) = legacy_units.first() else {
+        return Err(cx.err(
+            format!("{mp}.legacyUnit"),
+            "is missing; name the native unit to migrate from (e.g. \"sonarr.service\")",
+        ));
+    };
+    let unit_ok = first_unit.ends_with(".service")
+        && first_unit
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+    if !unit_ok {
+        return Err(cx.err(
+            format!("{mp}.legacyUnit"),
+            format!("`{first_unit}` is not a service unit name; write e.g. \"sonarr.service\""),
+        ));
+    }
+    let legacy_data_dir = given
+        .and_then(|m| m.legacy_data_dir.clone())
+        .or_else(|| legacy.as_ref().map(|l| l.data_dir.clone()))
+        .ok_or_else(|| {
+            cx.err(
+                format!("{mp}.legacyDataDir"),
+                "is missing; give the native service's data directory",
+            )
+        })?;
+    cx.abs_path(format!("{mp}.legacyDataDir"), &legacy_data_dir)?;
+    let target_dir = given
+        .and_then(|m| m.target_dir.clone())
+        .or_else(|| config_dir.map(str::to_owned))
+        .ok_or_else(|| {
+            cx.err(
+                format!("{mp}.targetDir"),
+                "is missing; give the host directory the container keeps its config in",
+            )
+        })?;
+    cx.abs_path(format!("{mp}.targetDir"), &target_dir)?;
+    Ok(Some(Migration {
+        legacy_units,
+        legacy_data_dir,
+        target_dir,
+        uid,
+        gid,
+        path_map: legacy
+            .as_ref()
+            .map(|l| l.path_map.clone())
+            .unwrap_or_default(),
+        databases: legacy
+            .as_ref()
+            .map(|l| l.databases.clone())
+            .unwrap_or_default(),
+        legacy,
+    }))
+}
+
+fn check_dependencies(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), SpecError> {
+    for s in services.values() {
+        for (i, d) in s.depends_on.iter().enumerate() {
+            if d == &s.name {
+                return Err(cx.err(
+                    format!("services.{}.dependsOn[{i}]", s.name),
+                    "a service cannot depend on itself; remove it",
+                ));
+            }
+            if !services.contains_key(d) {
+                let hint = suggest(d, services.keys().map(String::as_str))
+                    .map(|s| format!(" Did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(cx.err(
+                    format!("services.{}.dependsOn[{i}]", s.name),
+                    format!("depends on `{d}`, which is not a service in this spec.{hint} Add it or remove the dependency."),
+                ));
+            }
+        }
+    }
+    // Depth-first search with colours; the first cycle found (in name
+    // order) is reported as a path.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        n: &'a str,
+        services: &'a BTreeMap<String, Service>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n).copied().unwrap_or(Mark::New) {
+            Mark::Done => return None,
+            Mark::Active => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle: Vec<String> =
+                    stack[start..].iter().map(|s| (*s).to_owned()).collect();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            Mark::New => {}
+        }
+        marks.insert(n, Mark::Active);
+        stack.push(n);
+        if let Some(s) = services.get(n) {
+            for d in &s.depends_on {
+                if let Some(c) = visit(d, services, marks, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for name in services.keys() {
+        let mut stack = Vec::new();
+        if let Some(cycle) = visit(name, services, &mut marks, &mut stack) {
+            return Err(cx.err(
+                format!("services.{}.dependsOn", cycle[0]),
+                format!(
+                    "dependency cycle {}; remove one of these dependencies",
+                    cycle.join(" -> ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Who holds a host port so far: (address, service, index in its ports).
+type PortHolders<'a> = Vec<(Option<IpAddr>, &'a str, usize)>;
+
+fn check_ports(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), SpecError> {
+    let mut seen: BTreeMap<(u16, Protocol), PortHolders> = BTreeMap::new();
+    for s in services.values() {
+        for (i, p) in s.ports.iter().enumerate() {
+            let entry = seen.entry((p.host, p.protocol)).or_default();
+            for (addr, other, j) in entry.iter() {
+                let overlap = match (addr, p.address) {
+                    (None, _) | (_, None) => true,
+                    (Some(a), Some(b)) => a == &b || a.is_unspecified() || b.is_unspecified(),
+                };
+                if overlap {
+                    let what = if *other == s.name.as_str() {
+                        format!("is already used by ports[{j}] of the same service")
+                    } else {
+                        format!("is also used by services.{other}.ports[{j}]")
+                    };
+                    return Err(cx.err(
+                        format!("services.{}.ports[{i}].host", s.name),
+                        format!(
+                            "host port {}/{} {what}; give one of them another host port",
+                            p.host,
+                            p.protocol.name()
+                        ),
+                    ));
+                }
+            }
+            entry.push((p.address, &s.name, i));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::parse;
+
+    fn stack(json: &str) -> Result<Stack, SpecError> {
+        resolve(&parse(json, "t.json")?, "t.json")
+    }
+
+    #[test]
+    fn preset_fills_in_sonarr() {
+        let s = stack(r#"{"version":1,"services":{"sonarr":{"app":"sonarr"}}}"#).unwrap();
+        let sonarr = &s.services["sonarr"];
+        assert_eq!(sonarr.image, "lscr.io/linuxserver/sonarr:latest");
+        assert_eq!(sonarr.ports[0].host, 8989);
+        assert_eq!(sonarr.environment["PUID"], "568");
+        assert_eq!(sonarr.config_dir.as_deref(), Some("/var/lib/nixarr/sonarr"));
+        assert_eq!(sonarr.volumes[1].container, "/data");
+        let m = sonarr.migration.as_ref().unwrap();
+        assert_eq!(m.legacy_units, ["sonarr.service"]);
+        assert_eq!(m.target_dir, "/var/lib/nixarr/sonarr");
+    }
+
+    #[test]
+    fn overrides_replace_lists_and_merge_maps() {
+        let s = stack(
+            r#"{"version":1,"services":{"sonarr-4k":{"app":"sonarr",
+            "ports":[{"host":8990,"container":8989}],"environment":{"TZ":"Europe/Berlin","X":"1"}}}}"#,
+        )
+        .unwrap();
+        let s4 = &s.services["sonarr-4k"];
+        assert_eq!(s4.ports.len(), 1);
+        assert_eq!(s4.ports[0].host, 8990);
+        assert_eq!(s4.environment["TZ"], "Europe/Berlin");
+        assert_eq!(s4.environment["PUID"], "568");
+        assert_eq!(s4.config_dir.as_deref(), Some("/var/lib/nixarr/sonarr-4k"));
+        match &s4.health.as_ref().unwrap().probe {
+            Some(Probe::Http { url, .. }) => assert_eq!(url, "http://127.0.0.1:8990/ping"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn cycle_is_named() {
+        let e = stack(
+            r#"{"version":1,"services":{
+              "a":{"image":"x","dependsOn":["b"]},
+              "b":{"image":"x","dependsOn":["c"]},
+              "c":{"image":"x","dependsOn":["a"]}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("dependency cycle a -> b -> c -> a"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_host_port_names_both() {
+        let e = stack(
+            r#"{"version":1,"services":{
+              "a":{"image":"x","ports":[{"container":80,"host":8080}]},
+              "b":{"image":"x","ports":[{"container":81,"host":8080}]}}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("services.b.ports[0].host"), "{e}");
+        assert!(e.contains("services.a.ports[0]"), "{e}");
+    }
+
+    #[test]
+    fn same_port_on_distinct_addresses_and_protocols_is_fine() {
+        stack(
+            r#"{"version":1,"services":{
+              "a":{"image":"x","ports":[{"container":80,"host":8080,"address":"127.0.0.1"}]},
+              "b":{"image":"x","ports":[{"container":80,"host":8080,"address":"127.0.0.2"},
+                                        {"container":80,"host":8080,"protocol":"udp"}]}}}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn vpn_without_vpn_service_is_an_error() {
+        let e = stack(r#"{"version":1,"services":{"a":{"app":"sonarr","vpn":true}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("services.a.vpn"), "{e}");
+    }
+
+    #[test]
+    fn version_parsing() {
+        assert_eq!(parse_version("podman version 4.3.1"), Some((4, 3)));
+        assert_eq!(parse_version("5.4.1"), Some((5, 4)));
+        assert_eq!(
+            parse_version("Docker version 20.10.24+dfsg1, build"),
+            Some((20, 10))
+        );
+        assert_eq!(parse_version("garbage"), None);
+    }
+}

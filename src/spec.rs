@@ -1,0 +1,439 @@
+//! The JSON contract between the NixOS module (or a hand-written file) and the
+//! renderer: types, defaults, and the first pass of parsing. Errors carry the
+//! JSON path of the offending value and say what to do about it.
+//!
+//! Parsing is two-step: `serde_json` checks the syntax (line and column in the
+//! error), then `serde_path_to_error` maps the document onto the types below,
+//! which reject unknown keys. Semantic checks (ports, cycles, paths …) happen
+//! in [`crate::resolve`], once catalog presets are merged in.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SpecError;
+
+/// The only spec version this build understands.
+pub const SPEC_VERSION: u64 = 1;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Spec {
+    pub version: u64,
+    #[serde(default)]
+    pub backend: Backend,
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default)]
+    pub engine: EngineSpec,
+    #[serde(default)]
+    pub network: NetworkSpec,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub paths: Paths,
+    #[serde(default)]
+    pub vpn: VpnSpec,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+fn default_prefix() -> String {
+    "nixarr".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Podman,
+    Docker,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Podman => "podman",
+            Backend::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which engine binary the units call, and which version of it, so the
+/// renderer can use features only where they exist (`--sdnotify=healthy`
+/// arrived with podman 5).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct EngineSpec {
+    /// Absolute path of the podman or docker binary.
+    pub path: Option<String>,
+    /// Version string such as "5.4.1"; absent means "current" (podman 5).
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Name of the container network; defaults to the prefix.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Defaults {
+    #[serde(default = "default_id")]
+    pub puid: u64,
+    #[serde(default = "default_id")]
+    pub pgid: u64,
+    #[serde(default = "default_tz")]
+    pub tz: String,
+    #[serde(default = "default_umask")]
+    pub umask: String,
+}
+
+fn default_id() -> u64 {
+    568
+}
+fn default_tz() -> String {
+    "Etc/UTC".to_owned()
+}
+fn default_umask() -> String {
+    "002".to_owned()
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            puid: default_id(),
+            pgid: default_id(),
+            tz: default_tz(),
+            umask: default_umask(),
+        }
+    }
+}
+
+/// Where catalog apps keep their state and where the shared media tree is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Paths {
+    /// Parent of every app's config directory (`<stateDir>/<service>`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
+    /// The one media tree, mounted at the same path in every app that needs it.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: String,
+}
+
+fn default_state_dir() -> String {
+    "/var/lib/nixarr".to_owned()
+}
+fn default_data_dir() -> String {
+    "/data".to_owned()
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            state_dir: default_state_dir(),
+            data_dir: default_data_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VpnSpec {
+    /// The service whose network namespace `vpn = true` services join.
+    #[serde(default = "default_vpn_service")]
+    pub service: String,
+}
+
+fn default_vpn_service() -> String {
+    "gluetun".to_owned()
+}
+
+impl Default for VpnSpec {
+    fn default() -> Self {
+        VpnSpec {
+            service: default_vpn_service(),
+        }
+    }
+}
+
+/// One service as written in the spec. Every field is optional so that a
+/// catalog preset (`app`) can supply it; maps merge key by key, lists and
+/// scalars replace the preset's value.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceSpec {
+    pub app: Option<String>,
+    pub description: Option<String>,
+    pub image: Option<String>,
+    pub image_file: Option<String>,
+    pub ports: Option<Vec<PortSpec>>,
+    pub volumes: Option<Vec<VolumeSpec>>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    pub environment_files: Option<Vec<String>>,
+    pub depends_on: Option<Vec<String>>,
+    pub vpn: Option<bool>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    pub init: Option<bool>,
+    pub cap_add: Option<Vec<String>>,
+    pub devices: Option<Vec<String>>,
+    pub extra_args: Option<Vec<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `null` disables the preset's probe; absent keeps it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub health: Option<Option<HealthSpec>>,
+    pub restart: Option<Restart>,
+    pub stop_timeout: Option<u64>,
+    pub start_timeout: Option<u64>,
+    pub puid: Option<u64>,
+    pub pgid: Option<u64>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub migration: Option<Option<MigrationSpec>>,
+}
+
+fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PortSpec {
+    /// Host port; defaults to the container port.
+    pub host: Option<u64>,
+    pub container: u64,
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Host address to bind; defaults to all addresses.
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VolumeSpec {
+    pub host: String,
+    pub container: String,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Create the host directory (owned by the service's puid:pgid, 0750)
+    /// before the first start when it does not exist. Never touches an
+    /// existing directory.
+    #[serde(default)]
+    pub create: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthSpec {
+    /// Command run inside the container by the engine (`/bin/sh -c`).
+    pub cmd: Option<String>,
+    /// URL probed from the host, or a path (`/ping`) on the host port that
+    /// publishes `port`.
+    pub http: Option<String>,
+    /// Container port whose published host port `http`/`tcp` probes use.
+    pub port: Option<u64>,
+    /// Probe a TCP connect instead of HTTP (`true` with `port`).
+    pub tcp: Option<bool>,
+    pub method: Option<String>,
+    pub expect_status: Option<u64>,
+    pub expect_body: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<u64>,
+    pub start_period: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    No,
+    OnFailure,
+    Always,
+}
+
+impl Restart {
+    pub fn systemd(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationSpec {
+    pub legacy_unit: Option<String>,
+    pub legacy_data_dir: Option<String>,
+    pub target_dir: Option<String>,
+}
+
+/// Parse a spec document. `origin` names the file in error messages.
+pub fn parse(text: &str, origin: &str) -> Result<Spec, SpecError> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| SpecError::Syntax {
+        origin: origin.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })?;
+    match value.get("version") {
+        None => {
+            return Err(SpecError::at(
+                origin,
+                "version",
+                format!("missing; add \"version\": {SPEC_VERSION} at the top level"),
+            ));
+        }
+        Some(v) if v.as_u64() != Some(SPEC_VERSION) => {
+            return Err(SpecError::at(
+                origin,
+                "version",
+                format!(
+                    "unsupported spec version {v}; this nixarr-units understands version \
+                     {SPEC_VERSION} only (upgrade nixarr-units, or regenerate the spec with the \
+                     matching NixOS module)"
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        // For an unknown key the path already ends with that key.
+        let path = e.path().to_string();
+        SpecError::at(origin, &path, explain_serde(e.inner()))
+    })
+}
+
+/// serde_json appends " at line L column C"; the path already says where.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Turn serde's messages into ours: an unknown key gets the nearest valid name.
+fn explain_serde(err: &serde_json::Error) -> String {
+    let msg = strip_position(&err.to_string());
+    if let Some((field, expected)) = parse_unknown_field(&msg) {
+        let best = expected
+            .iter()
+            .map(|cand| (strsim::jaro_winkler(&field, cand), cand))
+            .filter(|(score, _)| *score >= 0.7)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        return match best {
+            Some((_, cand)) => format!("unknown key; did you mean `{cand}`?"),
+            None => format!(
+                "unknown key; valid keys here: {}",
+                expected
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        return format!("unknown value {rest}");
+    }
+    msg
+}
+
+/// Parse serde's `unknown field `x`, expected one of `a`, `b`` (or
+/// `expected `a``) into the field and the valid names.
+fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    let field = rest[..end].to_owned();
+    let expected = rest[end..]
+        .split('`')
+        .skip(2)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    Some((field, expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let s = parse(r#"{"version":1,"services":{}}"#, "t.json").unwrap();
+        assert_eq!(s.backend, Backend::Podman);
+        assert_eq!(s.prefix, "nixarr");
+        assert_eq!(s.defaults.puid, 568);
+        assert_eq!(s.paths.data_dir, "/data");
+    }
+
+    #[test]
+    fn unknown_key_suggests_nearest() {
+        let e = parse(r#"{"version":1,"services":{"a":{"imagee":"x"}}}"#, "t.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("services.a.imagee: unknown key"), "{e}");
+        assert!(e.contains("did you mean `image`"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = parse("{\n\"version\": 1,\n}", "t.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn wrong_version_is_rejected() {
+        let e = parse(r#"{"version":2}"#, "t.json").unwrap_err().to_string();
+        assert!(e.contains("unsupported spec version 2"), "{e}");
+    }
+
+    #[test]
+    fn health_null_disables() {
+        let s = parse(
+            r#"{"version":1,"services":{"a":{"health":null},"b":{}}}"#,
+            "t.json",
+        )
+        .unwrap();
+        assert!(matches!(s.services["a"].health, Some(None)));
+        assert!(s.services["b"].health.is_none());
+    }
+}
