@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test of nixarr-units on a Debian/Ubuntu machine (as root, or
+# with sudo for the package installation): formatting, lints, unit and
+# property tests, golden files, `systemd-analyze verify`, CLI tests, NixOS
+# module evaluation, and the end-to-end tests on real systemd, podman and
+# dockerd. .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
+  docker.io dbus busybox-static nix-bin sqlite3 uidmap)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "== installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The module evaluation tests need nixpkgs' lib/ (never part of this repo).
+if [ -z "${NIXPKGS_LIB:-}" ]; then
+  for candidate in /work/.mirror/nix-community+nixpkgs.lib /var/cache/nixarr-units/nixpkgs.lib; do
+    if [ -d "$candidate/lib" ]; then export NIXPKGS_LIB="$candidate/lib"; break; fi
+    if [ -f "$candidate/HEAD" ]; then
+      dest="${TMPDIR:-/tmp}/nixarr-units-nixpkgs-lib"
+      if [ ! -d "$dest/lib" ]; then
+        mkdir -p "$dest" && git --git-dir="$candidate" archive HEAD lib | tar -x -C "$dest"
+      fi
+      export NIXPKGS_LIB="$dest/lib"; break
+    fi
+  done
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --locked -- --test-threads=2
