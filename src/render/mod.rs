@@ -161,7 +161,7 @@ struct TargetCtx {
     version: &'static str,
     prefix: String,
     backend: &'static str,
-    count: usize,
+    count: String,
     wants: Vec<String>,
 }
 
@@ -215,7 +215,10 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
                 version: VERSION,
                 prefix: stack.prefix.clone(),
                 backend: stack.backend.name(),
-                count: stack.services.len(),
+                count: match stack.services.len() {
+                    1 => "1 service".to_owned(),
+                    n => format!("{n} services"),
+                },
                 wants,
             },
         )?),
