@@ -1,0 +1,402 @@
+//! The command line as a user meets it: bad input gets one clear error with
+//! the JSON path, exit status 2 and nothing written; render and the
+//! generator write the same bytes.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn bin() -> Command {
+    Command::cargo_bin("nixarr-units").unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Render `spec` and expect exit 2, an error containing every `needle`,
+/// and no output directory.
+fn rejects(spec: &str, needles: &[&str]) {
+    let t = tempfile::tempdir().unwrap();
+    let file = write(t.path(), "spec.json", spec);
+    let out = t.path().join("out");
+    let assert = bin()
+        .args(["render", "--spec"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stdout("");
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for n in needles {
+        assert!(stderr.contains(n), "expected {n:?} in:\n{stderr}");
+    }
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one error line expected:\n{stderr}"
+    );
+    assert!(!out.exists(), "nothing may be written on error");
+    // No staging directory left behind either.
+    let leftovers: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "spec.json")
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    // validate agrees.
+    bin()
+        .args(["validate", "--spec"])
+        .arg(&file)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn malformed_json_gives_line_and_column() {
+    rejects(
+        "{\n  \"version\": 1,\n  \"services\": {,}\n}",
+        &["spec.json: invalid JSON at line 3, column 16"],
+    );
+}
+
+#[test]
+fn unknown_key_suggests_the_nearest() {
+    rejects(
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr","dependOn":[]}}}"#,
+        &["services.sonarr.dependOn: unknown key; did you mean `dependsOn`?"],
+    );
+    rejects(
+        r#"{"version":1,"backend":"podman","servics":{}}"#,
+        &["servics: unknown key; did you mean `services`?"],
+    );
+}
+
+#[test]
+fn unknown_app_lists_the_catalog() {
+    rejects(
+        r#"{"version":1,"services":{"tv":{"app":"sonar"}}}"#,
+        &[
+            "services.tv.app: unknown app `sonar`; did you mean `sonarr`?",
+            "known apps:",
+        ],
+    );
+}
+
+#[test]
+fn bad_service_name() {
+    rejects(
+        r#"{"version":1,"services":{"Sonarr":{"app":"sonarr"}}}"#,
+        &["services.Sonarr: `Sonarr` is not a valid service name"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"network":{"image":"x"}}}"#,
+        &["services.network: `network` is reserved"],
+    );
+}
+
+#[test]
+fn host_port_used_twice_names_both_services() {
+    rejects(
+        r#"{"version":1,"services":{
+            "qbittorrent":{"app":"qbittorrent"},
+            "sabnzbd":{"app":"sabnzbd","ports":[{"host":8080,"container":8080}]}}}"#,
+        &[
+            "services.sabnzbd.ports[0].host: host port 8080/tcp is also used by services.qbittorrent.ports[0]",
+        ],
+    );
+}
+
+#[test]
+fn dependency_cycle_is_named() {
+    rejects(
+        r#"{"version":1,"services":{
+            "sonarr":{"app":"sonarr","dependsOn":["prowlarr"]},
+            "prowlarr":{"app":"prowlarr","dependsOn":["bazarr"]},
+            "bazarr":{"app":"bazarr","dependsOn":["sonarr"]}}}"#,
+        &["dependency cycle bazarr -> sonarr -> prowlarr -> bazarr"],
+    );
+}
+
+#[test]
+fn missing_dependency() {
+    rejects(
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr","dependsOn":["prowlar"]},
+            "prowlarr":{"app":"prowlarr"}}}"#,
+        &[
+            "services.sonarr.dependsOn[0]: depends on `prowlar`",
+            "Did you mean `prowlarr`?",
+        ],
+    );
+}
+
+#[test]
+fn relative_host_path() {
+    rejects(
+        r#"{"version":1,"services":{"web":{"image":"nginx",
+            "volumes":[{"host":"data/web","container":"/usr/share/nginx/html"}]}}}"#,
+        &["services.web.volumes[0].host: `data/web` is a relative path; use an absolute path"],
+    );
+}
+
+#[test]
+fn unsupported_spec_version() {
+    rejects(
+        r#"{"version":7,"services":{}}"#,
+        &["version: unsupported spec version 7"],
+    );
+    rejects(r#"{"services":{}}"#, &["version: missing"]);
+}
+
+#[test]
+fn port_out_of_range() {
+    rejects(
+        r#"{"version":1,"services":{"web":{"image":"nginx","ports":[{"host":70000,"container":80}]}}}"#,
+        &["services.web.ports[0].host: port 70000 is out of range 1-65535"],
+    );
+}
+
+#[test]
+fn newline_in_a_value_is_refused_with_its_path() {
+    rejects(
+        r#"{"version":1,"services":{"web":{"image":"nginx",
+            "environment":{"GREETING":"hi\nExecStartPre=/bin/evil"}}}}"#,
+        &["services.web.environment.GREETING: contains a newline"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"web":{"image":"nginx","cmd":["a\u0000b"]}}}"#,
+        &["services.web.cmd[0]: contains a NUL byte"],
+    );
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    rejects(
+        r#"{"version":1,"services":{"web":{"image":"nginx","ports":[{"container":"80"}]}}}"#,
+        &["services.web.ports[0].container: invalid type: string \"80\", expected u64"],
+    );
+    rejects(
+        r#"{"version":1,"backend":"lxc","services":{}}"#,
+        &["backend: unknown value `lxc`"],
+    );
+}
+
+#[test]
+fn vpn_service_without_vpn_container() {
+    rejects(
+        r#"{"version":1,"services":{"qbittorrent":{"app":"qbittorrent","vpn":true}}}"#,
+        &["services.qbittorrent.vpn: is true but the stack has no VPN service `gluetun`"],
+    );
+}
+
+#[test]
+fn missing_spec_file_is_a_clear_error() {
+    bin()
+        .args([
+            "render",
+            "--spec",
+            "/nonexistent/spec.json",
+            "--out",
+            "/tmp/x",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot read the spec"));
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stack.json")
+}
+
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                ));
+            } else if meta.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn render_writes_units_and_manifest_and_replaces_an_earlier_render() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    for _ in 0..2 {
+        bin()
+            .args(["render", "--self-exe", "/usr/bin/nixarr-units", "--spec"])
+            .arg(example())
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("rendered 12 services (podman)"));
+    }
+    let files = tree(&out);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"lib/systemd/system/nixarr-sonarr.service"));
+    assert!(names.contains(&"lib/systemd/system/nixarr.target"));
+    assert!(names.contains(&"lib/systemd/system/multi-user.target.wants/nixarr.target"));
+    assert!(names.contains(&"share/nixarr-units/manifest.json"));
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("share/nixarr-units/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        manifest["stacks"][0]["services"]["sonarr"]["migration"]["legacyDataDir"],
+        "/var/lib/sonarr/.config/NzbDrone"
+    );
+    // Nothing but the output directory in its parent.
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn render_refuses_a_foreign_non_empty_directory() {
+    let t = tempfile::tempdir().unwrap();
+    write(t.path(), "precious.txt", "keep me");
+    bin()
+        .args(["render", "--spec"])
+        .arg(example())
+        .arg("--out")
+        .arg(t.path())
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "is not empty and holds no earlier render",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("precious.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+#[test]
+fn validate_summarises() {
+    bin()
+        .args(["validate", "--spec"])
+        .arg(example())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("valid; 12 services on podman"));
+}
+
+/// systemd.generator(7): nothing on stdout, one broken spec does not stop
+/// the others, non-zero exit when anything failed — and the units are
+/// byte-identical to what `render` writes for the same spec.
+#[test]
+fn generator_renders_every_good_spec_and_reports_the_bad_one() {
+    let t = tempfile::tempdir().unwrap();
+    let specs = t.path().join("etc");
+    std::fs::create_dir(&specs).unwrap();
+    std::fs::copy(example(), specs.join("media.json")).unwrap();
+    write(
+        &specs,
+        "web.json",
+        r#"{"version":1,"prefix":"web","engine":{"version":"5.0"},
+            "services":{"nginx":{"image":"docker.io/library/nginx:1.27",
+            "ports":[{"host":8088,"container":80}]}}}"#,
+    );
+    write(
+        &specs,
+        "broken.json",
+        r#"{"version":1,"services":{"x":{"app":"nope"}}}"#,
+    );
+    write(&specs, "manifest.json", r#"{"not":"a spec"}"#);
+    write(&specs, "notes.txt", "ignored");
+    let normal = t.path().join("normal");
+    std::fs::create_dir(&normal).unwrap();
+    let manifest = t.path().join("run/manifest.json");
+
+    // Called the way systemd calls it: through a symlink, three directories.
+    let link = t.path().join("nixarr-units-generator");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nixarr-units"), &link).unwrap();
+    let assert = Command::new(&link)
+        .arg(&normal)
+        .arg(t.path().join("early"))
+        .arg(t.path().join("late"))
+        .env("NIXARR_UNITS_SPEC_DIR", &specs)
+        .env("NIXARR_UNITS_MANIFEST", &manifest)
+        .assert()
+        .code(1)
+        .stdout("");
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("broken.json: services.x.app: unknown app"),
+        "{stderr}"
+    );
+
+    let generated = tree(&normal);
+    let names: Vec<&str> = generated.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"nixarr-sonarr.service"), "{names:?}");
+    assert!(names.contains(&"web-nginx.service"), "{names:?}");
+    assert!(
+        names.contains(&"multi-user.target.wants/web.target"),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|n| n.contains("-x.")), "{names:?}");
+
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(m["stacks"].as_array().unwrap().len(), 2);
+
+    // Byte-identical to render for the same spec and the same binary.
+    let out = t.path().join("out");
+    bin()
+        .args([
+            "render",
+            "--self-exe",
+            env!("CARGO_BIN_EXE_nixarr-units"),
+            "--spec",
+        ])
+        .arg(example())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    for (name, text) in tree(&out.join("lib/systemd/system")) {
+        let generated_text = generated
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.as_str());
+        assert_eq!(generated_text, Some(text.as_str()), "{name} differs");
+    }
+}
+
+#[test]
+fn generator_with_no_specs_writes_an_empty_manifest() {
+    let t = tempfile::tempdir().unwrap();
+    let manifest = t.path().join("manifest.json");
+    bin()
+        .arg("generator")
+        .arg(t.path().join("normal"))
+        .env("NIXARR_UNITS_SPEC_DIR", t.path().join("missing"))
+        .env("NIXARR_UNITS_MANIFEST", &manifest)
+        .assert()
+        .success()
+        .stdout("");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert_eq!(m["stacks"], serde_json::json!([]));
+}
