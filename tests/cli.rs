@@ -2,6 +2,8 @@
 //! the JSON path, exit status 2 and nothing written; render and the
 //! generator write the same bytes.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

@@ -3,6 +3,8 @@
 //! --sdnotify=healthy), plus the bundled example stack with VPN and
 //! dependencies. `systemd-analyze verify` checks every one of them.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
 use std::path::Path;
 use std::process::Command;
 
@@ -51,7 +53,10 @@ fn cases() -> Vec<(String, String)> {
             r#""engine": { "path": "/usr/bin/podman", "version": "5.4.2" }"#,
             r#""engine": { "path": "/usr/bin/docker", "version": "20.10.24" }"#,
         );
-    assert_ne!(docker, example, "example stack layout changed; update this test");
+    assert_ne!(
+        docker, example,
+        "example stack layout changed; update this test"
+    );
     cases.push(("stack-docker".to_owned(), docker));
     cases
 }
