@@ -1,0 +1,108 @@
+# Types and helpers shared by the NixOS module, its documentation generator
+# and its tests. Pure: needs nixpkgs' lib only.
+#
+# The types mirror what `nixarr-units validate` accepts (src/resolve.rs), so
+# that a wrong value fails at evaluation with the option's path rather than
+# later, in the build that renders the units.
+{ lib }:
+
+let
+  inherit (lib) types;
+
+  # A string type checked by a POSIX regular expression, with a readable
+  # description for error messages and the option documentation.
+  matching =
+    regex: description:
+    (types.strMatching regex)
+    // {
+      inherit description;
+      descriptionClass = "noun";
+    };
+
+  # Catalog data: one JSON file per app, the very files the binary embeds.
+  catalogDir = ./catalog;
+  catalog = lib.mapAttrs' (
+    file: _:
+    lib.nameValuePair (lib.removeSuffix ".json" file) (
+      builtins.fromJSON (builtins.readFile (catalogDir + "/${file}"))
+    )
+  ) (lib.filterAttrs (n: t: t == "regular" && lib.hasSuffix ".json" n) (builtins.readDir catalogDir));
+
+  ipv4Octets =
+    s:
+    let
+      m = builtins.match "([0-9]{1,3})\\.([0-9]{1,3})\\.([0-9]{1,3})\\.([0-9]{1,3})" s;
+    in
+    m != null && lib.all (o: lib.toInt o <= 255 && (o == "0" || !lib.hasPrefix "0" o)) m;
+
+  # IPv6: hex groups separated by `:`, at most one `::`, optionally ending in
+  # an IPv4 address. Loose but it keeps typos out; the binary checks exactly.
+  ipv6Like =
+    s:
+    builtins.match "[0-9a-fA-F:.]+" s != null
+    && lib.hasInfix ":" s
+    && builtins.length (lib.splitString "::" s) <= 2
+    && !(lib.hasInfix ":::" s);
+in
+rec {
+  inherit catalog;
+
+  /** Apps that get their own option set (Gluetun is the `vpn` block). */
+  appNames = lib.filter (n: n != "gluetun") (lib.attrNames catalog);
+
+  /** Every catalog app, for `containers.<name>.app`. */
+  allAppNames = lib.attrNames catalog;
+
+  # The web (first) port of a catalog app.
+  webPort = app: builtins.head catalog.${app}.ports;
+
+  types' = rec {
+    line = matching "[^\n\r]*" "string without newlines";
+
+    text = matching "[^[:cntrl:]]*[^[:cntrl:]\\\\]" "single-line text not ending in a backslash";
+
+    absolutePath = matching "/[^\n\r]*" "absolute path";
+
+    # A bind-mount side: the engines' --volume syntax cannot carry `:` or `,`.
+    mountPath = matching "/[^:,\n\r]*" "absolute path without `:` or `,`";
+
+    name = matching "[a-z][a-z0-9-]{0,47}" "service name (lowercase letters, digits, `-`; starts with a letter; at most 48 characters)";
+
+    prefix = matching "[a-z][a-z0-9-]{0,31}" "prefix (lowercase letters, digits, `-`; starts with a letter; at most 32 characters)";
+
+    image = matching "[^[:space:]-][^[:space:]]*" "container image reference";
+
+    envName = matching "[A-Za-z_][A-Za-z0-9_]*" "environment variable name";
+
+    timeZone = matching "[^[:space:]]+" "time zone name";
+
+    umask = matching "[0-7]{3,4}" "octal umask";
+
+    duration = matching "([0-9]+(h|m|s|ms))+|0" "duration (Go syntax: 30s, 2m, 1m30s, 500ms)";
+
+    capability = matching "[A-Za-z0-9_]+" "capability name";
+
+    labelKey = types.addCheck (matching "[^=[:space:]]+" "label key") (k: !lib.hasPrefix "io.nixarr." k) // {
+      description = "label key (no `=` or whitespace, not starting with `io.nixarr.`)";
+    };
+
+    id = types.ints.between 0 4294967294;
+
+    port = types.ints.between 1 65535;
+
+    ipAddress =
+      types.addCheck types.str (s: ipv4Octets s || ipv6Like s)
+      // {
+        description = "IP address";
+        descriptionClass = "noun";
+      };
+
+    httpProbe = matching "(/|https?://)[^\n\r]*" "path on the published port (`/ping`) or URL (`http://…`)";
+  };
+
+  # Escape a path for a systemd.tmpfiles line (whitespace and `%`).
+  tmpfilesPath = p: lib.replaceStrings [ "%" " " "\t" "\\" ] [ "%%" "\\x20" "\\x09" "\\\\" ] p;
+
+  # Drop attributes whose value is null (optional spec keys left out).
+  dropNulls = lib.filterAttrs (_: v: v != null);
+}

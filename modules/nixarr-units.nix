@@ -1,0 +1,526 @@
+# The NixOS module: services.nixarr-units.* → spec (JSON, in the store) →
+# `nixarr-units render` at build time → units in systemd.packages.
+#
+# Why systemd.packages and not systemd.units.<name>.text: the units are the
+# renderer's output, byte-identical to what the generator writes on hosts
+# without NixOS. Copying their text into systemd.units would need that text
+# at evaluation time (import from derivation). switch-to-configuration
+# compares the files under /etc/systemd/system of the old and the new system,
+# including those linked there from systemd.packages, so `nixos-rebuild
+# switch` restarts exactly the containers whose unit changed (each unit
+# carries its config hash, so an unchanged container keeps running). No
+# restartTriggers are needed for that. NixOS ignores the `*.wants/`
+# directories of packages, hence systemd.targets.<prefix>.wantedBy below.
+# Runtime inputs that are not in the unit (environment files, secrets) are
+# handled by sops.secrets.<x>.restartUnits.
+{
+  config,
+  lib,
+  pkgs,
+  options,
+  ...
+}:
+
+let
+  cfg = config.services.nixarr-units;
+  nl = import ./lib.nix { inherit lib; };
+  inherit (nl) catalog dropNulls;
+
+  opt = "services.nixarr-units";
+  hasSops = options ? sops;
+
+  reservedNames = [
+    "network"
+    "health"
+    "migrate"
+  ];
+
+  unitOf = name: "${cfg.prefix}-${name}.service";
+  envTemplateName = name: "${cfg.prefix}-${name}.env";
+  secretEnvFile =
+    name:
+    if hasSops then
+      config.sops.templates.${envTemplateName name}.path
+    else
+      "/run/secrets/rendered/${envTemplateName name}";
+
+  normPort = p: {
+    host = if p.host or null != null then p.host else p.container;
+    inherit (p) container;
+    protocol = p.protocol or "tcp";
+    address = p.address or null;
+  };
+
+  # Ports of a catalog app with its web port moved to `port`/`bindAddress`.
+  appPorts =
+    app: c:
+    lib.imap0 (
+      i: p:
+      let
+        n = normPort p;
+      in
+      if i == 0 then
+        n
+        // {
+          host = c.port;
+          address = if c.bindAddress != null then c.bindAddress else n.address;
+        }
+      else
+        n
+    ) catalog.${app}.ports;
+
+  idOf =
+    field: preset: c:
+    if c.${field} != null then
+      c.${field}
+    else if (preset.${if field == "puid" then "uid" else "gid"} or null) != null then
+      preset.${if field == "puid" then "uid" else "gid"}
+    else
+      cfg.defaults.${field};
+
+  envFilesOf = name: c: c.environmentFiles ++ lib.optional (c.secrets != { }) (secretEnvFile name);
+
+  # One record per container, whatever option set it came from.
+  mkApp =
+    kind: path: name: app: c:
+    let
+      preset = catalog.${app};
+      ports = appPorts app c;
+      legacy = preset.legacy or null;
+    in
+    {
+      inherit
+        kind
+        path
+        name
+        app
+        ports
+        ;
+      inherit (c)
+        enable
+        vpn
+        dependsOn
+        secrets
+        openFirewall
+        environment
+        ;
+      labels = { };
+      uid = idOf "puid" preset c;
+      gid = idOf "pgid" preset c;
+      dirs = [ "${cfg.stateDir}/${name}" ];
+      native =
+        if kind == "app" && c.migrateFrom == null && legacy != null then
+          map (lib.removeSuffix ".service") legacy.units
+        else
+          [ ];
+      checks = [ ];
+      service = dropNulls {
+        inherit app;
+        inherit (c)
+          image
+          environment
+          dependsOn
+          vpn
+          extraArgs
+          puid
+          pgid
+          ;
+        imageFile = if c.imageFile == null then null else toString c.imageFile;
+        ports = map dropNulls ports;
+        environmentFiles = envFilesOf name c;
+        devices = if c.devices == [ ] then null else c.devices;
+        migration =
+          if c.migrateFrom == null then
+            null
+          else
+            dropNulls {
+              legacyDataDir =
+                if c.legacyDataDir != null then
+                  c.legacyDataDir
+                else if c.migrateFrom == "nixarr" then
+                  legacy.nixarr.stateDir
+                else
+                  null;
+            };
+      };
+    };
+
+  mkContainer =
+    name: c:
+    let
+      path = "${opt}.containers.${name}";
+      preset = if c.app != null then catalog.${c.app} else null;
+      ports =
+        if c.ports != null then
+          map normPort c.ports
+        else if preset != null then
+          map normPort preset.ports
+        else
+          [ ];
+      health =
+        if c.health != null then
+          (if c.health.enable then c.health else null)
+        else if preset != null then
+          preset.health or null
+        else
+          null;
+      tcpPorts = map (p: p.container) (lib.filter (p: p.protocol == "tcp") ports);
+      needsPort = health != null && ((health.http or null) != null && lib.hasPrefix "/" health.http || health.tcp or false);
+      mountTargets = map (v: v.container) (if c.volumes != null then c.volumes else [ ]);
+      legacy = if preset != null then preset.legacy or null else null;
+    in
+    {
+      kind = "container";
+      inherit path name ports;
+      inherit (c)
+        app
+        enable
+        vpn
+        dependsOn
+        secrets
+        openFirewall
+        environment
+        labels
+        ;
+      uid = idOf "puid" (if preset != null then preset else { }) c;
+      gid = idOf "pgid" (if preset != null then preset else { }) c;
+      dirs =
+        if c.volumes != null then
+          map (v: v.host) (lib.filter (v: v.create) c.volumes)
+        else if preset != null then
+          [ "${cfg.stateDir}/${name}" ]
+        else
+          [ ];
+      native = [ ];
+      checks = [
+        {
+          assertion = c.image != null || c.app != null;
+          message = "${path}.image: missing; give the container image (e.g. \"docker.io/library/nginx:1.27\") or set `app` to a catalog app (${lib.concatStringsSep ", " nl.allAppNames}).";
+        }
+        {
+          assertion = health == null || !((health.http or null) != null && (health.tcp or false));
+          message = "${path}.health: `http` and `tcp` cannot be combined; choose one probe.";
+        }
+        {
+          assertion = health == null || health.cmd or null != null || health.http or null != null || health.tcp or false;
+          message = "${path}.health: has neither `cmd` nor a probe (`http` or `tcp`); give one, or set health.enable = false.";
+        }
+        {
+          assertion = !needsPort || lib.elem (health.port or null) tcpPorts;
+          message = "${path}.health.port: the probe needs a container port published over tcp in `ports` (published: ${
+            lib.concatMapStringsSep ", " toString tcpPorts
+          }); set health.port to one of them or publish it.";
+        }
+        {
+          assertion = lib.length mountTargets == lib.length (lib.unique mountTargets);
+          message = "${path}.volumes: a container path is mounted twice (${lib.concatStringsSep ", " mountTargets}); give each volume its own container path.";
+        }
+        {
+          assertion =
+            c.migration == null
+            || legacy != null
+            || (c.migration.legacyUnit != null && c.migration.legacyDataDir != null);
+          message = "${path}.migration: without a catalog `app`, give legacyUnit and legacyDataDir.";
+        }
+        {
+          assertion = c.migration == null || c.migration.targetDir != null || (preset != null && c.volumes == null);
+          message = "${path}.migration.targetDir: missing; give the host directory the container keeps its config in.";
+        }
+      ]
+      ++ lib.mapAttrsToList (k: _: {
+        assertion = builtins.match "[^=[:space:]]+" k != null && !lib.hasPrefix "io.nixarr." k;
+        message = "${path}.labels.\"${k}\": label keys must be non-empty, without `=` or whitespace, and not start with `io.nixarr.` (set by nixarr-units).";
+      }) c.labels;
+      service = dropNulls {
+        inherit (c)
+          app
+          description
+          image
+          environment
+          dependsOn
+          vpn
+          cmd
+          entrypoint
+          user
+          init
+          capAdd
+          devices
+          extraArgs
+          labels
+          restart
+          stopTimeout
+          startTimeout
+          puid
+          pgid
+          ;
+        imageFile = if c.imageFile == null then null else toString c.imageFile;
+        ports = if c.ports == null then null else map dropNulls c.ports;
+        volumes = if c.volumes == null then null else c.volumes;
+        environmentFiles = envFilesOf name c;
+        migration = if c.migration == null then null else dropNulls c.migration;
+      }
+      # `health` is tri-state: absent (catalog's), null (none), or a probe.
+      // lib.optionalAttrs (c.health != null) {
+        health = if c.health.enable then dropNulls (removeAttrs c.health [ "enable" ]) else null;
+      };
+    };
+
+  vpnEntry =
+    let
+      v = cfg.vpn;
+    in
+    {
+      kind = "vpn";
+      path = "${opt}.vpn";
+      name = "gluetun";
+      app = "gluetun";
+      inherit (v) enable secrets environment;
+      vpn = false;
+      dependsOn = [ ];
+      openFirewall = false;
+      labels = { };
+      ports = map normPort catalog.gluetun.ports;
+      uid = cfg.defaults.puid;
+      gid = cfg.defaults.pgid;
+      dirs = [ "${cfg.stateDir}/gluetun" ];
+      native = [ ];
+      checks = [ ];
+      service = dropNulls {
+        app = "gluetun";
+        inherit (v) image;
+        imageFile = if v.imageFile == null then null else toString v.imageFile;
+        environment = {
+          VPN_SERVICE_PROVIDER = v.provider;
+          VPN_TYPE = v.type;
+        }
+        // lib.optionalAttrs (v.serverCountries != [ ]) {
+          SERVER_COUNTRIES = lib.concatStringsSep "," v.serverCountries;
+        }
+        // v.environment;
+        environmentFiles = envFilesOf "gluetun" v;
+      };
+    };
+
+  entries =
+    lib.mapAttrsToList (app: _: mkApp "app" "${opt}.${app}" app app cfg.${app}) (lib.genAttrs nl.appNames (_: null))
+    ++ lib.mapAttrsToList (name: c: mkApp "instance" "${opt}.instances.${name}" name c.app c) cfg.instances
+    ++ lib.mapAttrsToList mkContainer cfg.containers
+    ++ [ vpnEntry ];
+
+  enabled = lib.filter (e: e.enable) entries;
+  enabledNames = map (e: e.name) enabled;
+
+  spec = {
+    version = 1;
+    inherit (cfg) backend prefix;
+    engine = engine;
+    defaults = {
+      inherit (cfg.defaults)
+        puid
+        pgid
+        tz
+        umask
+        ;
+    };
+    paths = {
+      inherit (cfg) stateDir dataDir;
+    };
+    services = lib.listToAttrs (map (e: lib.nameValuePair e.name e.service) enabled);
+  };
+
+  enginePackage =
+    if cfg.backend == "podman" then config.virtualisation.podman.package else config.virtualisation.docker.package;
+  engineVersion = lib.getVersion enginePackage;
+  engine = {
+    path = "${enginePackage}/bin/${cfg.backend}";
+  }
+  // lib.optionalAttrs (builtins.match "[0-9].*" engineVersion != null) { version = engineVersion; };
+
+  specFile = pkgs.writeText "${cfg.prefix}-spec.json" (builtins.toJSON spec);
+
+  units =
+    pkgs.runCommand "nixarr-units-${cfg.prefix}"
+      {
+        nativeBuildInputs = [ cfg.package ];
+        preferLocalBuild = true;
+        allowSubstitutes = false;
+      }
+      ''
+        nixarr-units render --spec ${specFile} --out "$out" --self-exe ${lib.getExe cfg.package}
+      '';
+
+  # --- assertions -------------------------------------------------------
+
+  nameChecks = map (e: {
+    assertion =
+      builtins.match "[a-z][a-z0-9-]*" e.name != null
+      && lib.stringLength e.name <= 48
+      && !lib.elem e.name reservedNames
+      && !lib.hasSuffix "-secrets" e.name;
+    message = "${e.path}: `${e.name}` is not a valid service name; use lowercase letters, digits and `-`, starting with a letter, at most 48 characters, not one of ${lib.concatStringsSep ", " reservedNames} and not ending in -secrets.";
+  }) enabled;
+
+  duplicateChecks =
+    let
+      byName = lib.groupBy (e: e.name) enabled;
+    in
+    lib.mapAttrsToList (n: es: {
+      assertion = lib.length es == 1;
+      message = "Container `${n}` is defined more than once: ${lib.concatMapStringsSep " and " (e: e.path) es}; rename one (instances and containers are named by their attribute; `gluetun` is the VPN's).";
+    }) byName;
+
+  envChecks = lib.concatMap (
+    e:
+    map (k: {
+      assertion = builtins.match "[A-Za-z_][A-Za-z0-9_]*" k != null;
+      message = "${e.path}: `${k}` is not a valid environment variable name; use letters, digits and `_`, not starting with a digit.";
+    }) (lib.attrNames e.environment ++ lib.attrNames e.secrets)
+  ) enabled;
+
+  nativeChecks = lib.concatMap (
+    e:
+    map (n: {
+      assertion = !(lib.attrByPath [ "services" n "enable" ] false config);
+      message = ''
+        ${e.path}.enable and services.${n}.enable are both true: the native NixOS service and the container would serve the same port (${toString (builtins.head e.ports).host}) and manage the same data.
+        To move to the container, set ${e.path}.migrateFrom = "nixpkgs" (or "nixarr"), switch, run `nixarr-migrate migrate ${e.name}`, then disable services.${n}.
+        Otherwise disable one of the two.'';
+    }) e.native
+  ) enabled;
+
+  portRefs = lib.concatMap (
+    e:
+    lib.imap0 (
+      i: p:
+      p
+      // {
+        where =
+          if e.kind == "app" || e.kind == "instance" then
+            (if i == 0 then "${e.path}.port" else "${e.path} (catalog port ${toString p.container}/${p.protocol})")
+          else if e.kind == "vpn" then
+            "${e.path} (Gluetun's port ${toString p.container})"
+          else
+            "${e.path}.ports[${toString i}]";
+      }
+    ) e.ports
+  ) enabled;
+  unspecified = a: a == null || a == "0.0.0.0" || a == "::";
+  overlap =
+    a: b:
+    a.host == b.host && a.protocol == b.protocol && (unspecified a.address || unspecified b.address || a.address == b.address);
+  portClashes = lib.concatLists (
+    lib.imap0 (i: a: map (b: { inherit a b; }) (lib.filter (overlap a) (lib.drop (i + 1) portRefs))) portRefs
+  );
+  portChecks = map (c: {
+    assertion = false;
+    message = "${c.a.where} and ${c.b.where} both use host port ${toString c.a.host}/${c.a.protocol}; give one of them another host port.";
+  }) portClashes;
+
+  vpnChecks = map (e: {
+    assertion = !e.vpn || cfg.vpn.enable;
+    message = "${e.path}.vpn is true but services.nixarr-units.vpn.enable is false: enable the VPN (services.nixarr-units.vpn = { enable = true; provider = \"…\"; secrets.WIREGUARD_PRIVATE_KEY.sopsSecret = \"…\"; }) or set ${e.path}.vpn = false.";
+  }) enabled;
+
+  sopsChecks = map (e: {
+    assertion = e.secrets == { } || hasSops;
+    message = "${e.path}.secrets needs sops-nix: import sops-nix's NixOS module (sops-nix.nixosModules.sops), or write the variables (${lib.concatStringsSep ", " (lib.attrNames e.secrets)}) as VAR=value lines into a file and list it in ${e.path}.environmentFiles.";
+  }) enabled;
+
+  dependencyChecks = lib.concatMap (
+    e:
+    map (d: {
+      assertion = lib.elem d enabledNames;
+      message = "${e.path}.dependsOn: `${d}` is not an enabled container (enabled: ${lib.concatStringsSep ", " (lib.unique enabledNames)}); enable it or remove the dependency.";
+    }) e.dependsOn
+  ) enabled;
+
+  sorted = lib.toposort (a: b: lib.elem a.name b.dependsOn) enabled;
+  cycleChecks = [
+    {
+      assertion = sorted ? result;
+      message = "${opt}: dependency cycle among ${
+        lib.concatStringsSep ", " (lib.unique (map (e: e.path) (sorted.cycle or [ ] ++ sorted.loops or [ ])))
+      }; remove one of their dependsOn entries.";
+    }
+  ];
+
+  # --- host side: firewall, directories, secrets ------------------------
+
+  loopback = a: a != null && (lib.hasPrefix "127." a || a == "::1");
+  firewallPorts =
+    proto:
+    lib.unique (
+      lib.concatMap (
+        e: map (p: p.host) (lib.filter (p: p.protocol == proto && !loopback p.address) (if e.openFirewall then e.ports else [ ]))
+      ) enabled
+    );
+
+  tmpfilesRules = [
+    "d ${nl.tmpfilesPath cfg.stateDir} 0755 root root -"
+    "d ${nl.tmpfilesPath cfg.dataDir} 2775 root ${cfg.group} -"
+  ]
+  ++ lib.concatMap (
+    e: map (d: "d ${nl.tmpfilesPath d} 0750 ${toString e.uid} ${toString e.gid} -") e.dirs
+  ) enabled;
+
+  withSecrets = lib.filter (e: e.secrets != { }) enabled;
+in
+{
+  imports = [ ./options.nix ];
+
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        services.nixarr-units = {
+          inherit spec units;
+        };
+
+        assertions =
+          nameChecks
+          ++ duplicateChecks
+          ++ envChecks
+          ++ nativeChecks
+          ++ portChecks
+          ++ vpnChecks
+          ++ sopsChecks
+          ++ dependencyChecks
+          ++ cycleChecks
+          ++ lib.concatMap (e: e.checks) enabled;
+
+        virtualisation.podman.enable = lib.mkIf (cfg.backend == "podman") true;
+        virtualisation.docker.enable = lib.mkIf (cfg.backend == "docker") true;
+
+        environment.systemPackages = [ cfg.package ];
+        environment.etc."nixarr-units/manifest.json".source = "${units}/share/nixarr-units/manifest.json";
+
+        systemd.packages = [ units ];
+        systemd.targets.${cfg.prefix}.wantedBy = [ "multi-user.target" ];
+        systemd.tmpfiles.rules = tmpfilesRules;
+
+        users.groups.${cfg.group}.gid = lib.mkDefault cfg.defaults.pgid;
+
+        networking.firewall.allowedTCPPorts = firewallPorts "tcp";
+        networking.firewall.allowedUDPPorts = firewallPorts "udp";
+      }
+      (lib.optionalAttrs hasSops {
+        sops = {
+          templates = lib.listToAttrs (
+            map (
+              e:
+              lib.nameValuePair (envTemplateName e.name) {
+                content = lib.concatStrings (
+                  lib.mapAttrsToList (var: s: "${var}=${config.sops.placeholder.${s.sopsSecret}}\n") e.secrets
+                );
+              }
+            ) withSecrets
+          );
+          secrets = lib.mkMerge (
+            lib.concatMap (
+              e: lib.mapAttrsToList (_: s: { ${s.sopsSecret}.restartUnits = [ (unitOf e.name) ]; }) e.secrets
+            ) withSecrets
+          );
+        };
+      })
+    ]
+  );
+}

@@ -1,0 +1,722 @@
+# Option declarations of services.nixarr-units. Kept apart from the
+# configuration logic (nixarr-units.nix) so both stay readable.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+
+let
+  inherit (lib)
+    mkOption
+    mkEnableOption
+    types
+    literalExpression
+    literalMD
+    ;
+
+  cfg = config.services.nixarr-units;
+  nl = import ./lib.nix { inherit lib; };
+  inherit (nl) catalog;
+  t = nl.types';
+
+  secretsNote = ''
+    nixarr-units has no secret bridges yet (the spec has no `secrets` key),
+    so each secret reaches the container through an environment file: the
+    module renders a sops-nix template (`sops.templates`) holding
+    `VAR=<value>` lines, passes its path as an environment file, and adds
+    the container's unit to `sops.secrets.<name>.restartUnits` so that a
+    changed secret restarts the container. This needs sops-nix's NixOS
+    module. Until the bridges land the value is visible in the container's
+    environment (`podman inspect`). For a secret not managed by sops-nix,
+    write `VAR=value` lines into a file and list it in `environmentFiles`.
+  '';
+
+  secretModule = {
+    options.sopsSecret = mkOption {
+      type = types.nonEmptyStr;
+      example = "sonarr/api-key";
+      description = ''
+        Name of the sops-nix secret (`sops.secrets.<name>`) whose decrypted
+        value becomes this environment variable.
+      '';
+    };
+  };
+
+  # Options every kind of container has, in the spec's generic shape.
+  commonOptions = {
+    imageFile = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "pkgs.dockerTools.buildImage { name = \"my-app\"; tag = \"1\"; }";
+      description = ''
+        An image archive (e.g. built with `dockerTools`) loaded before the
+        container starts instead of pulling `image` from a registry; `image`
+        must then name the image the archive holds.
+      '';
+    };
+    environment = mkOption {
+      type = types.attrsOf t.line;
+      default = { };
+      example = {
+        SONARR__LOG__LEVEL = "debug";
+      };
+      description = ''
+        Environment variables for the container. Merged over the catalog's
+        (and over `PUID`, `PGID`, `TZ`, `UMASK` for LinuxServer.io images).
+        Not for secrets: values end up in the Nix store; use `secrets` or
+        `environmentFiles`.
+      '';
+    };
+    environmentFiles = mkOption {
+      type = types.listOf t.absolutePath;
+      default = [ ];
+      example = [ "/run/secrets/rendered/sonarr.env" ];
+      description = ''
+        Files of `VAR=value` lines read by the engine when the container
+        starts (`--env-file`). They are read at run time and never enter the
+        Nix store: the place for secrets that are not given through
+        `secrets`, e.g. an agenix secret or a sops-nix template.
+      '';
+    };
+    secrets = mkOption {
+      type = types.attrsOf (types.submodule secretModule);
+      default = { };
+      example = literalExpression ''{ SONARR__AUTH__APIKEY.sopsSecret = "sonarr/api-key"; }'';
+      description = ''
+        Secret environment variables, by variable name.
+
+        ${secretsNote}
+      '';
+    };
+    vpn = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Run inside the network namespace of the Gluetun container (see
+        `services.nixarr-units.vpn`), so all traffic goes through the VPN.
+        Published ports move to the Gluetun container; the container stops
+        when the tunnel's unit stops.
+      '';
+    };
+    dependsOn = mkOption {
+      type = types.listOf t.name;
+      default = [ ];
+      example = [ "prowlarr" ];
+      description = ''
+        Containers (by service name) this one needs; it starts after they
+        are healthy and stops with them.
+      '';
+    };
+    extraArgs = mkOption {
+      type = types.listOf t.line;
+      default = [ ];
+      example = [ "--shm-size=256m" ];
+      description = "Extra arguments for `podman run` / `docker run`, passed as written.";
+    };
+    puid = mkOption {
+      type = types.nullOr t.id;
+      default = null;
+      description = ''
+        User id the container runs as and owns its config directory with;
+        null means the catalog's fixed id or `defaults.puid`.
+      '';
+    };
+    pgid = mkOption {
+      type = types.nullOr t.id;
+      default = null;
+      description = ''
+        Group id of the container and its config directory; null means the
+        catalog's fixed id or `defaults.pgid`.
+      '';
+    };
+    openFirewall = mkOption {
+      type = types.bool;
+      default = cfg.openFirewall;
+      defaultText = literalExpression "config.services.nixarr-units.openFirewall";
+      description = ''
+        Open this container's published host ports (those not bound to a
+        loopback address) in the firewall.
+      '';
+    };
+  };
+
+  # A catalog app: `services.nixarr-units.<app>` (fixedApp given) or
+  # `services.nixarr-units.instances.<name>` (fixedApp null, `app` option).
+  appModule =
+    fixedApp:
+    { name, config, ... }:
+    let
+      app = if fixedApp != null then fixedApp else config.app;
+      preset = catalog.${app};
+      web = nl.webPort app;
+      title = if fixedApp != null then preset.description else "the app";
+      fixedOnly = value: if fixedApp != null then { } else value;
+    in
+    {
+      options = commonOptions // {
+        enable =
+          if fixedApp != null then
+            mkEnableOption "${preset.description} as a container"
+          else
+            mkOption {
+              type = types.bool;
+              default = true;
+              description = "Whether to run this instance.";
+            };
+        port = mkOption {
+          type = t.port;
+          default = web.host or web.container;
+          description = ''
+            Host port of the web interface (container port ${
+              if fixedApp != null then toString web.container else "of the app's web port"
+            }). The app's other ports (e.g. BitTorrent peer ports) keep
+            the catalog's values.
+          '';
+        }
+        // fixedOnly {
+          defaultText = literalMD "the catalog's web port of `app`";
+        };
+        bindAddress = mkOption {
+          type = types.nullOr t.ipAddress;
+          default = null;
+          example = "127.0.0.1";
+          description = "Host address the web port is published on; null means all addresses.";
+        };
+        image = mkOption {
+          type = t.image;
+          default = preset.image;
+          example = "lscr.io/linuxserver/sonarr:4.0.15";
+          description = "Container image of ${title}; pin a tag or digest for reproducible deployments.";
+        }
+        // fixedOnly {
+          defaultText = literalMD "the catalog's image of `app`";
+        };
+        devices = mkOption {
+          type = types.listOf t.absolutePath;
+          default = [ ];
+          example = [ "/dev/dri:/dev/dri" ];
+          description = "Host devices passed to the container (`--device`).";
+        };
+        migrateFrom = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "nixpkgs"
+              "nixarr"
+            ]
+          );
+          default = null;
+          example = "nixpkgs";
+          description = ''
+            The native installation this container takes over, for
+            `nixarr-migrate migrate ${if fixedApp != null then fixedApp else "<name>"}`:
+            `"nixpkgs"` (the NixOS service, data in its default data
+            directory) or `"nixarr"` (nixarr's layout under
+            `/data/.state/nixarr`). Setting it also allows the native service
+            to stay enabled while you migrate; disable it afterwards.
+          '';
+        };
+        legacyDataDir = mkOption {
+          type = types.nullOr t.absolutePath;
+          default = null;
+          example = "/srv/sonarr";
+          description = ''
+            Data directory of the native installation when it is not the
+            default for `migrateFrom`.
+          '';
+        };
+      }
+      // lib.optionalAttrs (fixedApp == null) {
+        app = mkOption {
+          type = types.enum nl.appNames;
+          example = "sonarr";
+          description = "The catalog app this instance runs; its defaults come from the catalog.";
+        };
+      };
+    };
+
+  portModule = {
+    options = {
+      host = mkOption {
+        type = types.nullOr t.port;
+        default = null;
+        description = "Host port; null means the same as the container port.";
+      };
+      container = mkOption {
+        type = t.port;
+        description = "Port inside the container.";
+      };
+      protocol = mkOption {
+        type = types.enum [
+          "tcp"
+          "udp"
+        ];
+        default = "tcp";
+        description = "Transport protocol.";
+      };
+      address = mkOption {
+        type = types.nullOr t.ipAddress;
+        default = null;
+        example = "127.0.0.1";
+        description = "Host address to bind; null means all addresses.";
+      };
+    };
+  };
+
+  volumeModule = {
+    options = {
+      host = mkOption {
+        type = t.mountPath;
+        description = "Host directory or file.";
+      };
+      container = mkOption {
+        type = t.mountPath;
+        description = "Path inside the container.";
+      };
+      readOnly = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Mount read-only.";
+      };
+      create = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Create the host directory (owned by the container's puid:pgid,
+          mode 0750) when it does not exist.
+        '';
+      };
+    };
+  };
+
+  healthModule = {
+    options = {
+      enable = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether to probe the container at all; false also drops the catalog's probe.";
+      };
+      cmd = mkOption {
+        type = types.nullOr t.line;
+        default = null;
+        example = "curl -fsS http://localhost:8080/health";
+        description = "Command run inside the container by the engine (`/bin/sh -c`).";
+      };
+      http = mkOption {
+        type = types.nullOr t.httpProbe;
+        default = null;
+        example = "/health";
+        description = "URL probed from the host, or a path on the host port that publishes `port`.";
+      };
+      port = mkOption {
+        type = types.nullOr t.port;
+        default = null;
+        description = "Container port (published over tcp) whose host port `http` paths and `tcp` probe.";
+      };
+      tcp = mkOption {
+        type = types.bool;
+        default = false;
+        description = "Probe a TCP connect to `port` instead of HTTP.";
+      };
+      method = mkOption {
+        type = types.nullOr (
+          types.enum [
+            "GET"
+            "HEAD"
+            "POST"
+          ]
+        );
+        default = null;
+        description = "HTTP method; null means GET.";
+      };
+      expectStatus = mkOption {
+        type = types.nullOr (types.ints.between 100 599);
+        default = null;
+        description = "Expected HTTP status; null accepts 200-399.";
+      };
+      expectBody = mkOption {
+        type = types.nullOr t.line;
+        default = null;
+        description = "Text the response body must contain.";
+      };
+      interval = mkOption {
+        type = types.nullOr t.duration;
+        default = null;
+        description = "Time between probes; null means 30s.";
+      };
+      timeout = mkOption {
+        type = types.nullOr t.duration;
+        default = null;
+        description = "Time a probe may take; null means 5s.";
+      };
+      retries = mkOption {
+        type = types.nullOr (types.ints.between 1 100);
+        default = null;
+        description = "Failed probes in a row before the container counts as unhealthy; null means 3.";
+      };
+      startPeriod = mkOption {
+        type = types.nullOr t.duration;
+        default = null;
+        description = "Grace period after start during which failures do not count; null means 0s.";
+      };
+    };
+  };
+
+  migrationModule = {
+    options = {
+      legacyUnit = mkOption {
+        type = types.nullOr (types.strMatching "[A-Za-z0-9_.@:-]+\\.service");
+        default = null;
+        example = "sonarr.service";
+        description = "The native unit to migrate from; null means the catalog's.";
+      };
+      legacyDataDir = mkOption {
+        type = types.nullOr t.absolutePath;
+        default = null;
+        description = "The native service's data directory; null means the catalog's.";
+      };
+      targetDir = mkOption {
+        type = types.nullOr t.absolutePath;
+        default = null;
+        description = "Host directory the container keeps its config in; null means its config volume.";
+      };
+    };
+  };
+
+  containerModule =
+    { name, ... }:
+    {
+      options = commonOptions // {
+        enable = mkOption {
+          type = types.bool;
+          default = true;
+          description = "Whether to run this container.";
+        };
+        app = mkOption {
+          type = types.nullOr (types.enum nl.allAppNames);
+          default = null;
+          description = ''
+            A catalog app whose preset (image, ports, volumes, health probe,
+            migration facts) this container starts from; the options below
+            override it. Null for any other container.
+          '';
+        };
+        description = mkOption {
+          type = types.nullOr t.text;
+          default = null;
+          description = "Unit description; null means the catalog's or `<name> (<image>)`.";
+        };
+        image = mkOption {
+          type = types.nullOr t.image;
+          default = null;
+          example = "ghcr.io/gethomepage/homepage:v1.4.0";
+          description = "Container image; required unless `app` is set.";
+        };
+        ports = mkOption {
+          type = types.nullOr (types.listOf (types.submodule portModule));
+          default = null;
+          example = literalExpression ''
+            [
+              {
+                host = 3000;
+                container = 3000;
+                address = "127.0.0.1";
+              }
+            ]
+          '';
+          description = "Published ports; null means the catalog's (none without `app`).";
+        };
+        volumes = mkOption {
+          type = types.nullOr (types.listOf (types.submodule volumeModule));
+          default = null;
+          example = literalExpression ''
+            [
+              {
+                host = "/var/lib/nixarr/homepage";
+                container = "/app/config";
+                create = true;
+              }
+            ]
+          '';
+          description = ''
+            Bind mounts; null means the catalog's (the config directory
+            `<stateDir>/<name>` and, for media apps, `dataDir`).
+          '';
+        };
+        cmd = mkOption {
+          type = types.nullOr (types.listOf t.line);
+          default = null;
+          description = "Arguments after the image (the container's command); null means the image's.";
+        };
+        entrypoint = mkOption {
+          type = types.nullOr t.line;
+          default = null;
+          description = "Override the image's entrypoint.";
+        };
+        user = mkOption {
+          type = types.nullOr t.line;
+          default = null;
+          example = "1000:1000";
+          description = "User (and group) the container's process runs as (`--user`).";
+        };
+        init = mkOption {
+          type = types.nullOr types.bool;
+          default = null;
+          description = "Run an init process as PID 1 (`--init`); null means the catalog's choice (off).";
+        };
+        capAdd = mkOption {
+          type = types.nullOr (types.listOf t.capability);
+          default = null;
+          example = [ "NET_ADMIN" ];
+          description = "Capabilities to add; null means the catalog's.";
+        };
+        devices = mkOption {
+          type = types.nullOr (types.listOf t.absolutePath);
+          default = null;
+          example = [ "/dev/dri:/dev/dri" ];
+          description = "Host devices passed to the container; null means the catalog's.";
+        };
+        labels = mkOption {
+          type = types.attrsOf t.line;
+          default = { };
+          description = "Container labels (keys starting with `io.nixarr.` are reserved).";
+        };
+        health = mkOption {
+          type = types.nullOr (types.submodule healthModule);
+          default = null;
+          description = ''
+            Health probe, replacing the catalog's as a whole; null keeps the
+            catalog's; `{ enable = false; }` disables probing.
+          '';
+        };
+        restart = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "no"
+              "on-failure"
+              "always"
+            ]
+          );
+          default = null;
+          description = "systemd `Restart=` of the unit; null means on-failure.";
+        };
+        stopTimeout = mkOption {
+          type = types.nullOr (types.ints.between 1 3600);
+          default = null;
+          description = "Seconds the container gets to stop; null means 60.";
+        };
+        startTimeout = mkOption {
+          type = types.nullOr (types.ints.between 10 86400);
+          default = null;
+          description = "Seconds the unit may take to start and become healthy; null means 900.";
+        };
+        migration = mkOption {
+          type = types.nullOr (types.submodule migrationModule);
+          default = null;
+          description = "Migration source for `nixarr-migrate`; null keeps the catalog's.";
+        };
+      };
+    };
+
+  vpnModule = {
+    options = {
+      enable = mkEnableOption "the Gluetun VPN container that containers with `vpn = true` join";
+      provider = mkOption {
+        type = t.line;
+        example = "mullvad";
+        description = "Gluetun's `VPN_SERVICE_PROVIDER` (e.g. mullvad, protonvpn, custom).";
+      };
+      type = mkOption {
+        type = types.enum [
+          "wireguard"
+          "openvpn"
+        ];
+        default = "wireguard";
+        description = "Gluetun's `VPN_TYPE`.";
+      };
+      serverCountries = mkOption {
+        type = types.listOf t.line;
+        default = [ ];
+        example = [ "Netherlands" ];
+        description = "Gluetun's `SERVER_COUNTRIES`; empty leaves the choice to Gluetun.";
+      };
+      image = mkOption {
+        type = t.image;
+        default = catalog.gluetun.image;
+        description = "Gluetun's container image.";
+      };
+      inherit (commonOptions) imageFile;
+      environment = commonOptions.environment // {
+        example = {
+          WIREGUARD_ADDRESSES = "10.64.0.2/32";
+        };
+        description = "Further Gluetun settings as environment variables (see the Gluetun wiki).";
+      };
+      environmentFiles = commonOptions.environmentFiles // {
+        example = [ "/run/secrets/rendered/gluetun.env" ];
+        description = ''
+          Files of `VAR=value` lines with Gluetun's secrets (e.g.
+          `WIREGUARD_PRIVATE_KEY=…`), read when the container starts.
+        '';
+      };
+      secrets = commonOptions.secrets // {
+        example = literalExpression ''{ WIREGUARD_PRIVATE_KEY.sopsSecret = "vpn/wireguard-key"; }'';
+        description = ''
+          Gluetun's secret variables (e.g. `WIREGUARD_PRIVATE_KEY`,
+          `OPENVPN_USER`, `OPENVPN_PASSWORD`), by variable name.
+
+          ${secretsNote}
+        '';
+      };
+    };
+  };
+in
+{
+  options.services.nixarr-units = {
+    enable = mkEnableOption "nixarr-units, a media stack of podman or Docker containers supervised by systemd";
+
+    package = lib.mkPackageOption pkgs "nixarr-units" { };
+
+    backend = mkOption {
+      type = types.enum [
+        "podman"
+        "docker"
+      ];
+      default = "podman";
+      description = ''
+        Container engine. The module enables `virtualisation.podman` or
+        `virtualisation.docker` and renders units for that engine's version.
+      '';
+    };
+
+    prefix = mkOption {
+      type = t.prefix;
+      default = "nixarr";
+      description = ''
+        Prefix of every unit, container and the network:
+        `<prefix>-<name>.service`, `<prefix>.target`.
+      '';
+    };
+
+    group = mkOption {
+      type = types.str;
+      default = "media";
+      description = "Group that owns `dataDir`; created with gid `defaults.pgid`.";
+    };
+
+    defaults = {
+      puid = mkOption {
+        type = t.id;
+        default = 568;
+        description = "User id LinuxServer.io images run as (`PUID`) unless a container sets its own.";
+      };
+      pgid = mkOption {
+        type = t.id;
+        default = 169;
+        description = "Group id of the containers (`PGID`) and of `group` (169 is nixarr's media group).";
+      };
+      tz = mkOption {
+        type = t.timeZone;
+        default = if config.time.timeZone != null then config.time.timeZone else "Etc/UTC";
+        defaultText = literalExpression ''if config.time.timeZone != null then config.time.timeZone else "Etc/UTC"'';
+        example = "Europe/Berlin";
+        description = "Time zone of the containers (`TZ`).";
+      };
+      umask = mkOption {
+        type = t.umask;
+        default = "002";
+        description = "umask of LinuxServer.io containers (`UMASK`), so the media group can write.";
+      };
+    };
+
+    stateDir = mkOption {
+      type = t.mountPath;
+      default = "/var/lib/nixarr";
+      description = "Parent of every app's config directory (`<stateDir>/<name>`).";
+    };
+
+    dataDir = mkOption {
+      type = t.mountPath;
+      default = "/data";
+      description = ''
+        The one media tree (downloads and library), mounted at the same path
+        in every media app so that moves are atomic and hardlinks work.
+        Created owned by root:`group`, mode 2775.
+      '';
+    };
+
+    openFirewall = mkOption {
+      type = types.bool;
+      default = false;
+      description = "Default of every container's `openFirewall`.";
+    };
+
+    vpn = mkOption {
+      type = types.submodule vpnModule;
+      default = { };
+      description = ''
+        The Gluetun VPN container (service name `gluetun`); containers with
+        `vpn = true` share its network namespace.
+      '';
+    };
+
+    instances = mkOption {
+      type = types.attrsOf (types.submodule (appModule null));
+      default = { };
+      example = literalExpression ''
+        {
+          sonarr-4k = {
+            app = "sonarr";
+            port = 8990;
+          };
+        }
+      '';
+      description = ''
+        Further instances of catalog apps, by service name, with the same
+        options as the app's own option set (e.g. a second Sonarr for 4K).
+      '';
+    };
+
+    containers = mkOption {
+      type = types.attrsOf (types.submodule containerModule);
+      default = { };
+      example = literalExpression ''
+        {
+          homepage = {
+            image = "ghcr.io/gethomepage/homepage:v1.4.0";
+            ports = [ { host = 3000; container = 3000; address = "127.0.0.1"; } ];
+            volumes = [ { host = "/var/lib/nixarr/homepage"; container = "/app/config"; create = true; } ];
+            health = { http = "/api/healthcheck"; port = 3000; };
+          };
+        }
+      '';
+      description = ''
+        Any container, by service name, in the spec's generic shape
+        (docs/spec.md); `app` starts it from a catalog preset.
+      '';
+    };
+
+    spec = mkOption {
+      type = types.attrs;
+      internal = true;
+      readOnly = true;
+      description = "The spec generated from these options (what `nixarr-units render` reads).";
+    };
+
+    units = mkOption {
+      type = types.package;
+      internal = true;
+      readOnly = true;
+      description = "The rendered units and manifest.";
+    };
+  }
+  // lib.genAttrs nl.appNames (
+    app:
+    mkOption {
+      type = types.submodule (appModule app);
+      default = { };
+      description = "${catalog.${app}.description} in a container (catalog app `${app}`).";
+    }
+  );
+}
