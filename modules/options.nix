@@ -168,12 +168,10 @@ let
         port = mkOption {
           type = t.port;
           default = web.host or web.container;
-          description = ''
-            Host port of the web interface (container port ${
-              if fixedApp != null then toString web.container else "of the app's web port"
-            }). The app's other ports (e.g. BitTorrent peer ports) keep
-            the catalog's values.
-          '';
+          description =
+            "Host port of the web interface"
+            + lib.optionalString (fixedApp != null) " (container port ${toString web.container})"
+            + ". The app's other ports (e.g. BitTorrent peer ports) keep the catalog's values.";
         }
         // fixedOnly {
           defaultText = literalMD "the catalog's web port of `app`";

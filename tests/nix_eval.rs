@@ -1,0 +1,305 @@
+//! The NixOS module, evaluated with nixpkgs' lib alone (`NIXPKGS_LIB`, see
+//! tests/run.sh) and `nix-instantiate`: every scenario in tests/nix/scenarios
+//! either produces a spec that this very binary validates and renders, fails
+//! exactly the assertions it expects, or fails evaluation naming the option.
+//! Also: every .nix file parses, and docs/options.md is current.
+//!
+//! Without `nix-instantiate` or `NIXPKGS_LIB` these tests print a loud
+//! "SKIPPED: ..." line and pass (the Nix build sandbox has neither).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const BIN: &str = env!("CARGO_BIN_EXE_nixarr-units");
+
+fn skipped(why: &str) {
+    // Both streams, so it shows with and without --nocapture.
+    println!("SKIPPED: {why}");
+    eprintln!("SKIPPED: {why}");
+}
+
+fn have_nix_instantiate() -> bool {
+    Command::new("nix-instantiate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// nixpkgs' lib directory, or None (after saying so) when it cannot run here.
+fn nixpkgs_lib(test: &str) -> Option<PathBuf> {
+    if !have_nix_instantiate() {
+        skipped(&format!("{test}: nix-instantiate is not installed"));
+        return None;
+    }
+    match std::env::var_os("NIXPKGS_LIB") {
+        Some(p) if Path::new(&p).join("default.nix").is_file() => Some(PathBuf::from(p)),
+        Some(p) => {
+            skipped(&format!(
+                "{test}: NIXPKGS_LIB={} has no default.nix (point it at nixpkgs' lib/ directory)",
+                Path::new(&p).display()
+            ));
+            None
+        }
+        None => {
+            skipped(&format!(
+                "{test}: NIXPKGS_LIB is unset (tests/run.sh sets it to a copy of nixpkgs' lib/)"
+            ));
+            None
+        }
+    }
+}
+
+fn nix_eval(lib: &Path, file: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new("nix-instantiate");
+    cmd.current_dir(ROOT)
+        .args(["--eval", "--strict", "--json", file])
+        .arg("--arg")
+        .arg("nixpkgsLib")
+        .arg(lib)
+        .args(args);
+    cmd.output().unwrap()
+}
+
+fn json(out: &Output, what: &str) -> Value {
+    assert!(
+        out.status.success(),
+        "{what}: nix-instantiate failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn eval_scenario(lib: &Path, name: &str, attr: &str) -> Output {
+    nix_eval(
+        lib,
+        "tests/nix/eval.nix",
+        &["--argstr", "scenario", name, "-A", attr],
+    )
+}
+
+fn run_bin(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn scenario(name: &str) {
+    let Some(lib) = nixpkgs_lib(&format!("scenario {name}")) else {
+        return;
+    };
+    let meta = json(&eval_scenario(&lib, name, "meta"), name);
+    println!("scenario {name}: {}", meta["description"].as_str().unwrap());
+
+    let out = eval_scenario(&lib, name, "result");
+    if let Some(expected) = meta["evalError"].as_str() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{name}: evaluation should fail naming `{expected}` but succeeded"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{name}: the evaluation error should name `{expected}`:\n{stderr}"
+        );
+        return;
+    }
+    let result = json(&out, name);
+
+    let failed: Vec<&str> = result["failedAssertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = meta["expectedAssertions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for e in &expected {
+        assert!(
+            failed.iter().any(|f| f.contains(e)),
+            "{name}: expected a failed assertion containing\n  {e}\nfailed assertions:\n  {}",
+            failed.join("\n  ")
+        );
+    }
+    for f in &failed {
+        assert!(
+            expected.iter().any(|e| f.contains(e)),
+            "{name}: unexpected failed assertion:\n  {f}"
+        );
+    }
+    if !expected.is_empty() {
+        return;
+    }
+
+    let checks = result["checks"].as_object().unwrap();
+    let bad: Vec<&String> = checks
+        .iter()
+        .filter(|(_, ok)| ok.as_bool() != Some(true))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(bad.is_empty(), "{name}: checks failed: {bad:?}");
+    println!("scenario {name}: {} checks passed", checks.len());
+
+    // The spec the module produced must be accepted by the binary and render.
+    let spec = &result["spec"];
+    assert!(spec.is_object(), "{name}: no spec");
+    assert!(
+        spec["services"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|s| s.get("secrets").is_none()),
+        "{name}: the spec must not carry a `secrets` key yet"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec_file = dir.path().join(format!("{name}.json"));
+    std::fs::write(&spec_file, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
+    let spec_arg = spec_file.to_str().unwrap();
+    let v = run_bin(&["validate", "--spec", spec_arg]);
+    assert!(
+        v.status.success(),
+        "{name}: the binary rejects the module's spec:\n{}\n{}",
+        String::from_utf8_lossy(&v.stderr),
+        serde_json::to_string_pretty(spec).unwrap()
+    );
+    let out_dir = dir.path().join("out");
+    let r = run_bin(&[
+        "render",
+        "--spec",
+        spec_arg,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        r.status.success(),
+        "{name}: render failed:\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let prefix = spec["prefix"].as_str().unwrap();
+    let units = out_dir.join("lib/systemd/system");
+    for svc in spec["services"].as_object().unwrap().keys() {
+        let unit = units.join(format!("{prefix}-{svc}.service"));
+        assert!(
+            unit.is_file(),
+            "{name}: {} was not rendered",
+            unit.display()
+        );
+    }
+    assert!(units.join(format!("{prefix}.target")).is_file());
+    assert!(out_dir.join("share/nixarr-units/manifest.json").is_file());
+}
+
+macro_rules! scenarios {
+    ($($test:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                scenario($file);
+            }
+        )*
+
+        const SCENARIOS: &[&str] = &[$($file),*];
+    };
+}
+
+scenarios! {
+    one_app => "one-app",
+    full_stack_with_vpn_and_secrets => "full-stack",
+    two_sonarr_instances_docker_generic_container => "two-sonarr",
+    migration_allows_native_service => "migrate",
+    assertion_native_and_container => "assert-native",
+    assertion_port_clash => "assert-port",
+    assertion_vpn_disabled => "assert-vpn",
+    assertion_secrets_without_sops => "assert-sops-missing",
+    assertion_names_dependencies_environment => "assert-names",
+    assertion_cycle_and_health_port => "assert-cycle",
+    type_error_port_string => "type-port",
+    type_error_port_range => "type-port-range",
+    type_error_umask => "type-umask",
+    type_error_unknown_app => "type-app",
+    type_error_volume_path => "type-volume",
+}
+
+/// A scenario file without a test here would silently not run.
+#[test]
+fn every_scenario_file_has_a_test() {
+    let mut files: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("tests/nix/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|f| f.strip_suffix(".nix").map(str::to_owned))
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = SCENARIOS.iter().map(|s| (*s).to_owned()).collect();
+    listed.sort();
+    assert_eq!(
+        files, listed,
+        "tests/nix/scenarios and the scenarios! list differ"
+    );
+}
+
+fn nix_files(dir: &Path, acc: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if entry.file_type().unwrap().is_dir() {
+            if !matches!(name.as_ref(), ".git" | "target" | "out" | "result") {
+                nix_files(&path, acc);
+            }
+        } else if name.ends_with(".nix") {
+            acc.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_nix_file_parses() {
+    if !have_nix_instantiate() {
+        skipped("every_nix_file_parses: nix-instantiate is not installed");
+        return;
+    }
+    let mut files = Vec::new();
+    nix_files(Path::new(ROOT), &mut files);
+    assert!(files.len() >= 5, "found only {files:?}");
+    for f in &files {
+        let out = Command::new("nix-instantiate")
+            .arg("--parse")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not parse:\n{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    println!("{} .nix files parse", files.len());
+}
+
+#[test]
+fn options_doc_is_current() {
+    let Some(lib) = nixpkgs_lib("options_doc_is_current") else {
+        return;
+    };
+    let doc = json(&nix_eval(&lib, "nix/options-doc.nix", &[]), "options doc");
+    let doc = doc.as_str().unwrap();
+    let path = Path::new(ROOT).join("docs/options.md");
+    if std::env::var_os("UPDATE_OPTIONS_DOC").is_some() {
+        std::fs::write(&path, doc).unwrap();
+        println!("wrote {}", path.display());
+        return;
+    }
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        current == doc,
+        "docs/options.md is stale; regenerate it with\n  UPDATE_OPTIONS_DOC=1 cargo test --test nix_eval options_doc"
+    );
+}
