@@ -1,0 +1,78 @@
+# NixOS VM test: the module with two catalog apps and a second instance,
+# backed by a tiny image built with dockerTools (no registry, no network).
+# The Nix glue stays here; the scenario itself is tests/vm/scenario.py,
+# written against the test driver's machine API only, so that a stand-in
+# driver (nspawn, see /work/shared/REAL-SYSTEMD.md) can run the same file.
+{ pkgs, self }:
+
+let
+  # Stands in for an *arr image: busybox httpd answering /ping with the
+  # body the catalog's probe expects, on $LISTEN_PORT, and a `curl` shim so
+  # the catalog's in-container health command (`curl -fsS -o /dev/null URL`)
+  # works with busybox's wget.
+  curlShim = pkgs.writeTextFile {
+    name = "curl-shim";
+    destination = "/bin/curl";
+    executable = true;
+    text = ''
+      #!/bin/sh
+      for arg; do url=$arg; done
+      exec wget -q -O /dev/null "$url"
+    '';
+  };
+  webRoot = pkgs.writeTextDir "www/ping" ''{"status": "OK"}'';
+  fakeArr = pkgs.dockerTools.buildImage {
+    name = "localhost/fake-arr";
+    tag = "test";
+    copyToRoot = pkgs.buildEnv {
+      name = "fake-arr-root";
+      paths = [
+        pkgs.busybox
+        curlShim
+        webRoot
+      ];
+    };
+    config.Cmd = [
+      "/bin/sh"
+      "-c"
+      "exec httpd -f -v -p \"$LISTEN_PORT\" -h /www"
+    ];
+  };
+  fake = port: {
+    image = "localhost/fake-arr:test";
+    imageFile = fakeArr;
+    environment.LISTEN_PORT = toString port;
+  };
+in
+pkgs.testers.runNixOSTest {
+  name = "nixarr-units";
+
+  nodes.machine =
+    { pkgs, ... }:
+    {
+      imports = [ self.nixosModules.default ];
+      virtualisation.memorySize = 2048;
+      virtualisation.diskSize = 4096;
+      environment.systemPackages = [ pkgs.curl ];
+
+      services.nixarr-units = {
+        enable = true;
+        sonarr = {
+          enable = true;
+        }
+        // fake 8989;
+        radarr = {
+          enable = true;
+          dependsOn = [ "sonarr" ];
+        }
+        // fake 7878;
+        instances.sonarr-4k = {
+          app = "sonarr";
+          port = 8990;
+        }
+        // fake 8989;
+      };
+    };
+
+  testScript = builtins.readFile ../tests/vm/scenario.py;
+}
