@@ -572,7 +572,22 @@ let
 in
 {
   options.services.nixarr-units = {
-    enable = mkEnableOption "nixarr-units, a media stack of podman or Docker containers supervised by systemd";
+    enable = mkOption {
+      type = types.bool;
+      default =
+        lib.any (app: cfg.${app}.enable) nl.appNames
+        || lib.any (i: i.enable) (lib.attrValues cfg.instances)
+        || lib.any (c: c.enable) (lib.attrValues cfg.containers)
+        || cfg.vpn.enable;
+      defaultText = literalMD "`true` when any app, instance, container or the VPN is enabled";
+      example = false;
+      description = ''
+        Whether to run the stack (podman or Docker containers supervised by
+        systemd). Enabling an app, e.g.
+        `services.nixarr-units.sonarr.enable = true;`, is enough; set this to
+        false to turn the whole stack off and keep its configuration.
+      '';
+    };
 
     package = lib.mkPackageOption pkgs "nixarr-units" { };
 

@@ -148,6 +148,10 @@ fn scenario(name: &str) {
 
     // The spec the module produced must be accepted by the binary and render.
     let spec = &result["spec"];
+    if meta["noSpec"].as_bool() == Some(true) {
+        assert!(spec.is_null(), "{name}: expected no spec (stack disabled)");
+        return;
+    }
     assert!(spec.is_object(), "{name}: no spec");
     assert!(
         spec["services"]
@@ -213,6 +217,7 @@ scenarios! {
     full_stack_with_vpn_and_secrets => "full-stack",
     two_sonarr_instances_docker_generic_container => "two-sonarr",
     migration_allows_native_service => "migrate",
+    disabled_stack_installs_nothing => "disabled",
     assertion_native_and_container => "assert-native",
     assertion_port_clash => "assert-port",
     assertion_vpn_disabled => "assert-vpn",

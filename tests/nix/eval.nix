@@ -26,10 +26,12 @@ in
     description = s.description;
     evalError = s.evalError or null;
     expectedAssertions = s.assertions or [ ];
+    noSpec = s.noSpec or false;
   };
   result = {
     failedAssertions = failed;
-    spec = if failed == [ ] then config.services.nixarr-units.spec else null;
+    spec =
+      if failed == [ ] && config.services.nixarr-units.enable then config.services.nixarr-units.spec else null;
     checks = if failed == [ ] then (s.checks or (_: { })) config else { };
   };
 }

@@ -1,9 +1,8 @@
 { lib }:
 {
-  description = "one app (Sonarr) with defaults and an open firewall";
+  description = "one app (Sonarr) with defaults and an open firewall; enabling it is all it takes";
   config = {
     services.nixarr-units = {
-      enable = true;
       sonarr = {
         enable = true;
         openFirewall = true;
