@@ -15,5 +15,6 @@
       };
     };
   };
-  evalError = "services.nixarr-units.containers.web.ports.\"[definition 1-entry 1]\".host";
+  # The element part of the path ("[definition 1-entry 1]") is lib's wording.
+  evalError = "services.nixarr-units.containers.web.ports.";
 }

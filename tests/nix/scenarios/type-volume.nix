@@ -15,5 +15,5 @@
       };
     };
   };
-  evalError = "host";
+  evalError = "services.nixarr-units.containers.web.volumes.";
 }
