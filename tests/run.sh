@@ -22,7 +22,8 @@ fi
 
 # The module evaluation tests need nixpkgs' lib/ (never part of this repo).
 if [ -z "${NIXPKGS_LIB:-}" ]; then
-  for candidate in /work/.mirror/nix-community+nixpkgs.lib /var/cache/nixarr-units/nixpkgs.lib; do
+  for candidate in /work/.mirror/nix-community+nixpkgs.lib/repo /work/.mirror/nix-community+nixpkgs.lib \
+    /var/cache/nixarr-units/nixpkgs.lib; do
     if [ -d "$candidate/lib" ]; then export NIXPKGS_LIB="$candidate/lib"; break; fi
     if [ -f "$candidate/HEAD" ]; then
       dest="${TMPDIR:-/tmp}/nixarr-units-nixpkgs-lib"
