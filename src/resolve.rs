@@ -45,6 +45,12 @@ impl Engine {
     pub fn has_sdnotify_healthy(&self, backend: Backend) -> bool {
         backend == Backend::Podman && self.version.is_none_or(|(major, _)| major >= 5)
     }
+
+    /// podman ≥ 4.4 has `podman network create --ignore` (4.3 on Debian 12
+    /// rejects it as an unknown flag).
+    pub fn has_network_create_ignore(&self, backend: Backend) -> bool {
+        backend == Backend::Podman && self.version.is_none_or(|v| v >= (4, 4))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -253,11 +253,21 @@ fn network_ctx(stack: &Stack) -> Result<NetworkCtx, EscapeError> {
     let engine = &stack.engine.path;
     let net = &stack.network;
     let (after, requires, exec_start) = match stack.backend {
-        Backend::Podman => (
+        Backend::Podman if stack.engine.has_network_create_ignore(Backend::Podman) => (
             vec!["network-online.target".to_owned()],
             vec![],
             // `--ignore` makes a second start a no-op.
             vec![exec_line(&[engine, "network", "create", "--ignore", net])?],
+        ),
+        // podman < 4.4 has no --ignore: create (failing when it exists),
+        // then check that it does exist, as for docker.
+        Backend::Podman => (
+            vec!["network-online.target".to_owned()],
+            vec![],
+            vec![
+                format!("-{}", exec_line(&[engine, "network", "create", net])?),
+                exec_line(&[engine, "network", "inspect", "--format={{.Name}}", net])?,
+            ],
         ),
         Backend::Docker => (
             vec![
