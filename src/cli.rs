@@ -39,6 +39,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Run as a systemd generator (systemd calls it as nixarr-units-generator).
     Generator(GeneratorArgs),
+    /// Apply an edited spec: daemon-reload, then restart each running service
+    /// whose container was created from another configuration.
+    Reload(ReloadArgs),
     /// Create missing host directories for a container (used by the units).
     #[command(hide = true)]
     EnsureDir(EnsureDirArgs),
@@ -81,6 +84,20 @@ struct GeneratorArgs {
     /// Where to write the manifest.
     #[arg(long, env = "NIXARR_UNITS_MANIFEST", default_value = RUN_MANIFEST)]
     manifest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ReloadArgs {
+    /// The manifest to read [default: /etc/nixarr-units/manifest.json, then
+    /// /run/nixarr-units/manifest.json].
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Do not run `systemctl daemon-reload` first.
+    #[arg(long)]
+    no_daemon_reload: bool,
+    /// Only print what would be restarted.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -280,6 +297,15 @@ fn run(cmd: Command) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reload(a) => {
+            crate::reload::reload(&crate::reload::ReloadConfig {
+                manifest: a.manifest,
+                systemctl: "systemctl".to_owned(),
+                skip_daemon_reload: a.no_daemon_reload,
+                dry_run: a.dry_run,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::EnsureDir(a) => {
             let (uid, gid) = a
                 .owner
@@ -295,7 +321,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let check = if let Some(cmd) = a.exec {
                 Check::Exec {
                     backend: a.backend,
-                    engine: a.engine,
+                    engine: a.engine.clone(),
                     container: a.container.clone(),
                     cmd,
                 }
@@ -311,7 +337,17 @@ fn run(cmd: Command) -> Result<ExitCode> {
             } else {
                 bail!("give --exec, --http or --tcp");
             };
-            health::wait_healthy(&check, Duration::from_secs(a.timeout), &a.container)?;
+            let watched = health::Watched {
+                engine: a.engine,
+                container: a.container.clone(),
+                main_pid: std::env::var("MAINPID").ok().and_then(|p| p.parse().ok()),
+            };
+            health::wait_healthy(
+                &check,
+                Duration::from_secs(a.timeout),
+                &a.container,
+                Some(&watched),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

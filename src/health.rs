@@ -42,13 +42,15 @@ pub fn check_once(check: &Check, timeout: Duration) -> Result<(), String> {
             container,
             cmd,
         } => {
+            // The same command the engine's own health check runs, through
+            // `exec` on both engines. Not `podman healthcheck run`: that
+            // records each failure in the container's health log, so a gate
+            // polling every few hundred milliseconds would use up
+            // --health-retries during start-up and --health-on-failure=kill
+            // would kill a container that is merely slow to start.
+            let _ = backend;
             let mut c = Command::new(engine);
-            match backend {
-                // Runs the container's configured --health-cmd and records
-                // the result in the container's health log.
-                Backend::Podman => c.args(["healthcheck", "run", container]),
-                Backend::Docker => c.args(["exec", container, "/bin/sh", "-c", cmd]),
-            };
+            c.args(["exec", container, "/bin/sh", "-c", cmd]);
             let out = c
                 .stdin(Stdio::null())
                 .output()
@@ -142,12 +144,52 @@ fn http_check(
     Ok(())
 }
 
+/// The container's state as the engine reports it (`running`, `exited`,
+/// …), or `None` when it does not exist (or the engine cannot be asked).
+pub fn container_state(engine: &str, container: &str) -> Option<String> {
+    let out = Command::new(engine)
+        .args([
+            "inspect",
+            "--type=container",
+            "--format={{.State.Status}}",
+            container,
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Which container a gate watches, so that it gives up as soon as the
+/// container is gone instead of polling until its timeout.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub engine: String,
+    pub container: String,
+    /// The unit's main process (systemd passes `$MAINPID` to
+    /// `ExecStartPost=`): when it is gone (`docker run` failed, conmon
+    /// exited), the container will never become healthy.
+    pub main_pid: Option<u32>,
+}
+
 /// Poll `check` until it passes or `timeout` runs out; used as the
 /// `ExecStartPost=` health gate. Logs each change of the failure reason.
-pub fn wait_healthy(check: &Check, timeout: Duration, what: &str) -> Result<()> {
+/// With `watched`, fails at once when the container, once seen, has stopped
+/// or disappeared (it died during start-up; systemd will restart the unit).
+pub fn wait_healthy(
+    check: &Check,
+    timeout: Duration,
+    what: &str,
+    watched: Option<&Watched>,
+) -> Result<()> {
     let start = Instant::now();
     let mut last: Option<String> = None;
     let mut delay = Duration::from_millis(250);
+    let mut seen_running = false;
     loop {
         let per_try = Duration::from_secs(5).min(timeout);
         match check_once(check, per_try) {
@@ -163,6 +205,30 @@ pub fn wait_healthy(check: &Check, timeout: Duration, what: &str) -> Result<()> 
                     tracing::info!("{what} not healthy yet: {reason}");
                     last = Some(reason);
                 }
+            }
+        }
+        if let Some(w) = watched {
+            if let Some(pid) = w.main_pid
+                && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            {
+                bail!(
+                    "{what}: the unit's main process ({pid}) exited before the container became \
+                     healthy (last result: {}); see journalctl -u",
+                    last.unwrap_or_default()
+                );
+            }
+            match container_state(&w.engine, &w.container).as_deref() {
+                Some("running") => seen_running = true,
+                // Not created yet (docker run in the foreground may still
+                // be pulling or creating it), or starting.
+                Some("created" | "configured" | "initialized" | "restarting") => {}
+                None if !seen_running => {}
+                state => bail!(
+                    "{what} stopped before it became healthy (container {}; last result: {}); \
+                     see its logs with journalctl -u",
+                    state.unwrap_or("gone"),
+                    last.unwrap_or_default()
+                ),
             }
         }
         if start.elapsed() >= timeout {

@@ -12,6 +12,7 @@ pub mod health;
 pub mod manifest;
 pub mod nixfmt;
 pub mod output;
+pub mod reload;
 pub mod render;
 pub mod resolve;
 pub mod spec;
