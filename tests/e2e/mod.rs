@@ -1,0 +1,893 @@
+//! End-to-end harness: real systemd as PID 1 in systemd-nspawn over the
+//! host's /usr, nixarr-units installed inside as a systemd generator, real
+//! podman (inside) and a real dockerd (started here, on the host).
+//! See /work/shared/REAL-SYSTEMD.md for why each piece looks the way it does.
+//!
+//! Use from a test file with `#[path = "e2e/mod.rs"] mod e2e;`. One
+//! [`Machine`] per backend is booted and shared by that backend's
+//! scenarios; [`run_scenarios`] runs them in sequence, each with its own
+//! prefix, and prints `systemctl status` and the journal when one fails.
+//! Everything started here is stopped by PID in `Drop`, and everything
+//! created lives under one temporary directory that `Drop` removes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, bail};
+
+/// Every machine name, temp dir and dockerd of this harness carries it.
+pub const MARKER: &str = "nixarr-e2e";
+pub const IMAGE: &str = "localhost/nixarr-fake-app:test";
+/// A label on every test container: which scenario made it.
+pub const SCENARIO_LABEL: &str = "org.nixarr-e2e.scenario";
+pub const BIN: &str = env!("CARGO_BIN_EXE_nixarr-units");
+const FAKE_APP: &[(&str, &str)] = &[
+    ("run", include_str!("fake-app/run")),
+    ("handle", include_str!("fake-app/handle")),
+    ("ctl", include_str!("fake-app/ctl")),
+];
+
+/// Serialises machines across the test threads of one process.
+pub static MACHINES: Mutex<()> = Mutex::new(());
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Podman,
+    Docker,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Podman => "podman",
+            Backend::Docker => "docker",
+        }
+    }
+    pub fn engine(self) -> &'static str {
+        match self {
+            Backend::Podman => "/usr/bin/podman",
+            Backend::Docker => "/usr/bin/docker",
+        }
+    }
+}
+
+/// Why the end-to-end tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    // SAFETY-free check of the effective uid: /proc/self is owned by it.
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1);
+    if uid != 0 {
+        return Some("not running as root".to_owned());
+    }
+    if !Path::new("/usr/bin/systemd-nspawn").exists() {
+        return Some("systemd-nspawn is missing (apt-get install systemd-container)".to_owned());
+    }
+    None
+}
+
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Run a host command, failing with its output when it fails.
+pub fn host(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}):\n{}", out.status, output_text(&out));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A short id that differs between runs.
+pub fn run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:04x}", (std::process::id() ^ nanos) & 0xffff)
+}
+
+/// Poll `f` until it returns `Ok(Some(_))` or `timeout` passes; the error
+/// says what was awaited and the last reason.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        let last = match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => "not yet".to_owned(),
+            Err(e) => format!("{e:#}"),
+        };
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}; last: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A minimal HTTP/1.0 GET from the host: (status, headers, body bytes).
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to 127.0.0.1:{port}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .with_context(|| format!("reading the answer to GET {path}"))?;
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("no end of headers in {:?}", String::from_utf8_lossy(&buf)))?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let body = buf[split + 4..].to_vec();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    Ok((status, head, body))
+}
+
+/// Kill leftovers of earlier (crashed) runs: nspawn machines and dockerds
+/// whose command line carries [`MARKER`], then their temporary directories.
+/// Runs once per test process, before its first machine.
+pub fn clean_leftovers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(clean_leftovers_now);
+}
+
+fn clean_leftovers_now() {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let exe = args.first().map(String::as_str).unwrap_or("");
+        let ours = args.iter().any(|a| a.contains(MARKER));
+        let kind = exe.ends_with("systemd-nspawn") || exe.ends_with("dockerd");
+        // Only processes of an earlier run: their marker names a directory
+        // that is not ours (each run has a fresh one).
+        if ours && kind {
+            eprintln!("e2e: killing leftover {exe} (pid {pid}) of an earlier run");
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(MARKER) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Build the fake app's root file system tarball (deterministic bytes).
+fn build_image_tar(dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("fake-rootfs");
+    for d in ["bin", "app", "tmp", "proc", "sys", "dev", "etc"] {
+        fs_err::create_dir_all(root.join(d))?;
+    }
+    fs_err::copy("/usr/bin/busybox", root.join("bin/busybox"))
+        .context("copying busybox (apt-get install busybox-static)")?;
+    let list = host(Command::new("/usr/bin/busybox").arg("--list"))?;
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let link = root.join("bin").join(applet);
+        if !link.exists() {
+            fs_err::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    for (name, text) in FAKE_APP {
+        let p = root.join("app").join(name);
+        fs_err::write(&p, text)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    fs_err::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
+    fs_err::write(root.join("etc/group"), "root:x:0:\n")?;
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    let tar = dir.join("fake-app.tar");
+    host(
+        Command::new("tar")
+            .arg("--sort=name")
+            .arg("--mtime=@0")
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )?;
+    Ok(tar)
+}
+
+/// dockerd started by us on the host, in a private mount namespace where
+/// the nspawn machine's journal directory is mounted at
+/// /run/systemd/journal (so `--log-driver=journald` logs into the machine's
+/// journal, as on a real host).
+pub struct Dockerd {
+    child: Child,
+    pub socket: PathBuf,
+}
+
+impl Dockerd {
+    fn start(dir: &Path, journal_dir: &Path) -> Result<Dockerd> {
+        let socket = dir.join("docker.sock");
+        let log = fs_err::File::create(dir.join("dockerd.log"))?;
+        let script = r#"set -e
+mkdir -p /run/systemd/journal
+mount --bind "$1" /run/systemd/journal
+shift
+exec "$@""#;
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(journal_dir)
+        .arg("/usr/sbin/dockerd")
+        .arg(format!("--data-root={}", dir.join("docker-data").display()))
+        .arg(format!("--exec-root={}", dir.join("dx").display()))
+        .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
+        .arg(format!("--host=unix://{}", socket.display()))
+        .arg("--log-level=warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?.into_parts().0)
+        .stderr(log.into_parts().0)
+        .process_group(0);
+        let child = cmd.spawn().context("starting dockerd")?;
+        let d = Dockerd { child, socket };
+        wait_for("dockerd to answer", Duration::from_secs(60), || {
+            let ok = Command::new("/usr/bin/docker")
+                .arg(format!("--host=unix://{}", d.socket.display()))
+                .arg("version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?
+                .success();
+            Ok(ok.then_some(()))
+        })
+        .with_context(|| {
+            format!(
+                "dockerd log:\n{}",
+                std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+            )
+        })?;
+        Ok(d)
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        // Stop by the PID we started; dockerd stops its containers and its
+        // own containerd on SIGTERM.
+        let pid = self.child.id();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A booted systemd-nspawn machine with systemd as PID 1.
+pub struct Machine {
+    pub backend: Backend,
+    pub name: String,
+    nspawn: Option<Child>,
+    /// PID (host namespace) of systemd inside.
+    pub leader: u32,
+    pub dockerd: Option<Dockerd>,
+    // Dropped last: everything above lives in it.
+    pub dir: tempfile::TempDir,
+}
+
+const CONTAINERS_CONF: &str = r#"[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+pids_limit = 0
+[engine]
+runtime = "runc"
+"#;
+
+/// docker.service inside the machine: the engine runs on the host (started
+/// by the harness) and its socket is bound in, so the unit only checks that
+/// it answers. Test-machine configuration, like containers.conf.
+const DOCKER_STUB: &str = "[Unit]
+Description=Docker engine of the host (nixarr-units e2e stand-in)
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/docker version
+";
+
+impl Machine {
+    /// Boot a machine for `backend`; for Docker, start dockerd first.
+    pub fn boot(backend: Backend) -> Result<Machine> {
+        let id = run_id();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{MARKER}-{}-", backend.name()))
+            .tempdir()
+            .context("creating the machine's temporary directory")?;
+        let d = dir.path().to_path_buf();
+        let name = format!("{MARKER}-{}-{id}", backend.name());
+        let etc_containers = d.join("etc-containers");
+        fs_err::create_dir_all(&etc_containers)?;
+        fs_err::write(etc_containers.join("containers.conf"), CONTAINERS_CONF)?;
+        fs_err::write(
+            etc_containers.join("policy.json"),
+            r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+        )?;
+        let journal = d.join("journal");
+        fs_err::create_dir_all(&journal)?;
+        let tar = build_image_tar(&d)?;
+
+        let dockerd = match backend {
+            Backend::Docker => {
+                fs_err::write(d.join("docker.service"), DOCKER_STUB)?;
+                let dk = Dockerd::start(&d, &journal)?;
+                host(
+                    Command::new("/usr/bin/docker")
+                        .arg(format!("--host=unix://{}", dk.socket.display()))
+                        .args(["import", "--change", r#"ENTRYPOINT ["/app/run"]"#])
+                        .arg(&tar)
+                        .arg(IMAGE),
+                )
+                .context("importing the fake app into dockerd")?;
+                Some(dk)
+            }
+            Backend::Podman => None,
+        };
+
+        let exe_dir = Path::new(BIN)
+            .parent()
+            .context("the binary has no directory")?
+            .to_path_buf();
+        let log = fs_err::File::create(d.join("nspawn.log"))?;
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
+            .args([
+                "-D",
+                "/",
+                "--volatile=yes",
+                "--register=no",
+                "--keep-unit",
+                "--boot",
+            ])
+            .arg(format!("--machine={name}"))
+            .arg("--capability=all")
+            .arg("--system-call-filter=add_key keyctl request_key bpf")
+            .arg("--bind=/var/lib/containers")
+            .arg("--bind-ro=/etc/alternatives")
+            .arg(format!(
+                "--bind={}:/etc/containers",
+                etc_containers.display()
+            ))
+            .arg(format!("--bind={}:/run/systemd/journal", journal.display()))
+            .arg(format!("--bind={}", d.display()))
+            .arg(format!("--bind-ro={}", exe_dir.display()));
+        if let Some(dk) = &dockerd {
+            cmd.arg(format!("--bind={}:/run/docker.sock", dk.socket.display()))
+                .arg(format!(
+                    "--bind-ro={}:/etc/systemd/system/docker.service",
+                    d.join("docker.service").display()
+                ));
+        }
+        cmd.args([
+            "--",
+            "systemd.firstboot=off",
+            // The machine shares the host's network: nothing for networkd
+            // to do, and wait-online would hold network-online.target.
+            "systemd.mask=systemd-networkd.service",
+            "systemd.mask=systemd-networkd.socket",
+            "systemd.mask=systemd-networkd-wait-online.service",
+            "systemd.mask=docker.socket",
+            "systemd.mask=containerd.service",
+            // Shares the host network: must never load a ruleset there.
+            "systemd.mask=nftables.service",
+            // The boot ends with a getty on the console; nobody logs in.
+            "systemd.mask=console-getty.service",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?.into_parts().0)
+        .stderr(log.into_parts().0)
+        .process_group(0);
+        let child = cmd.spawn().context("starting systemd-nspawn")?;
+        let nspawn_pid = child.id();
+        let mut m = Machine {
+            backend,
+            name,
+            nspawn: Some(child),
+            leader: 0,
+            dockerd,
+            dir,
+        };
+        let log_path = d.join("nspawn.log");
+        m.leader = wait_for(
+            "systemd-nspawn to start PID 1",
+            Duration::from_secs(30),
+            || {
+                let children = std::fs::read_to_string(format!(
+                    "/proc/{nspawn_pid}/task/{nspawn_pid}/children"
+                ))
+                .context("nspawn is gone")?;
+                Ok(children
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok()))
+            },
+        )
+        .with_context(|| fs_err::read_to_string(&log_path).unwrap_or_default())?;
+        let state = wait_for("systemd to finish booting", Duration::from_secs(90), || {
+            let out = m.exec(&["systemctl", "is-system-running"])?;
+            let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            Ok(matches!(s.as_str(), "running" | "degraded").then_some(s))
+        })
+        .with_context(|| fs_err::read_to_string(&log_path).unwrap_or_default())?;
+        if state == "degraded" {
+            let failed = m.exec(&["systemctl", "--failed", "--no-pager", "--plain"])?;
+            eprintln!(
+                "e2e: machine {} is degraded (not fatal):\n{}",
+                m.name,
+                output_text(&failed)
+            );
+        }
+        // The generator: this very binary under its generator name.
+        let root = m.root();
+        fs_err::create_dir_all(root.join("etc/systemd/system-generators"))?;
+        fs_err::create_dir_all(root.join("etc/nixarr-units"))?;
+        fs_err::os::unix::fs::symlink(
+            BIN,
+            root.join("etc/systemd/system-generators/nixarr-units-generator"),
+        )?;
+        m.ok(&["systemctl", "daemon-reload"])?;
+        if backend == Backend::Podman {
+            m.ok(&[
+                "podman",
+                "import",
+                "--change",
+                r#"ENTRYPOINT ["/app/run"]"#,
+                tar.to_str().context("temp path is not UTF-8")?,
+                IMAGE,
+            ])
+            .context("importing the fake app into podman")?;
+        }
+        eprintln!(
+            "e2e: machine {} booted ({}), systemd pid {}",
+            m.name,
+            m.backend.name(),
+            m.leader
+        );
+        Ok(m)
+    }
+
+    /// The machine's root file system, seen from the host.
+    pub fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.leader))
+    }
+
+    /// Run a command inside the machine (all its namespaces).
+    pub fn exec(&self, argv: &[&str]) -> Result<Output> {
+        Command::new("nsenter")
+            .args(["-t", &self.leader.to_string(), "-a", "--"])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {argv:?} in the machine"))
+    }
+
+    /// Run a command inside; fail with its output unless it succeeds.
+    pub fn ok(&self, argv: &[&str]) -> Result<String> {
+        let out = self.exec(argv)?;
+        if !out.status.success() {
+            bail!("{argv:?} failed ({}):\n{}", out.status, output_text(&out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn systemctl(&self, args: &[&str]) -> Result<String> {
+        let mut v = vec!["systemctl", "--no-pager"];
+        v.extend_from_slice(args);
+        self.ok(&v)
+    }
+
+    /// The engine's CLI for this machine's backend (inside the machine).
+    pub fn engine(&self, args: &[&str]) -> Result<String> {
+        let mut v = vec![self.backend.engine()];
+        v.extend_from_slice(args);
+        self.ok(&v)
+    }
+
+    pub fn write_spec(&self, name: &str, spec: &serde_json::Value) -> Result<()> {
+        let path = self.root().join(format!("etc/nixarr-units/{name}.json"));
+        fs_err::write(&path, serde_json::to_string_pretty(spec)?)?;
+        Ok(())
+    }
+
+    pub fn remove_spec(&self, name: &str) -> Result<()> {
+        let path = self.root().join(format!("etc/nixarr-units/{name}.json"));
+        match fs_err::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn daemon_reload(&self) -> Result<()> {
+        self.systemctl(&["daemon-reload"]).map(drop)
+    }
+
+    /// The system bus of the machine, as the host reaches it.
+    pub fn bus_address(&self) -> String {
+        format!(
+            "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
+            self.leader
+        )
+    }
+
+    /// Read a property of a unit over D-Bus from the host (busctl).
+    pub fn unit_property(
+        &self,
+        unit: &str,
+        interface: &str,
+        prop: &str,
+    ) -> Result<serde_json::Value> {
+        let addr = format!("--address={}", self.bus_address());
+        let path = host(Command::new("busctl").args([
+            &addr,
+            "call",
+            "org.freedesktop.systemd1",
+            "/org/freedesktop/systemd1",
+            "org.freedesktop.systemd1.Manager",
+            "LoadUnit",
+            "s",
+            unit,
+        ]))?;
+        // `o "/org/freedesktop/systemd1/unit/..."`
+        let path = path
+            .trim()
+            .strip_prefix("o ")
+            .map(|p| p.trim_matches('"').to_owned())
+            .with_context(|| format!("unexpected LoadUnit answer {path:?}"))?;
+        let json = host(Command::new("busctl").args([
+            &addr,
+            "--json=short",
+            "get-property",
+            "org.freedesktop.systemd1",
+            &path,
+            &format!("org.freedesktop.systemd1.{interface}"),
+            prop,
+        ]))?;
+        let v: serde_json::Value = serde_json::from_str(json.trim())
+            .with_context(|| format!("busctl printed {json:?}"))?;
+        Ok(v.get("data").cloned().unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn active_state(&self, unit: &str) -> Result<String> {
+        Ok(self
+            .unit_property(unit, "Unit", "ActiveState")?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    pub fn sub_state(&self, unit: &str) -> Result<String> {
+        Ok(self
+            .unit_property(unit, "Unit", "SubState")?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    pub fn n_restarts(&self, unit: &str) -> Result<u64> {
+        self.unit_property(unit, "Service", "NRestarts")?
+            .as_u64()
+            .context("NRestarts is not a number")
+    }
+
+    /// A timestamp property in microseconds since the epoch.
+    pub fn timestamp(&self, unit: &str, interface: &str, prop: &str) -> Result<u64> {
+        self.unit_property(unit, interface, prop)?
+            .as_u64()
+            .with_context(|| format!("{prop} of {unit} is not a number"))
+    }
+
+    pub fn wait_active(&self, unit: &str, timeout: Duration) -> Result<()> {
+        wait_for(&format!("{unit} to be active"), timeout, || {
+            Ok((self.active_state(unit)? == "active").then_some(()))
+        })
+    }
+
+    /// `systemctl status` and the journal of every unit matching `pattern`.
+    pub fn diagnostics(&self, pattern: &str) -> String {
+        let mut s = String::new();
+        for argv in [
+            vec!["systemctl", "--no-pager", "list-units", "--all", pattern],
+            vec![
+                "systemctl",
+                "--no-pager",
+                "-l",
+                "-n",
+                "40",
+                "status",
+                pattern,
+            ],
+            vec!["journalctl", "--no-pager", "-n", "150", "-u", pattern],
+        ] {
+            s.push_str(&format!("---- {}\n", argv.join(" ")));
+            match self.exec(&argv) {
+                Ok(o) => s.push_str(&output_text(&o)),
+                Err(e) => s.push_str(&format!("{e:#}\n")),
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.nspawn.take() {
+            // Poweroff lets systemd stop the units (and their containers)
+            // cleanly; kill the nspawn we started, by PID, if it hangs.
+            let _ = self.exec(&["systemctl", "--no-block", "poweroff"]);
+            let start = Instant::now();
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        // Containers left in the host's podman storage by a scenario that
+        // could not clean up.
+        if self.backend == Backend::Podman {
+            let ids = Command::new("podman")
+                .args(["ps", "-aq", "--filter", &format!("label={SCENARIO_LABEL}")])
+                .stderr(Stdio::null())
+                .output();
+            if let Ok(o) = ids {
+                for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("podman")
+                        .args(["rm", "-f", id])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+        self.dockerd.take();
+    }
+}
+
+/// What a scenario gets: the machine, its own prefix and a place to keep
+/// notes (printed in the summary, e.g. for behaviour expected later).
+pub struct Scenario<'a> {
+    pub m: &'a Machine,
+    pub prefix: String,
+    pub notes: Vec<String>,
+}
+
+impl Scenario<'_> {
+    pub fn unit(&self, svc: &str) -> String {
+        format!("{}-{svc}.service", self.prefix)
+    }
+    pub fn container(&self, svc: &str) -> String {
+        format!("{}-{svc}", self.prefix)
+    }
+    pub fn target(&self) -> String {
+        format!("{}.target", self.prefix)
+    }
+
+    /// A spec for this scenario's backend and prefix, with `services`.
+    pub fn spec(&self, services: serde_json::Value) -> serde_json::Value {
+        let mut services = services;
+        if let Some(map) = services.as_object_mut() {
+            for svc in map.values_mut() {
+                if let Some(o) = svc.as_object_mut() {
+                    let labels = o.entry("labels").or_insert_with(|| serde_json::json!({}));
+                    if let Some(l) = labels.as_object_mut() {
+                        l.insert(SCENARIO_LABEL.to_owned(), self.prefix.clone().into());
+                    }
+                }
+            }
+        }
+        serde_json::json!({
+            "version": 1,
+            "backend": self.m.backend.name(),
+            "prefix": self.prefix,
+            "engine": { "path": self.m.backend.engine() },
+            "services": services,
+        })
+    }
+
+    /// Install the spec and daemon-reload.
+    pub fn install(&self, spec: &serde_json::Value) -> Result<()> {
+        self.m.write_spec(&self.prefix, spec)?;
+        self.m.daemon_reload()
+    }
+
+    pub fn start_target(&self) -> Result<()> {
+        self.m.systemctl(&["start", &self.target()]).map(drop)
+    }
+
+    /// A label of the running container.
+    pub fn label(&self, svc: &str, key: &str) -> Result<String> {
+        Ok(self
+            .m
+            .engine(&[
+                "inspect",
+                "--type=container",
+                &format!("--format={{{{index .Config.Labels \"{key}\"}}}}"),
+                &self.container(svc),
+            ])?
+            .trim()
+            .to_owned())
+    }
+
+    /// Names of this scenario's containers that exist (any state).
+    pub fn containers(&self) -> Result<Vec<String>> {
+        let out = self.m.engine(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.nixarr.managed=true",
+            "--format",
+            "{{.Names}}",
+        ])?;
+        Ok(out
+            .lines()
+            .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Stop everything of this scenario and remove what it created.
+    fn cleanup(&self) {
+        let m = self.m;
+        let pattern = format!("{}*", self.prefix);
+        let _ = m.exec(&["systemctl", "stop", &self.target(), &pattern]);
+        let _ = m.remove_spec(&self.prefix);
+        let _ = m.daemon_reload();
+        let _ = m.exec(&["systemctl", "reset-failed", &pattern]);
+        if let Ok(names) = self.containers() {
+            for n in names {
+                let _ = m.engine(&["rm", "-f", &n]);
+            }
+        }
+        let _ = m.engine(&["network", "rm", &self.prefix]);
+    }
+}
+
+/// One scenario: a name and its body.
+pub type ScenarioFn = fn(&mut Scenario) -> Result<()>;
+
+/// Run scenarios in sequence on one machine, each with its own prefix and
+/// its own cleanup; print what failed with systemd's view of it, then a
+/// summary. Returns the names of failed scenarios.
+pub fn run_scenarios(m: &Machine, scenarios: &[(&str, ScenarioFn)]) -> Vec<String> {
+    let id = run_id();
+    let mut failed = Vec::new();
+    let mut summary = Vec::new();
+    for (i, (name, f)) in scenarios.iter().enumerate() {
+        let letter = &m.backend.name()[..1];
+        let mut sc = Scenario {
+            m,
+            prefix: format!("e{i}{letter}{id}"),
+            notes: Vec::new(),
+        };
+        eprintln!(
+            "==== e2e [{}] {name} (prefix {})",
+            m.backend.name(),
+            sc.prefix
+        );
+        let start = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut sc)));
+        let outcome = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(p) => Err(p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panic".to_owned())),
+        };
+        let secs = start.elapsed().as_secs_f32();
+        match &outcome {
+            Ok(()) => eprintln!("==== e2e [{}] {name}: ok ({secs:.1}s)", m.backend.name()),
+            Err(e) => {
+                eprintln!(
+                    "==== e2e [{}] {name}: FAILED ({secs:.1}s): {e}\n{}",
+                    m.backend.name(),
+                    m.diagnostics(&format!("{}*", sc.prefix))
+                );
+                failed.push(format!("{}: {name}", m.backend.name()));
+            }
+        }
+        for n in &sc.notes {
+            eprintln!("     note: {n}");
+        }
+        summary.push(format!(
+            "{:7} {:6} {name} ({secs:.1}s){}",
+            m.backend.name(),
+            if outcome.is_ok() { "ok" } else { "FAILED" },
+            sc.notes
+                .iter()
+                .map(|n| format!("\n                 note: {n}"))
+                .collect::<String>()
+        ));
+        sc.cleanup();
+    }
+    eprintln!("==== e2e summary\n{}", summary.join("\n"));
+    failed
+}
+
+/// Entries of a NUL-separated `KEY=VALUE` environment dump.
+pub fn parse_environ(bytes: &[u8]) -> BTreeMap<String, String> {
+    bytes
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .filter_map(|e| {
+            let s = String::from_utf8_lossy(e);
+            s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
