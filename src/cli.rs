@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+use crate::control;
 use crate::error::SpecError;
+use crate::systemd::Verb;
 use crate::generator::{self, DEFAULT_SPEC_DIR, GeneratorConfig};
 use crate::health::{self, Check};
 use crate::manifest::{Manifest, RUN_MANIFEST};
@@ -42,6 +44,24 @@ enum Command {
     /// Apply an edited spec: daemon-reload, then restart each running service
     /// whose container was created from another configuration.
     Reload(ReloadArgs),
+    /// Show every managed service: unit state, health, restarts, memory, ports.
+    ///
+    /// Exit status: 0 when every unit is active and no probe fails, 1 when
+    /// something is unhealthy, failed or stopped, 2 on usage errors.
+    Status(StatusArgs),
+    /// Start services and wait until systemd has started them.
+    Start(JobArgs),
+    /// Stop services and wait until they are stopped.
+    Stop(JobArgs),
+    /// Restart services and wait until they are running again.
+    Restart(JobArgs),
+    /// Show the journal of a service and of its secret bridge.
+    Logs(LogsArgs),
+    /// The VPN (Gluetun) container.
+    Vpn {
+        #[command(subcommand)]
+        command: VpnCommand,
+    },
     /// Create missing host directories for a container (used by the units).
     #[command(hide = true)]
     EnsureDir(EnsureDirArgs),
@@ -98,6 +118,81 @@ struct ReloadArgs {
     /// Only print what would be restarted.
     #[arg(long)]
     dry_run: bool,
+}
+
+/// Where the manifest and systemd are.
+#[derive(Debug, Args)]
+struct Where {
+    /// The manifest [default: /etc/nixarr-units/manifest.json, then
+    /// /run/nixarr-units/manifest.json].
+    #[arg(long, value_name = "FILE", global = true)]
+    manifest: Option<PathBuf>,
+    /// D-Bus address of the system bus to talk to (e.g.
+    /// unix:path=/run/dbus/system_bus_socket).
+    #[arg(long, env = "DBUS_SYSTEM_BUS_ADDRESS", value_name = "ADDRESS", global = true)]
+    bus_address: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Services to show (service or unit names) [default: all].
+    services: Vec<String>,
+    /// Print JSON (schema: docs/status.md).
+    #[arg(long)]
+    json: bool,
+    /// Keep redrawing as states change (Ctrl-C to quit).
+    #[arg(long)]
+    watch: bool,
+    /// Do not run health probes.
+    #[arg(long)]
+    no_probe: bool,
+    /// Seconds each probe may take.
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    probe_timeout: f64,
+    #[command(flatten)]
+    at: Where,
+}
+
+#[derive(Debug, Args)]
+struct JobArgs {
+    /// Services (service or unit names).
+    #[arg(required_unless_present = "all")]
+    services: Vec<String>,
+    /// Every service (the stack's target).
+    #[arg(long, conflicts_with = "services")]
+    all: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    timeout: u64,
+    #[command(flatten)]
+    at: Where,
+}
+
+#[derive(Debug, Args)]
+struct LogsArgs {
+    service: String,
+    /// Follow new entries.
+    #[arg(short, long)]
+    follow: bool,
+    /// How many lines to show.
+    #[arg(short = 'n', long)]
+    lines: Option<usize>,
+    /// The manifest [default: /etc/nixarr-units/manifest.json, then
+    /// /run/nixarr-units/manifest.json].
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum VpnCommand {
+    /// The VPN unit's state, its health and the public IP.
+    Status {
+        /// Seconds the probes may take.
+        #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+        timeout: f64,
+        #[command(flatten)]
+        at: Where,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +325,28 @@ fn self_exe(given: Option<String>) -> Result<String> {
     Ok(exe.to_owned())
 }
 
+fn seconds(s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{s} is not a positive number of seconds"))
+}
+
+fn jobs(verb: Verb, a: JobArgs) -> Result<ExitCode> {
+    control::jobs(
+        &control::Target {
+            manifest: a.at.manifest.as_deref(),
+            bus_address: a.at.bus_address.as_deref(),
+        },
+        &control::JobOptions {
+            verb,
+            services: a.services,
+            all: a.all,
+            timeout: Duration::from_secs(a.timeout),
+        },
+    )
+}
+
 /// Parse, validate and render one spec file, writing nothing.
 pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)> {
     let origin = path.display().to_string();
@@ -306,6 +423,35 @@ fn run(cmd: Command) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status(a) => {
+            let target = control::Target {
+                manifest: a.at.manifest.as_deref(),
+                bus_address: a.at.bus_address.as_deref(),
+            };
+            control::status(
+                &target,
+                &control::StatusOptions {
+                    services: a.services,
+                    json: a.json,
+                    watch: a.watch,
+                    probe: !a.no_probe,
+                    timeout: seconds(a.probe_timeout)?,
+                },
+            )
+        }
+        Command::Start(a) => jobs(Verb::Start, a),
+        Command::Stop(a) => jobs(Verb::Stop, a),
+        Command::Restart(a) => jobs(Verb::Restart, a),
+        Command::Logs(a) => control::logs(a.manifest.as_deref(), &a.service, a.follow, a.lines),
+        Command::Vpn {
+            command: VpnCommand::Status { timeout, at },
+        } => control::vpn_status(
+            &control::Target {
+                manifest: at.manifest.as_deref(),
+                bus_address: at.bus_address.as_deref(),
+            },
+            seconds(timeout)?,
+        ),
         Command::EnsureDir(a) => {
             let (uid, gid) = a
                 .owner

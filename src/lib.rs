@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod control;
 pub mod duration;
 pub mod error;
 pub mod generator;
@@ -16,3 +17,5 @@ pub mod reload;
 pub mod render;
 pub mod resolve;
 pub mod spec;
+pub mod status;
+pub mod systemd;

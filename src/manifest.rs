@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::resolve::{Health, Migration, Port, Volume};
@@ -97,5 +100,45 @@ impl Manifest {
         let mut s = serde_json::to_string_pretty(self)?;
         s.push('\n');
         Ok(s)
+    }
+}
+
+/// Read the manifest: `explicit` if given, else the NixOS one, else the
+/// generator's.
+pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Manifest)> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let found = [ETC_MANIFEST, RUN_MANIFEST]
+                .into_iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists());
+            match found {
+                Some(p) => p,
+                None => bail!(
+                    "no manifest at {ETC_MANIFEST} or {RUN_MANIFEST}: enable \
+                     services.nixarr-units on NixOS, or put a spec in /etc/nixarr-units/ and run \
+                     `systemctl daemon-reload` (or pass --manifest)"
+                ),
+            }
+        }
+    };
+    let text = fs_err::read_to_string(&path)?;
+    let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a manifest this nixarr-units understands; render it again with this \
+             version",
+            path.display()
+        )
+    })?;
+    Ok((path, manifest))
+}
+
+impl Manifest {
+    /// Every service of every stack, with its stack.
+    pub fn services(&self) -> impl Iterator<Item = (&StackManifest, &String, &ServiceManifest)> {
+        self.stacks
+            .iter()
+            .flat_map(|st| st.services.iter().map(move |(n, s)| (st, n, s)))
     }
 }

@@ -1,0 +1,246 @@
+//! D-Bus client for systemd (org.freedesktop.systemd1), on zbus with the
+//! ready-made proxies of zbus_systemd: unit states in one batch call plus
+//! concurrent property reads, and jobs (start/stop/restart) that wait for
+//! their own JobRemoved signal.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use serde::Serialize;
+use zbus::Connection;
+use zbus::{OwnedObjectPath, OwnedVariant};
+use zbus_systemd::systemd1::ManagerProxy;
+
+const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
+const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
+
+/// The system bus, or the one at `address` (`--bus-address`, or
+/// `DBUS_SYSTEM_BUS_ADDRESS`, which zbus honours by itself).
+pub async fn connect(address: Option<&str>) -> Result<Connection> {
+    match address {
+        Some(a) => zbus::connection::Builder::address(a)
+            .build()
+            .await
+            .with_context(|| format!("cannot connect to the D-Bus bus at {a}")),
+        None => Connection::system().await.context(
+            "cannot connect to the system D-Bus bus (is dbus running? \
+             pass --bus-address to reach another one)",
+        ),
+    }
+}
+
+/// What systemd says about one unit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnitState {
+    pub unit: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    /// The service's Result= ("success", "exit-code", "signal", …).
+    pub result: Option<String>,
+    pub n_restarts: Option<u32>,
+    pub main_pid: Option<u32>,
+    /// When the unit last changed state, µs since the epoch.
+    pub since_usec: Option<u64>,
+    pub memory_bytes: Option<u64>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobOutcome {
+    pub unit: String,
+    /// systemd's job result: done, canceled, timeout, failed, dependency,
+    /// skipped, invalid, … ("timeout" too when we gave up waiting).
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Verb {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+        }
+    }
+}
+
+pub struct Systemd {
+    conn: Connection,
+    manager: ManagerProxy<'static>,
+}
+
+/// Turn a D-Bus permission error into advice.
+fn explain(e: zbus::Error, what: &str) -> anyhow::Error {
+    if let zbus::Error::MethodError(name, _, _) = &e {
+        let n = name.as_str();
+        if n.ends_with("AccessDenied") || n.ends_with("InteractiveAuthorizationRequired") {
+            return anyhow!(
+                "{what}: not permitted ({n}); run as root (sudo), or grant your user polkit's \
+                 org.freedesktop.systemd1.manage-units for these units"
+            );
+        }
+    }
+    anyhow::Error::new(e).context(what.to_owned())
+}
+
+impl Systemd {
+    pub async fn new(conn: Connection) -> Result<Self> {
+        let manager = ManagerProxy::new(&conn)
+            .await
+            .context("cannot reach systemd's manager object over D-Bus")?;
+        Ok(Systemd { conn, manager })
+    }
+
+    /// One ListUnitsByNames call for all units, then the service properties
+    /// of every loaded unit, read concurrently.
+    pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
+        if units.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listed = self
+            .manager
+            .list_units_by_names(units.to_vec())
+            .await
+            .map_err(|e| explain(e, "listing units"))?;
+        let by_name: BTreeMap<String, _> = listed.into_iter().map(|u| (u.0.clone(), u)).collect();
+        let by_name = &by_name;
+        let reads = units.iter().map(|name| async move {
+            let Some((_, _, load, active, sub, _, path, ..)) = by_name.get(name) else {
+                return UnitState {
+                    unit: name.clone(),
+                    load_state: "not-found".to_owned(),
+                    active_state: "inactive".to_owned(),
+                    sub_state: "dead".to_owned(),
+                    result: None,
+                    n_restarts: None,
+                    main_pid: None,
+                    since_usec: None,
+                    memory_bytes: None,
+                };
+            };
+            let loaded = load == "loaded";
+            let (result, n_restarts, main_pid, since, memory) = if loaded {
+                futures_util::future::join5(
+                    self.get::<String>(path, SERVICE_IFACE, "Result"),
+                    self.get::<u32>(path, SERVICE_IFACE, "NRestarts"),
+                    self.get::<u32>(path, SERVICE_IFACE, "MainPID"),
+                    self.get::<u64>(path, UNIT_IFACE, "StateChangeTimestamp"),
+                    self.get::<u64>(path, SERVICE_IFACE, "MemoryCurrent"),
+                )
+                .await
+            } else {
+                (None, None, None, None, None)
+            };
+            UnitState {
+                unit: name.clone(),
+                load_state: load.clone(),
+                active_state: active.clone(),
+                sub_state: sub.clone(),
+                result,
+                n_restarts,
+                main_pid: main_pid.filter(|p| *p != 0),
+                since_usec: since.filter(|t| *t != 0),
+                // systemd reports u64::MAX when memory accounting is off.
+                memory_bytes: memory.filter(|m| *m != u64::MAX),
+            }
+        });
+        Ok(join_all(reads).await)
+    }
+
+    /// One property through org.freedesktop.DBus.Properties.Get; `None`
+    /// when it is absent (e.g. a target has no Service interface).
+    async fn get<T>(&self, path: &OwnedObjectPath, iface: &str, prop: &str) -> Option<T>
+    where
+        T: TryFrom<OwnedVariant>,
+    {
+        let proxy = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            .destination("org.freedesktop.systemd1")
+            .path(path.clone())
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .ok()?;
+        let iface = zbus::names::InterfaceName::try_from(iface).ok()?;
+        let value = proxy.get(iface, prop).await.ok()?;
+        T::try_from(value).ok()
+    }
+
+    /// Queue `verb` for every unit ("replace" mode) and wait until each job
+    /// is removed, subscribing before the calls so no signal is missed.
+    pub async fn run_jobs(
+        &self,
+        verb: Verb,
+        units: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<JobOutcome>> {
+        let mut removed = self
+            .manager
+            .receive_job_removed()
+            .await
+            .context("subscribing to systemd's JobRemoved signal")?;
+        // Signals are only sent to subscribed clients on some versions.
+        let _ = self.manager.subscribe().await;
+        let mut pending: BTreeMap<String, String> = BTreeMap::new();
+        for unit in units {
+            let what = format!("{} {unit}", verb.name());
+            let job = match verb {
+                Verb::Start => self.manager.start_unit(unit.clone(), "replace".into()).await,
+                Verb::Stop => self.manager.stop_unit(unit.clone(), "replace".into()).await,
+                Verb::Restart => {
+                    self.manager
+                        .restart_unit(unit.clone(), "replace".into())
+                        .await
+                }
+            }
+            .map_err(|e| explain(e, &what))?;
+            pending.insert(job.to_string(), unit.clone());
+        }
+        let mut outcomes = Vec::new();
+        let deadline = futures_util::future::select(
+            Box::pin(async {
+                while let Some(signal) = removed.next().await {
+                    let Ok(args) = signal.args() else { continue };
+                    if let Some(unit) = pending.remove(args.job.as_str()) {
+                        outcomes.push(JobOutcome {
+                            unit,
+                            result: args.result.clone(),
+                        });
+                        if pending.is_empty() {
+                            break;
+                        }
+                    }
+                }
+            }),
+            Box::pin(sleep(timeout)),
+        );
+        deadline.await;
+        // Jobs we stopped waiting for.
+        outcomes.extend(pending.into_values().map(|unit| JobOutcome {
+            unit,
+            result: "timeout".to_owned(),
+        }));
+        outcomes.sort_by(|a, b| a.unit.cmp(&b.unit));
+        Ok(outcomes)
+    }
+}
+
+/// A timer future that needs no particular async runtime: a thread wakes it.
+pub async fn sleep(d: Duration) {
+    let (pending, handle) = futures_util::future::abortable(futures_util::future::pending::<()>());
+    std::thread::spawn(move || {
+        std::thread::sleep(d);
+        handle.abort();
+    });
+    let _ = pending.await;
+}
