@@ -312,6 +312,9 @@ pub fn table(report: &Report, now: SystemTime) -> String {
             },
         ]);
     }
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
     let mut out = t.to_string();
     // comfy-table pads every line; trailing blanks only get in the way.
     out = out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
