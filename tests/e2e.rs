@@ -537,22 +537,18 @@ fn missing_image(sc: &mut Scenario) -> Result<()> {
             let out =
                 sc.m.exec(&["systemctl", "--no-pager", "-l", "-n", "30", "status", &unit])?;
             let status = String::from_utf8_lossy(&out.stdout).into_owned();
-            let reason_shown = status.contains("nixarr-no-such-image")
-                && [
-                    "pull",
-                    "not found",
-                    "No such image",
-                    "Unable to find image",
-                    "manifest unknown",
-                ]
-                .iter()
-                .any(|w| status.contains(w));
+            // An error line naming the image's registry (podman: "Error:
+            // initializing source docker://localhost/…"; docker: "Error
+            // response from daemon: Get \"http://localhost/v2/\"").
+            let reason_shown = status
+                .lines()
+                .any(|l| l.contains("Error") && l.contains("localhost"));
             Ok(reason_shown.then_some(status))
         },
     )?;
     let reason = status
         .lines()
-        .rfind(|l| l.contains("Error") || l.contains("error") || l.contains("Unable"))
+        .rfind(|l| l.contains("Error") && l.contains("localhost"))
         .unwrap_or("")
         .trim()
         .to_owned();
