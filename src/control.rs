@@ -197,7 +197,11 @@ pub struct JobOptions {
 pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
     let (_, manifest) = manifest::load(target.manifest)?;
     let units: Vec<String> = if opts.all {
-        manifest.stacks.iter().map(|s| s.target.clone()).collect()
+        // Every service unit and each stack's target: waiting for the
+        // target's job alone would return before its services are stopped.
+        let mut units = units_of(&manifest, &select(&manifest, &[])?);
+        units.extend(manifest.stacks.iter().map(|s| s.target.clone()));
+        units
     } else {
         if opts.services.is_empty() {
             bail!("name the services to {}, or pass --all", opts.verb.name());
@@ -238,7 +242,15 @@ pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
 /// be run, e.g. for a remote bus).
 fn journal_tail(unit: &str, n: usize) -> Vec<String> {
     Command::new("journalctl")
-        .args(["--no-pager", "-o", "short", "-n", &n.to_string(), "-u", unit])
+        .args([
+            "--no-pager",
+            "-o",
+            "short",
+            "-n",
+            &n.to_string(),
+            "-u",
+            unit,
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -346,17 +358,13 @@ pub fn vpn_status(target: &Target<'_>, timeout: Duration) -> Result<ExitCode> {
         }
     );
     if row.state.active_state == "active" {
-        let control = svc
-            .ports
-            .iter()
-            .find(|p| p.container == 8000)
-            .map(|p| {
-                let host = match p.address {
-                    Some(a) if !a.is_unspecified() => a.to_string(),
-                    _ => "127.0.0.1".to_owned(),
-                };
-                format!("http://{host}:{}/v1/publicip/ip", p.host)
-            });
+        let control = svc.ports.iter().find(|p| p.container == 8000).map(|p| {
+            let host = match p.address {
+                Some(a) if !a.is_unspecified() => a.to_string(),
+                _ => "127.0.0.1".to_owned(),
+            };
+            format!("http://{host}:{}/v1/publicip/ip", p.host)
+        });
         match control {
             None => println!("public IP: unknown (the control server port 8000 is not published)"),
             Some(url) => println!("public IP: {}", public_ip(&url, timeout)),
