@@ -45,6 +45,11 @@ pub struct Preset {
     pub mounts_data: bool,
     /// A LinuxServer.io image: gets PUID, PGID, TZ and UMASK.
     pub linuxserver: bool,
+    /// How the image reads a variable from a file: the name of the variable
+    /// that holds the path, with `{name}` for the variable
+    /// (`FILE__{name}` for LinuxServer.io images, `{name}_SECRETFILE` for
+    /// Gluetun). Secrets default to `file` delivery when it is set.
+    pub secret_file_env: Option<String>,
     /// Fixed uid/gid the image runs as (images without PUID/PGID).
     pub uid: Option<u64>,
     pub gid: Option<u64>,

@@ -13,13 +13,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::control;
 use crate::error::SpecError;
-use crate::systemd::Verb;
 use crate::generator::{self, DEFAULT_SPEC_DIR, GeneratorConfig};
 use crate::health::{self, Check};
 use crate::manifest::{Manifest, RUN_MANIFEST};
 use crate::render::{self, Options, Rendered};
 use crate::resolve::{Stack, resolve};
 use crate::spec::{self, Backend};
+use crate::systemd::Verb;
 
 /// Run a media stack (or any container) as podman or Docker containers
 /// supervised by systemd: render a JSON spec into systemd units.
@@ -61,6 +61,11 @@ enum Command {
     Vpn {
         #[command(subcommand)]
         command: VpnCommand,
+    },
+    /// Deliver or remove a service's secrets (run by its secret bridge unit).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
     },
     /// Create missing host directories for a container (used by the units).
     #[command(hide = true)]
@@ -129,7 +134,12 @@ struct Where {
     manifest: Option<PathBuf>,
     /// D-Bus address of the system bus to talk to (e.g.
     /// unix:path=/run/dbus/system_bus_socket).
-    #[arg(long, env = "DBUS_SYSTEM_BUS_ADDRESS", value_name = "ADDRESS", global = true)]
+    #[arg(
+        long,
+        env = "DBUS_SYSTEM_BUS_ADDRESS",
+        value_name = "ADDRESS",
+        global = true
+    )]
     bus_address: Option<String>,
 }
 
@@ -193,6 +203,27 @@ enum VpnCommand {
         #[command(flatten)]
         at: Where,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Check every source and place the copies (files, env file, podman secrets).
+    Install(SecretsArgs),
+    /// Remove every copy.
+    Remove(SecretsArgs),
+}
+
+#[derive(Debug, Args)]
+struct SecretsArgs {
+    /// The stack (its prefix).
+    #[arg(long)]
+    stack: String,
+    /// The service.
+    service: String,
+    /// The manifest [default: /etc/nixarr-units/manifest.json, then
+    /// /run/nixarr-units/manifest.json].
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -452,6 +483,14 @@ fn run(cmd: Command) -> Result<ExitCode> {
             },
             seconds(timeout)?,
         ),
+        Command::Secrets { command } => {
+            let (a, install) = match command {
+                SecretsCommand::Install(a) => (a, true),
+                SecretsCommand::Remove(a) => (a, false),
+            };
+            crate::secrets::run(a.manifest.as_deref(), &a.stack, &a.service, install)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::EnsureDir(a) => {
             let (uid, gid) = a
                 .owner

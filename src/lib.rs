@@ -16,6 +16,7 @@ pub mod output;
 pub mod reload;
 pub mod render;
 pub mod resolve;
+pub mod secrets;
 pub mod spec;
 pub mod status;
 pub mod systemd;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::resolve::{Health, Migration, Port, Volume};
+use crate::resolve::{Health, Migration, Port, Secret, Volume};
 use crate::spec::{Backend, Protocol};
 
 pub const MANIFEST_VERSION: u64 = 1;
@@ -57,6 +57,12 @@ pub struct ServiceManifest {
     pub depends_on: Vec<String>,
     pub vpn: bool,
     pub health: Option<Health>,
+    /// Secrets by name, source path and delivery (never values).
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// The secret bridge unit, when there are secrets.
+    #[serde(default)]
+    pub secrets_unit: Option<String>,
     pub config_hash: String,
     pub uid: u64,
     pub gid: u64,

@@ -11,7 +11,8 @@ use crate::catalog::{self, Legacy, PathMap, Preset};
 use crate::duration::parse_duration;
 use crate::error::SpecError;
 use crate::spec::{
-    Backend, Defaults, HealthSpec, PortSpec, Protocol, Restart, ServiceSpec, Spec, VolumeSpec,
+    Backend, Defaults, HealthSpec, PodmanSecretType, PortSpec, Protocol, Restart, SecretMode,
+    ServiceSpec, Spec, VolumeSpec,
 };
 
 /// Service names that would collide with the stack's own units.
@@ -112,6 +113,28 @@ pub struct Migration {
     pub databases: Vec<String>,
 }
 
+/// One secret: which variable, from which file, delivered how. Only paths,
+/// never values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    pub name: String,
+    pub source: String,
+    pub mode: SecretMode,
+    /// `file`: the variable that carries the path inside the container.
+    pub path_env: Option<String>,
+    /// `podmanSecret`: env or mount.
+    pub podman_secret_type: Option<PodmanSecretType>,
+}
+
+/// Where the bridge puts file-mode copies, per container (mounted at
+/// `/run/secrets` inside).
+pub const SECRETS_DIR: &str = "/run/nixarr-units/secrets";
+/// Where the bridge renders env files, per container.
+pub const ENV_DIR: &str = "/run/nixarr-units/env";
+/// Largest secret file the bridge accepts.
+pub const SECRET_MAX_BYTES: u64 = 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct Service {
     pub name: String,
@@ -136,6 +159,7 @@ pub struct Service {
     pub devices: Vec<String>,
     pub extra_args: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    pub secrets: Vec<Secret>,
     pub health: Option<Health>,
     pub restart: Restart,
     pub stop_timeout: u64,
@@ -681,6 +705,8 @@ fn resolve_service(
         }
     }
 
+    let secrets = resolve_secrets(cx, spec.backend, &path, svc, preset, &environment)?;
+
     let health_spec = match &svc.health {
         Some(h) => h.clone(),
         None => preset.and_then(|p| p.health.clone()),
@@ -729,6 +755,7 @@ fn resolve_service(
         devices,
         extra_args,
         labels: svc.labels.clone(),
+        secrets,
         health,
         restart: svc.restart.unwrap_or(Restart::OnFailure),
         stop_timeout,
@@ -738,6 +765,100 @@ fn resolve_service(
         config_dir,
         migration,
     })
+}
+
+fn resolve_secrets(
+    cx: &Ctx,
+    backend: Backend,
+    path: &str,
+    svc: &ServiceSpec,
+    preset: Option<&Preset>,
+    environment: &BTreeMap<String, String>,
+) -> Result<Vec<Secret>, SpecError> {
+    let file_env = match &svc.secret_file_env {
+        Some(v) => v.clone(),
+        None => preset.and_then(|p| p.secret_file_env.clone()),
+    };
+    if let Some(pattern) = &file_env
+        && !pattern.contains("{name}")
+    {
+        return Err(cx.err(
+            format!("{path}.secretFileEnv"),
+            format!("`{pattern}` lacks `{{name}}`; write e.g. \"FILE__{{name}}\""),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut mounted_podman = None;
+    let mut file_mode = None;
+    for (name, s) in &svc.secrets {
+        let sp = format!("{path}.secrets.{name}");
+        if !is_env_name(name) {
+            return Err(cx.err(
+                &sp,
+                format!("`{name}` is not a valid variable name; use letters, digits and `_`"),
+            ));
+        }
+        cx.abs_path(format!("{sp}.file"), &s.file)?;
+        let mode = s.mode.unwrap_or(if file_env.is_some() {
+            SecretMode::File
+        } else {
+            SecretMode::EnvFile
+        });
+        if mode == SecretMode::PodmanSecret && backend != Backend::Podman {
+            return Err(cx.err(
+                format!("{sp}.mode"),
+                "`podmanSecret` needs the podman backend; use `file` or `envFile` with Docker",
+            ));
+        }
+        if s.podman_secret_type.is_some() && mode != SecretMode::PodmanSecret {
+            return Err(cx.err(
+                format!("{sp}.podmanSecretType"),
+                "only applies to mode `podmanSecret`; remove it",
+            ));
+        }
+        let path_env = match (mode, &file_env) {
+            (SecretMode::File, Some(p)) => Some(p.replace("{name}", name)),
+            _ => None,
+        };
+        let direct = match mode {
+            SecretMode::File => path_env.as_deref(),
+            _ => Some(name.as_str()),
+        };
+        for var in [Some(name.as_str()), direct].into_iter().flatten() {
+            if environment.contains_key(var) {
+                return Err(cx.err(
+                    &sp,
+                    format!(
+                        "`{var}` is also set in `environment`; a value belongs in one place, \
+                         remove it from `environment`"
+                    ),
+                ));
+            }
+        }
+        let podman_secret_type = (mode == SecretMode::PodmanSecret)
+            .then(|| s.podman_secret_type.unwrap_or(PodmanSecretType::Env));
+        if podman_secret_type == Some(PodmanSecretType::Mount) {
+            mounted_podman = Some(sp.clone());
+        }
+        if mode == SecretMode::File {
+            file_mode = Some(sp.clone());
+        }
+        out.push(Secret {
+            name: name.clone(),
+            source: s.file.clone(),
+            mode,
+            path_env,
+            podman_secret_type,
+        });
+    }
+    if let (Some(a), Some(_)) = (mounted_podman, file_mode) {
+        return Err(cx.err(
+            a,
+            "a mounted podman secret and `file` secrets would both use /run/secrets in the \
+             container; give this one \"podmanSecretType\": \"env\" or use `file` for all",
+        ));
+    }
+    Ok(out)
 }
 
 fn resolve_health(

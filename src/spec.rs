@@ -196,6 +196,14 @@ pub struct ServiceSpec {
     /// `null` disables the preset's probe; absent keeps it.
     #[serde(default, deserialize_with = "double_option")]
     pub health: Option<Option<HealthSpec>>,
+    /// Secrets by the variable name the app sees; the values stay in their
+    /// files and reach the container through a secret bridge.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSpec>,
+    /// Variable that carries a secret file's path (`FILE__{name}`); `null`
+    /// for none. Defaults to the catalog app's convention.
+    #[serde(default, deserialize_with = "double_option")]
+    pub secret_file_env: Option<Option<String>>,
     pub restart: Option<Restart>,
     pub stop_timeout: Option<u64>,
     pub start_timeout: Option<u64>,
@@ -275,6 +283,41 @@ pub struct HealthSpec {
     pub timeout: Option<String>,
     pub retries: Option<u64>,
     pub start_period: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretSpec {
+    /// The file holding the value, e.g. `/run/secrets/sonarr-api-key`
+    /// (sops-nix), `/run/agenix/x`; read at start, never copied elsewhere
+    /// than `/run/nixarr-units/`.
+    pub file: String,
+    /// How the value reaches the container; defaults to `file` for apps
+    /// that read variables from files, `envFile` otherwise.
+    pub mode: Option<SecretMode>,
+    /// For `podmanSecret`: as an environment variable (default) or a file
+    /// at `/run/secrets/<name>`.
+    pub podman_secret_type: Option<PodmanSecretType>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretMode {
+    /// A copy under /run/nixarr-units/secrets/<container>/, mounted
+    /// read-only at /run/secrets, path in `FILE__<name>` (or the app's
+    /// convention).
+    File,
+    /// An env file rendered by the bridge, passed with `--env-file`.
+    EnvFile,
+    /// A podman secret (`podman secret create`), `--secret`.
+    PodmanSecret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PodmanSecretType {
+    Env,
+    Mount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -30,8 +30,8 @@ pub enum HealthState {
 pub struct Health {
     pub state: HealthState,
     /// Why: "HTTP 503", "connection refused", "timed out after 1s", "unit
-    /// inactive", "no health probe" … (absent when healthy).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// inactive", "no health probe" … (`None` when healthy). Always
+    /// serialised (as null when healthy): every documented key is present.
     pub reason: Option<String>,
 }
 
@@ -192,9 +192,9 @@ pub fn build_report(
             }
         })
         .collect();
-    let ok = services.iter().all(|r| {
-        r.state.active_state == "active" && r.health.state != HealthState::Unhealthy
-    });
+    let ok = services
+        .iter()
+        .all(|r| r.state.active_state == "active" && r.health.state != HealthState::Unhealthy);
     Report {
         version: STATUS_SCHEMA_VERSION,
         ok,
@@ -301,10 +301,18 @@ pub fn table(report: &Report, now: SystemTime) -> String {
             s.unit.clone(),
             state,
             health,
-            s.since_usec.map(|u| ago(u, now)).unwrap_or_else(|| "-".into()),
-            s.n_restarts.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
-            s.main_pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            s.memory_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+            s.since_usec
+                .map(|u| ago(u, now))
+                .unwrap_or_else(|| "-".into()),
+            s.n_restarts
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.main_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s.memory_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "-".into()),
             if r.ports.is_empty() {
                 "-".into()
             } else {
@@ -317,12 +325,16 @@ pub fn table(report: &Report, now: SystemTime) -> String {
     }
     let mut out = t.to_string();
     // comfy-table pads every line; trailing blanks only get in the way.
-    out = out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n");
+    out = out
+        .lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n");
     out.push('\n');
     out
 }
 
-fn health_word(s: HealthState) -> &'static str {
+pub fn health_word(s: HealthState) -> &'static str {
     match s {
         HealthState::Healthy => "healthy",
         HealthState::Unhealthy => "unhealthy",
@@ -447,13 +459,21 @@ mod tests {
                 retries: 3,
                 start_period: "0s".into(),
             }),
+            secrets: vec![],
+            secrets_unit: None,
             config_hash: String::new(),
             uid: 0,
             gid: 0,
             migration: None,
         };
         let active = state("u", "active", "running");
-        let v = verdict(&svc, &active, true, Some(Err("connection refused".into())), None);
+        let v = verdict(
+            &svc,
+            &active,
+            true,
+            Some(Err("connection refused".into())),
+            None,
+        );
         assert_eq!(v, Health::new(HealthState::Unhealthy, "connection refused"));
         let v = verdict(&svc, &active, true, None, Some(&"healthy".to_owned()));
         assert_eq!(v.state, HealthState::Healthy);

@@ -402,3 +402,62 @@ fn generator_with_no_specs_writes_an_empty_manifest() {
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
     assert_eq!(m["stacks"], serde_json::json!([]));
 }
+
+#[test]
+fn secret_mistakes_are_named() {
+    rejects(
+        r#"{"version":1,"backend":"docker","services":{"web":{"image":"nginx",
+            "secrets":{"TOKEN":{"file":"/run/secrets/t","mode":"podmanSecret"}}}}}"#,
+        &["services.web.secrets.TOKEN.mode: `podmanSecret` needs the podman backend"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"web":{"image":"nginx",
+            "secrets":{"TOKEN":{"file":"run/secrets/t"}}}}}"#,
+        &["services.web.secrets.TOKEN.file: `run/secrets/t` is a relative path"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr","environment":{"API":"x"},
+            "secrets":{"API":{"file":"/run/secrets/a"}}}}}"#,
+        &["services.sonarr.secrets.API: `API` is also set in `environment`"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr","secrets":{
+            "A":{"file":"/run/secrets/a"},
+            "B":{"file":"/run/secrets/b","mode":"podmanSecret","podmanSecretType":"mount"}}}}}"#,
+        &["services.sonarr.secrets.B: a mounted podman secret and `file` secrets"],
+    );
+}
+
+#[test]
+fn secrets_never_reach_a_rendered_file() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr",
+            "secrets":{"SONARR__AUTH__APIKEY":{"file":"/run/secrets/sonarr-api-key"}}}}}"#,
+    );
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let files = tree(&out);
+    let unit = &files
+        .iter()
+        .find(|(n, _)| n.ends_with("nixarr-sonarr.service"))
+        .unwrap()
+        .1;
+    assert!(unit.contains("Requires=nixarr-network.service nixarr-sonarr-secrets.service"));
+    assert!(unit.contains("--env=FILE__SONARR__AUTH__APIKEY=/run/secrets/SONARR__AUTH__APIKEY"));
+    assert!(unit.contains("--volume=/run/nixarr-units/secrets/nixarr-sonarr:/run/secrets:ro"));
+    let bridge = &files
+        .iter()
+        .find(|(n, _)| n.ends_with("nixarr-sonarr-secrets.service"))
+        .unwrap()
+        .1;
+    assert!(bridge.contains("secrets install --stack=nixarr sonarr"));
+}

@@ -16,8 +16,8 @@ use tera::Tera;
 use thiserror::Error;
 
 use crate::manifest::{PublishedPort, ServiceManifest, StackManifest};
-use crate::resolve::{Probe, Service, Stack};
-use crate::spec::Backend;
+use crate::resolve::{ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
+use crate::spec::{Backend, PodmanSecretType, SecretMode};
 
 use escape::{EscapeError, exec_line, plain_value};
 
@@ -40,6 +40,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/network.service"),
     ),
     ("stack.target", include_str!("../../templates/stack.target")),
+    (
+        "secrets.service",
+        include_str!("../../templates/secrets.service"),
+    ),
 ];
 
 #[derive(Debug, Error)]
@@ -117,6 +121,13 @@ impl<'a> Names<'a> {
     pub fn unit(&self, svc: &str) -> String {
         format!("{}-{svc}.service", self.prefix)
     }
+    pub fn secrets_unit(&self, svc: &str) -> String {
+        format!("{}-{svc}-secrets.service", self.prefix)
+    }
+    /// The name of a podman secret holding variable `var` of `svc`.
+    pub fn podman_secret(&self, svc: &str, var: &str) -> String {
+        format!("{}-{svc}-{var}", self.prefix)
+    }
     pub fn network_unit(&self) -> String {
         format!("{}-network.service", self.prefix)
     }
@@ -157,6 +168,18 @@ struct NetworkCtx {
 }
 
 #[derive(Serialize)]
+struct SecretsCtx {
+    version: &'static str,
+    container: String,
+    container_unit: String,
+    secrets: Vec<String>,
+    podman: bool,
+    exec_start: String,
+    exec_stop: String,
+    runtime_directories: Vec<String>,
+}
+
+#[derive(Serialize)]
 struct TargetCtx {
     version: &'static str,
     prefix: String,
@@ -188,6 +211,13 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
         let hash = config_hash(&draft);
         let (template, ctx) = container_unit(stack, svc, opts, &hash).map_err(esc)?;
         units.insert(names.unit(&svc.name), Entry::File(fill(template, &ctx)?));
+        if !svc.secrets.is_empty() {
+            let ctx = secrets_ctx(stack, svc, opts).map_err(esc)?;
+            units.insert(
+                names.secrets_unit(&svc.name),
+                Entry::File(fill("secrets.service", &ctx)?),
+            );
+        }
         services.insert(svc.name.clone(), service_manifest(stack, svc, hash));
     }
 
@@ -361,16 +391,42 @@ fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
         let ro = if v.read_only { ":ro" } else { "" };
         a.push(format!("--volume={}:{}{ro}", v.host, v.container));
     }
-    a.extend(
-        svc.environment
-            .iter()
-            .map(|(k, v)| format!("--env={k}={v}")),
-    );
+    let container = names.container(&svc.name);
+    let has = |mode: SecretMode| svc.secrets.iter().any(|s| s.mode == mode);
+    if has(SecretMode::File) {
+        a.push(format!(
+            "--volume={SECRETS_DIR}/{container}:/run/secrets:ro"
+        ));
+    }
+    // Secret values never appear here: only where their copies are.
+    let mut env = svc.environment.clone();
+    for s in &svc.secrets {
+        if let Some(var) = &s.path_env {
+            env.insert(var.clone(), format!("/run/secrets/{}", s.name));
+        }
+    }
+    a.extend(env.iter().map(|(k, v)| format!("--env={k}={v}")));
     a.extend(
         svc.environment_files
             .iter()
             .map(|f| format!("--env-file={f}")),
     );
+    if has(SecretMode::EnvFile) {
+        a.push(format!("--env-file={ENV_DIR}/{container}/env"));
+    }
+    for s in &svc.secrets {
+        if let Some(kind) = s.podman_secret_type {
+            let kind = match kind {
+                PodmanSecretType::Env => "env",
+                PodmanSecretType::Mount => "mount",
+            };
+            a.push(format!(
+                "--secret={},type={kind},target={}",
+                names.podman_secret(&svc.name, &s.name),
+                s.name
+            ));
+        }
+    }
     let mut labels = svc.labels.clone();
     labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
     labels.insert(LABEL_SERVICE.to_owned(), svc.name.clone());
@@ -455,6 +511,11 @@ fn container_unit(
     if stack.backend == Backend::Docker {
         after.push("docker.service".to_owned());
         requires.push("docker.service".to_owned());
+    }
+    if !svc.secrets.is_empty() {
+        let bridge = names.secrets_unit(&svc.name);
+        after.push(bridge.clone());
+        requires.push(bridge);
     }
     for dep in &svc.depends_on {
         let unit = names.unit(dep);
@@ -571,6 +632,44 @@ fn container_unit(
     ))
 }
 
+fn secrets_ctx(stack: &Stack, svc: &Service, opts: &Options) -> Result<SecretsCtx, EscapeError> {
+    let names = Names::new(&stack.prefix);
+    let container = names.container(&svc.name);
+    let stack_arg = format!("--stack={}", stack.prefix);
+    let has = |mode: SecretMode| svc.secrets.iter().any(|s| s.mode == mode);
+    // systemd creates these (0700) before the bridge runs and removes them,
+    // with every copy, when it stops.
+    let mut runtime_directories = Vec::new();
+    for (mode, dir) in [
+        (SecretMode::File, SECRETS_DIR),
+        (SecretMode::EnvFile, ENV_DIR),
+    ] {
+        if has(mode) {
+            let dir = dir.trim_start_matches("/run/");
+            runtime_directories.push(format!("{dir}/{container}"));
+        }
+    }
+    let bridge = |verb: &str| {
+        exec_line(&[
+            opts.self_exe.as_str(),
+            "secrets",
+            verb,
+            &stack_arg,
+            &svc.name,
+        ])
+    };
+    Ok(SecretsCtx {
+        version: VERSION,
+        container_unit: names.unit(&svc.name),
+        secrets: svc.secrets.iter().map(|s| s.name.clone()).collect(),
+        podman: has(SecretMode::PodmanSecret),
+        exec_start: bridge("install")?,
+        exec_stop: bridge("remove")?,
+        runtime_directories,
+        container,
+    })
+}
+
 fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManifest {
     let names = Names::new(&stack.prefix);
     let via = match (&stack.vpn_service, svc.vpn) {
@@ -593,6 +692,8 @@ fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManife
         depends_on: svc.depends_on.clone(),
         vpn: svc.vpn,
         health: svc.health.clone(),
+        secrets: svc.secrets.clone(),
+        secrets_unit: (!svc.secrets.is_empty()).then(|| names.secrets_unit(&svc.name)),
         config_hash: hash,
         uid: svc.uid,
         gid: svc.gid,
