@@ -62,6 +62,14 @@ enum Command {
         #[command(subcommand)]
         command: VpnCommand,
     },
+    /// Restart Docker services that stay unhealthy (run by <prefix>-health.timer).
+    Heal {
+        /// The stack (its prefix).
+        #[arg(long)]
+        stack: String,
+        #[command(flatten)]
+        at: Where,
+    },
     /// Deliver or remove a service's secrets (run by its secret bridge unit).
     Secrets {
         #[command(subcommand)]
@@ -483,6 +491,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
             },
             seconds(timeout)?,
         ),
+        Command::Heal { stack, at } => {
+            crate::heal::run(at.manifest.as_deref(), &stack, at.bus_address.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Secrets { command } => {
             let (a, install) = match command {
                 SecretsCommand::Install(a) => (a, true),

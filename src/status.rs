@@ -67,7 +67,7 @@ pub struct Report {
 }
 
 /// What a service's probe is, for `status`.
-fn host_check(svc: &ServiceManifest) -> Option<Check> {
+pub fn host_check(svc: &ServiceManifest) -> Option<Check> {
     match svc.health.as_ref()?.probe.as_ref()? {
         Probe::Http {
             url,
@@ -88,7 +88,7 @@ fn host_check(svc: &ServiceManifest) -> Option<Check> {
 
 /// The engine's own view of container health, for services whose probe
 /// runs only inside the container: one `inspect` call per stack.
-fn engine_health(stack: &StackManifest, containers: &[&str]) -> BTreeMap<String, String> {
+pub fn engine_health(stack: &StackManifest, containers: &[&str]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if containers.is_empty() {
         return out;

@@ -102,6 +102,16 @@ impl Systemd {
         Ok(Systemd { conn, manager })
     }
 
+    /// Ask systemd to send its unit signals (JobRemoved, PropertiesChanged):
+    /// it emits them only while at least one client is subscribed, and
+    /// keeps this subscription until our connection closes.
+    pub async fn subscribe(&self) -> Result<()> {
+        self.manager
+            .subscribe()
+            .await
+            .map_err(|e| explain(e, "subscribing to systemd's signals"))
+    }
+
     /// One ListUnitsByNames call for all units, then the service properties
     /// of every loaded unit, read concurrently.
     pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
@@ -176,6 +186,16 @@ impl Systemd {
         T::try_from(value).ok()
     }
 
+    /// Queue a restart and return without waiting for it (the watchdog must
+    /// not block on a slow start).
+    pub async fn queue_restart(&self, unit: &str) -> Result<()> {
+        self.manager
+            .restart_unit(unit.to_owned(), "replace".into())
+            .await
+            .map_err(|e| explain(e, &format!("restart {unit}")))?;
+        Ok(())
+    }
+
     /// Queue `verb` for every unit ("replace" mode) and wait until each job
     /// is removed, subscribing before the calls so no signal is missed.
     pub async fn run_jobs(
@@ -195,7 +215,11 @@ impl Systemd {
         for unit in units {
             let what = format!("{} {unit}", verb.name());
             let job = match verb {
-                Verb::Start => self.manager.start_unit(unit.clone(), "replace".into()).await,
+                Verb::Start => {
+                    self.manager
+                        .start_unit(unit.clone(), "replace".into())
+                        .await
+                }
                 Verb::Stop => self.manager.stop_unit(unit.clone(), "replace".into()).await,
                 Verb::Restart => {
                     self.manager

@@ -44,6 +44,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "secrets.service",
         include_str!("../../templates/secrets.service"),
     ),
+    (
+        "health.service",
+        include_str!("../../templates/health.service"),
+    ),
+    ("health.timer", include_str!("../../templates/health.timer")),
 ];
 
 #[derive(Debug, Error)]
@@ -128,6 +133,10 @@ impl<'a> Names<'a> {
     pub fn podman_secret(&self, svc: &str, var: &str) -> String {
         format!("{}-{svc}-{var}", self.prefix)
     }
+    /// The Docker health watchdog (service and timer share the stem).
+    pub fn health_unit(&self, suffix: &str) -> String {
+        format!("{}-health.{suffix}", self.prefix)
+    }
     pub fn network_unit(&self) -> String {
         format!("{}-network.service", self.prefix)
     }
@@ -177,6 +186,15 @@ struct SecretsCtx {
     exec_start: String,
     exec_stop: String,
     runtime_directories: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct HealthCtx {
+    version: &'static str,
+    prefix: String,
+    target: String,
+    exec_start: String,
+    interval: u64,
 }
 
 #[derive(Serialize)]
@@ -235,6 +253,22 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
 
     let mut wants: Vec<String> = stack.services.keys().map(|s| names.unit(s)).collect();
     wants.push(network_unit.clone());
+    // Docker has no --health-on-failure: a timer-driven watchdog restarts
+    // units whose container stays unhealthy (podman kills them itself).
+    if let Some(ctx) = health_ctx(stack, opts).map_err(|source| RenderError::Escape {
+        service: "(health watchdog)".to_owned(),
+        source,
+    })? {
+        units.insert(
+            names.health_unit("service"),
+            Entry::File(fill("health.service", &ctx)?),
+        );
+        units.insert(
+            names.health_unit("timer"),
+            Entry::File(fill("health.timer", &ctx)?),
+        );
+        wants.push(names.health_unit("timer"));
+    }
     wants.sort();
     let target = names.target();
     units.insert(
@@ -630,6 +664,35 @@ fn container_unit(
             timeout_stop: svc.stop_timeout + 30,
         },
     ))
+}
+
+fn health_ctx(stack: &Stack, opts: &Options) -> Result<Option<HealthCtx>, EscapeError> {
+    if stack.backend != Backend::Docker {
+        return Ok(None);
+    }
+    // Poll as often as the most eager probe, but not more than every 5s.
+    let interval = stack
+        .services
+        .values()
+        .filter_map(|s| s.health.as_ref())
+        .filter_map(|h| crate::duration::parse_duration(&h.interval).ok())
+        .map(|d| d.as_secs().max(5))
+        .min();
+    let Some(interval) = interval else {
+        return Ok(None);
+    };
+    let names = Names::new(&stack.prefix);
+    Ok(Some(HealthCtx {
+        version: VERSION,
+        prefix: stack.prefix.clone(),
+        target: names.target(),
+        exec_start: exec_line(&[
+            opts.self_exe.as_str(),
+            "heal",
+            &format!("--stack={}", stack.prefix),
+        ])?,
+        interval,
+    }))
 }
 
 fn secrets_ctx(stack: &Stack, svc: &Service, opts: &Options) -> Result<SecretsCtx, EscapeError> {
