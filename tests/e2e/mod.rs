@@ -157,9 +157,42 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String, Vec<u8>)> {
 /// Kill leftovers of earlier (crashed) runs: nspawn machines and dockerds
 /// whose command line carries [`MARKER`], then their temporary directories.
 /// Runs once per test process, before its first machine.
+///
+/// Machines and directories of a test process that is still running (another
+/// `cargo test` on the same host, e.g. a colleague's) are left alone: each
+/// carries its owner ([`OWNER_ENV`] in the environment of nspawn and dockerd,
+/// an `owner` file in the directory), and only those whose owner is gone are
+/// leftovers.
 pub fn clean_leftovers() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(clean_leftovers_now);
+}
+
+/// Environment variable naming the test process that started a machine or
+/// dockerd: `PID:STARTTIME` (start time from /proc/PID/stat, so a reused PID
+/// does not count).
+pub const OWNER_ENV: &str = "NIXARR_E2E_OWNER";
+
+/// `PID:STARTTIME` of a process, if it runs.
+fn process_tag(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22 (starttime), counted after the parenthesised command name.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start = rest.split_whitespace().nth(19)?;
+    Some(format!("{pid}:{start}"))
+}
+
+/// This test process, as [`OWNER_ENV`] names it.
+pub fn owner_tag() -> String {
+    process_tag(std::process::id()).unwrap_or_else(|| format!("{}:?", std::process::id()))
+}
+
+/// Whether the owner named by a tag still runs.
+fn owner_alive(tag: &str) -> bool {
+    let Some(pid) = tag.split(':').next().and_then(|p| p.parse().ok()) else {
+        return false;
+    };
+    process_tag(pid).as_deref() == Some(tag.trim())
 }
 
 fn clean_leftovers_now() {
@@ -184,19 +217,39 @@ fn clean_leftovers_now() {
         let exe = args.first().map(String::as_str).unwrap_or("");
         let ours = args.iter().any(|a| a.contains(MARKER));
         let kind = exe.ends_with("systemd-nspawn") || exe.ends_with("dockerd");
-        // Only processes of an earlier run: their marker names a directory
-        // that is not ours (each run has a fresh one).
-        if ours && kind {
-            eprintln!("e2e: killing leftover {exe} (pid {pid}) of an earlier run");
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+        if !(ours && kind) {
+            continue;
         }
+        let owner = std::fs::read(format!("/proc/{pid}/environ"))
+            .ok()
+            .and_then(|env| parse_environ(&env).remove(OWNER_ENV));
+        if let Some(owner) = owner.filter(|o| owner_alive(o)) {
+            eprintln!(
+                "e2e: {exe} (pid {pid}) belongs to test process {owner}, still running; left alone"
+            );
+            continue;
+        }
+        eprintln!("e2e: killing leftover {exe} (pid {pid}) of an earlier run");
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
     std::thread::sleep(Duration::from_millis(500));
     if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(MARKER) {
+            if !e.file_name().to_string_lossy().starts_with(MARKER) {
+                continue;
+            }
+            let in_use = match std::fs::read_to_string(e.path().join("owner")) {
+                Ok(owner) => owner_alive(&owner),
+                // No owner file: a run from before owners were recorded, or
+                // one that is creating its directory right now.
+                Err(_) => e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < Duration::from_secs(600))),
+            };
+            if !in_use {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -261,6 +314,7 @@ mount --bind "$1" /run/systemd/journal
 shift
 exec "$@""#;
         let mut cmd = Command::new("unshare");
+        cmd.env(OWNER_ENV, owner_tag());
         cmd.args([
             "--mount",
             "--propagation",
@@ -364,6 +418,7 @@ impl Machine {
             .tempdir()
             .context("creating the machine's temporary directory")?;
         let d = dir.path().to_path_buf();
+        fs_err::write(d.join("owner"), owner_tag())?;
         let name = format!("{MARKER}-{}-{id}", backend.name());
         let etc_containers = d.join("etc-containers");
         fs_err::create_dir_all(&etc_containers)?;
@@ -399,7 +454,8 @@ impl Machine {
             .to_path_buf();
         let log = fs_err::File::create(d.join("nspawn.log"))?;
         let mut cmd = Command::new("systemd-nspawn");
-        cmd.env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+        cmd.env(OWNER_ENV, owner_tag())
+            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
             .args([
                 "-D",
@@ -827,7 +883,13 @@ pub fn run_scenarios(m: &Machine, scenarios: &[(&str, ScenarioFn)]) -> Vec<Strin
     let id = run_id();
     let mut failed = Vec::new();
     let mut summary = Vec::new();
+    // NIXARR_E2E_ONLY=text runs only the scenarios whose name contains it
+    // (for working on one scenario; CI runs them all).
+    let only = std::env::var("NIXARR_E2E_ONLY").ok();
     for (i, (name, f)) in scenarios.iter().enumerate() {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let letter = &m.backend.name()[..1];
         let mut sc = Scenario {
             m,
