@@ -153,6 +153,9 @@ async fn watch(
     selected: &[(usize, String)],
     opts: &StatusOptions,
 ) -> Result<ExitCode> {
+    // systemd emits PropertiesChanged only while some client is subscribed;
+    // without this the table would change only on the periodic refresh.
+    sd.subscribe().await?;
     let conn = systemd::connect(target.bus_address).await?;
     let rule = zbus::MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
@@ -338,10 +341,11 @@ pub fn vpn_status(target: &Target<'_>, timeout: Duration) -> Result<ExitCode> {
         "state:   {} ({})",
         row.state.active_state, row.state.sub_state
     );
+    // The reason as written ("HTTP 503"), not lower-cased with the word.
     let health = match (&row.health.state, &row.health.reason) {
         (HealthState::Healthy, _) => "healthy".to_owned(),
-        (_, Some(r)) => format!("{:?}: {r}", row.health.state).to_lowercase(),
-        (s, None) => format!("{s:?}").to_lowercase(),
+        (s, Some(r)) => format!("{}: {r}", status::health_word(*s)),
+        (s, None) => status::health_word(*s).to_owned(),
     };
     println!("health:  {health}");
     let users: Vec<&str> = manifest

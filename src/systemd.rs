@@ -81,15 +81,30 @@ pub struct Systemd {
 }
 
 /// Turn a D-Bus permission error into advice.
+///
+/// zbus reports errors of the org.freedesktop.DBus.Error namespace (where
+/// AccessDenied and InteractiveAuthorizationRequired live) as `Error::FDO`,
+/// other names as `Error::MethodError`: both are looked at.
 fn explain(e: zbus::Error, what: &str) -> anyhow::Error {
-    if let zbus::Error::MethodError(name, _, _) = &e {
-        let n = name.as_str();
-        if n.ends_with("AccessDenied") || n.ends_with("InteractiveAuthorizationRequired") {
-            return anyhow!(
-                "{what}: not permitted ({n}); run as root (sudo), or grant your user polkit's \
-                 org.freedesktop.systemd1.manage-units for these units"
-            );
+    use zbus::fdo::Error as Fdo;
+    let denied = match &e {
+        zbus::Error::FDO(f) => match f.as_ref() {
+            Fdo::AccessDenied(_) => Some("AccessDenied"),
+            Fdo::InteractiveAuthorizationRequired(_) => Some("InteractiveAuthorizationRequired"),
+            _ => None,
+        },
+        zbus::Error::MethodError(name, _, _) => {
+            let n = name.as_str();
+            (n.ends_with(".AccessDenied") || n.ends_with(".InteractiveAuthorizationRequired"))
+                .then(|| n.rsplit('.').next().unwrap_or(n))
         }
+        _ => None,
+    };
+    if let Some(why) = denied {
+        return anyhow!(
+            "{what}: not permitted ({why}: systemd refused this user); run as root (sudo), or \
+             grant your user polkit's org.freedesktop.systemd1.manage-units for these units"
+        );
     }
     anyhow::Error::new(e).context(what.to_owned())
 }
@@ -184,6 +199,28 @@ impl Systemd {
         let iface = zbus::names::InterfaceName::try_from(iface).ok()?;
         let value = proxy.get(iface, prop).await.ok()?;
         T::try_from(value).ok()
+    }
+
+    /// Mask (or unmask) a unit until the next boot (`/run/systemd/system`)
+    /// and make systemd see it, as `systemctl mask --runtime` does.
+    pub async fn mask_runtime(&self, unit: &str, mask: bool) -> Result<()> {
+        let what = format!("{} {unit}", if mask { "mask" } else { "unmask" });
+        if mask {
+            self.manager
+                .mask_unit_files(vec![unit.to_owned()], true, true)
+                .await
+                .map_err(|e| explain(e, &what))?;
+        } else {
+            self.manager
+                .unmask_unit_files(vec![unit.to_owned()], true)
+                .await
+                .map_err(|e| explain(e, &what))?;
+        }
+        self.manager
+            .reload()
+            .await
+            .map_err(|e| explain(e, "daemon-reload"))?;
+        Ok(())
     }
 
     /// Queue a restart and return without waiting for it (the watchdog must
