@@ -1,0 +1,900 @@
+//! End-to-end tests of the commands that look at and steer running services
+//! (`status`, `start`/`stop`/`restart`, `logs`, `vpn status`) against real
+//! systemd (PID 1 in systemd-nspawn) over real D-Bus. One machine per
+//! backend, shared by its scenarios (see e2e/mod.rs); podman runs every
+//! scenario, Docker all but `logs` and `vpn status` (which do not depend on
+//! the engine).
+//!
+//! The binary runs either on the host, reaching the machine's system bus
+//! with `--bus-address` and reading the generator's manifest through
+//! /proc/PID1/root, or inside the machine through nsenter (where journalctl,
+//! the engine's own health view and unprivileged users are as on a real
+//! host).
+//!
+//! Runs as root only (CI does); otherwise prints SKIPPED loudly.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "e2e/mod.rs"]
+mod e2e;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use e2e::{BIN, Backend, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for};
+use serde_json::{Value, json};
+
+const PODMAN_SCENARIOS: &[(&str, ScenarioFn)] = &[
+    (
+        "1 rows for active, failed, inactive, activating, not-found; JSON schema; exit statuses",
+        states,
+    ),
+    ("2 restart count goes up after a crash", restart_count),
+    ("3 unhealthy probe, --no-probe, engine health", probes),
+    (
+        "4 start/stop/restart results, failing start, stop --all, unprivileged",
+        jobs,
+    ),
+    ("5 logs -n 5 prints the unit's journal", logs),
+    ("6 vpn status: state, health, 401 and public IP", vpn),
+    ("7 --watch shows a stop within seconds", watch),
+];
+
+const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
+    (
+        "1 rows for active, failed, inactive, activating, not-found; JSON schema; exit statuses",
+        states,
+    ),
+    ("2 restart count goes up after a crash", restart_count),
+    ("3 unhealthy probe, --no-probe, engine health", probes),
+    (
+        "4 start/stop/restart results, failing start, stop --all, unprivileged",
+        jobs,
+    ),
+    ("7 --watch shows a stop within seconds", watch),
+];
+
+fn run_backend(backend: Backend, scenarios: &[(&str, ScenarioFn)]) {
+    if let Some(why) = e2e::skip_reason() {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: status end-to-end tests on {} not run: {why} !!!!!!!!\n",
+            backend.name()
+        );
+        return;
+    }
+    let _serial = e2e::MACHINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    e2e::clean_leftovers();
+    let machine = Machine::boot(backend).expect("booting the e2e machine");
+    let failed = e2e::run_scenarios(&machine, scenarios);
+    drop(machine);
+    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
+}
+
+#[test]
+fn e2e_status_podman() {
+    run_backend(Backend::Podman, PODMAN_SCENARIOS);
+}
+
+#[test]
+fn e2e_status_docker() {
+    run_backend(Backend::Docker, DOCKER_SCENARIOS);
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// What one run of nixarr-units did.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(o: std::process::Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.stdout).with_context(|| format!("not JSON: {self:?}"))
+    }
+    fn expect(&self, code: i32, what: &str) -> Result<&Run> {
+        ensure!(
+            self.code == code,
+            "{what}: exit status {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
+}
+
+/// The generator's manifest, as the host sees it.
+fn manifest_path(m: &Machine) -> PathBuf {
+    m.root().join("run/nixarr-units/manifest.json")
+}
+
+/// Run the binary on the host against the machine's bus and a manifest
+/// (the generator's unless given).
+fn on_host(m: &Machine, args: &[&str], manifest: Option<&Path>) -> Result<Run> {
+    let manifest = manifest.map(Path::to_path_buf).unwrap_or(manifest_path(m));
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--bus-address")
+        .arg(m.bus_address())
+        .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running nixarr-units {args:?} on the host"))?;
+    Ok(Run::from(out))
+}
+
+/// Run the binary inside the machine (its system bus, journal, engine).
+fn inside(m: &Machine, args: &[&str]) -> Result<Run> {
+    let mut argv = vec![BIN];
+    argv.extend_from_slice(args);
+    Ok(Run::from(m.exec(&argv)?))
+}
+
+fn app(port: u16) -> Value {
+    // The Jellyfin probe style: GET /health → Healthy, probed from the host.
+    json!({
+        "image": IMAGE,
+        "ports": [{ "host": port, "container": 8080, "address": "127.0.0.1" }],
+        "environment": { "FAKE_STYLE": "health" },
+        "health": { "http": "/health", "port": 8080, "expectStatus": 200, "expectBody": "Healthy" },
+        "stopTimeout": 10,
+        "startTimeout": 120,
+    })
+}
+
+/// An *arr-style app: its probe is a command the engine runs inside.
+fn arr_app(port: u16) -> Value {
+    json!({
+        "image": IMAGE,
+        "ports": [{ "host": port, "container": 8080, "address": "127.0.0.1" }],
+        "environment": { "FAKE_STYLE": "arr" },
+        "health": { "cmd": "wget -q -O /dev/null http://127.0.0.1:8080/ping",
+                    "interval": "2s", "retries": 3, "startPeriod": "60s" },
+        "stopTimeout": 10,
+        "startTimeout": 120,
+    })
+}
+
+/// An app whose image does not exist: its start fails.
+fn broken_app(port: u16) -> Value {
+    let mut v = app(port);
+    v["image"] = json!("localhost/nixarr-missing:e2e");
+    v["restart"] = json!("no");
+    v
+}
+
+/// The row of `service` in a `status --json` report.
+fn row<'a>(report: &'a Value, service: &str) -> Result<&'a Value> {
+    report["services"]
+        .as_array()
+        .context("no services array")?
+        .iter()
+        .find(|r| r["service"] == service)
+        .with_context(|| format!("no row for {service} in {report:#}"))
+}
+
+fn status_json(m: &Machine, args: &[&str], manifest: Option<&Path>) -> Result<(i32, Value)> {
+    let mut a = vec!["status", "--json"];
+    a.extend_from_slice(args);
+    let r = on_host(m, &a, manifest)?;
+    ensure!(
+        r.code == 0 || r.code == 1,
+        "status exited {}: {}",
+        r.code,
+        r.stderr
+    );
+    Ok((r.code, r.json()?))
+}
+
+fn check_row(r: &Value, active: &str, sub: Option<&str>, health: &str) -> Result<()> {
+    ensure!(
+        r["activeState"] == active
+            && sub.is_none_or(|s| r["subState"] == s)
+            && r["health"]["state"] == health,
+        "expected {active} ({}) with health {health}, got {r:#}",
+        sub.unwrap_or("any")
+    );
+    Ok(())
+}
+
+/// The host PID of the container's main process, killed with SIGKILL.
+fn kill_container_app(sc: &Scenario, svc: &str) -> Result<()> {
+    let pid =
+        sc.m.engine(&[
+            "inspect",
+            "--type=container",
+            "--format={{.State.Pid}}",
+            &sc.container(svc),
+        ])?
+        .trim()
+        .to_owned();
+    ensure!(pid != "0" && !pid.is_empty(), "container has no PID");
+    match sc.m.backend {
+        Backend::Podman => sc.m.ok(&["kill", "-KILL", &pid]).map(drop),
+        Backend::Docker => e2e::host(Command::new("kill").args(["-KILL", &pid])).map(drop),
+    }
+}
+
+// ------------------------------------------------------- the JSON schema
+
+/// (key path, type) of every row of the schema tables in docs/status.md:
+/// lines like ``| `services[].health.state` | string | … |``.
+fn documented_schema() -> Result<Vec<(String, String)>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/status.md");
+    let doc = fs_err::read_to_string(path)?;
+    let mut keys = Vec::new();
+    for line in doc.lines() {
+        let Some(rest) = line.strip_prefix("| `") else {
+            continue;
+        };
+        let Some((key, rest)) = rest.split_once('`') else {
+            continue;
+        };
+        let ty = rest
+            .trim_start_matches([' ', '|'])
+            .split('|')
+            .next()
+            .unwrap_or("")
+            .trim();
+        keys.push((key.to_owned(), ty.to_owned()));
+    }
+    ensure!(keys.len() >= 10, "docs/status.md documents only {keys:?}");
+    Ok(keys)
+}
+
+fn type_ok(v: &Value, ty: &str) -> Result<bool> {
+    if let Some(t) = ty.strip_suffix(" or null") {
+        return Ok(v.is_null() || type_ok(v, t)?);
+    }
+    Ok(match ty {
+        "integer" => v.is_u64(),
+        "string" => v.is_string(),
+        "boolean" => v.is_boolean(),
+        "object" => v.is_object(),
+        "array of strings" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        "array of objects" => v.as_array().is_some_and(|a| a.iter().all(Value::is_object)),
+        other => bail!("docs/status.md uses a type this test does not know: {other:?}"),
+    })
+}
+
+/// Every documented key is present with its documented type, and nothing
+/// undocumented is there.
+fn check_schema(report: &Value) -> Result<()> {
+    let schema = documented_schema()?;
+    let rows = report["services"]
+        .as_array()
+        .context("services is not an array")?;
+    ensure!(!rows.is_empty(), "no rows to check the schema against");
+    let mut seen = Vec::new();
+    for (key, ty) in &schema {
+        let (roots, rel): (Vec<&Value>, &str) = match key.strip_prefix("services[].") {
+            Some(rel) => (rows.iter().collect(), rel),
+            None => (vec![report], key.as_str()),
+        };
+        for root in roots {
+            let mut v = root;
+            for seg in rel.split('.') {
+                v = v
+                    .get(seg)
+                    .with_context(|| format!("documented key `{key}` missing in {root:#}"))?;
+            }
+            ensure!(
+                type_ok(v, ty)?,
+                "`{key}` should be {ty}, is {v} in {root:#}"
+            );
+        }
+        seen.push(key.clone());
+    }
+    // The other direction: no key the documentation does not mention.
+    fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        if let Some(o) = v.as_object() {
+            for (k, child) in o {
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if k == "services" && prefix.is_empty() {
+                    out.push(p.clone());
+                    for r in child.as_array().into_iter().flatten() {
+                        walk(r, "services[]", out);
+                    }
+                } else {
+                    out.push(p.clone());
+                    walk(child, &p, out);
+                }
+            }
+        }
+    }
+    let mut present = Vec::new();
+    walk(report, "", &mut present);
+    for k in present {
+        ensure!(
+            seen.contains(&k),
+            "`{k}` is in the output but not documented in docs/status.md"
+        );
+    }
+    Ok(())
+}
+
+// -------------------------------------------------------------- scenarios
+
+fn states(sc: &mut Scenario) -> Result<()> {
+    let p_up = free_port()?;
+    let mut slow = app(free_port()?);
+    slow["environment"]["FAKE_READY_AFTER"] = json!("600");
+    slow["startTimeout"] = json!(900);
+    sc.install(&sc.spec(json!({
+        "up": app(p_up),
+        "down": app(free_port()?),
+        "broken": broken_app(free_port()?),
+        "slow": slow,
+    })))?;
+    sc.m.systemctl(&["start", &sc.unit("up")])?;
+    sc.m.systemctl(&["start", "--no-block", &sc.unit("slow"), &sc.unit("broken")])?;
+    let broken = sc.unit("broken");
+    wait_for(
+        &format!("{broken} to fail"),
+        Duration::from_secs(60),
+        || Ok((sc.m.active_state(&broken)? == "failed").then_some(())),
+    )?;
+    let slow_unit = sc.unit("slow");
+    wait_for(
+        &format!("{slow_unit} to be activating"),
+        Duration::from_secs(60),
+        || Ok((sc.m.active_state(&slow_unit)? == "activating").then_some(())),
+    )?;
+
+    // A manifest entry whose unit does not exist.
+    let text = fs_err::read_to_string(manifest_path(sc.m))?;
+    let mut manifest: Value = serde_json::from_str(&text)?;
+    let stack = manifest["stacks"]
+        .as_array_mut()
+        .context("manifest without stacks")?
+        .iter_mut()
+        .find(|s| s["prefix"] == sc.prefix.as_str())
+        .context("our stack is not in the manifest")?;
+    let mut ghost = stack["services"]["down"].clone();
+    ghost["unit"] = json!(sc.unit("ghost"));
+    ghost["container"] = json!(sc.container("ghost"));
+    stack["services"]["ghost"] = ghost;
+    let edited = sc.m.dir.path().join(format!("{}-manifest.json", sc.prefix));
+    fs_err::write(&edited, serde_json::to_string_pretty(&manifest)?)?;
+
+    let started = Instant::now();
+    let (code, report) = status_json(sc.m, &[], Some(&edited))?;
+    let took = started.elapsed();
+    ensure!(code == 1, "status with failed units exited {code}");
+    ensure!(report["ok"] == false, "ok should be false: {report:#}");
+    ensure!(report["version"] == 1, "schema version: {report:#}");
+
+    let up = row(&report, "up")?;
+    check_row(up, "active", Some("running"), "healthy")?;
+    ensure!(
+        up["loadState"] == "loaded"
+            && up["unit"] == sc.unit("up").as_str()
+            && up["stack"] == sc.prefix.as_str()
+            && up["nRestarts"] == 0
+            && up["mainPid"].as_u64().is_some_and(|p| p > 1)
+            && up["health"]["reason"].is_null()
+            && up["result"] == "success"
+            && up["ports"] == json!([format!("127.0.0.1:{p_up}/tcp")])
+            && up["since"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "row of an active service: {up:#}"
+    );
+    let down = row(&report, "down")?;
+    check_row(down, "inactive", Some("dead"), "unknown")?;
+    ensure!(
+        down["health"]["reason"] == "unit inactive" && down["mainPid"].is_null(),
+        "row of a stopped service: {down:#}"
+    );
+    let br = row(&report, "broken")?;
+    check_row(br, "failed", Some("failed"), "unknown")?;
+    ensure!(
+        br["result"].as_str().is_some_and(|r| r != "success")
+            && br["health"]["reason"] == "unit failed",
+        "row of a failed service: {br:#}"
+    );
+    let sl = row(&report, "slow")?;
+    check_row(sl, "activating", None, "starting")?;
+    ensure!(
+        sl["loadState"] == "loaded",
+        "row of an activating service: {sl:#}"
+    );
+    let gh = row(&report, "ghost")?;
+    ensure!(
+        gh["loadState"] == "not-found"
+            && gh["activeState"] == "inactive"
+            && gh["health"]["state"] == "unknown"
+            && gh["health"]["reason"] == "unit not-found"
+            && gh["nRestarts"].is_null(),
+        "row of a unit that does not exist: {gh:#}"
+    );
+    check_schema(&report)?;
+    sc.notes.push(format!(
+        "broken: result {}, slow: {}; status --json with probes took {:.0} ms",
+        br["result"],
+        sl["subState"],
+        took.as_secs_f64() * 1000.0
+    ));
+
+    // The table people read.
+    let t = on_host(sc.m, &["status"], Some(&edited))?;
+    t.expect(1, "status (table)")?;
+    for want in [
+        "SERVICE",
+        "active (running)",
+        "failed (failed)",
+        "inactive (dead)",
+        "activating",
+        "not-found",
+        "starting: unit activating",
+    ] {
+        ensure!(
+            t.stdout.contains(want),
+            "table lacks {want:?}:\n{}",
+            t.stdout
+        );
+    }
+
+    // Exit statuses: 0 when all selected are healthy, 1 otherwise, 2 for
+    // a name the manifest does not know.
+    let (code, r) = status_json(sc.m, &["up"], None)?;
+    ensure!(code == 0 && r["ok"] == true, "status up: {code} {r:#}");
+    ensure!(
+        r["services"].as_array().map(Vec::len) == Some(1),
+        "status up lists more: {r:#}"
+    );
+    on_host(sc.m, &["status", "up", "broken"], None)?.expect(1, "status up broken")?;
+    on_host(sc.m, &["status", "down"], None)?.expect(1, "status down")?;
+    // A unit name works as well as a service name.
+    on_host(sc.m, &["status", &sc.unit("up")], None)?.expect(0, "status by unit name")?;
+    let r = on_host(sc.m, &["status", "nosuch"], None)?;
+    r.expect(2, "status of an unknown service")?;
+    ensure!(
+        r.stderr.contains("nosuch") && r.stderr.contains("no such service"),
+        "unknown service message: {}",
+        r.stderr
+    );
+    let r = on_host(sc.m, &["status", "upp"], None)?;
+    r.expect(2, "status of a misspelt service")?;
+    ensure!(
+        r.stderr.contains("Did you mean `up`?"),
+        "no suggestion: {}",
+        r.stderr
+    );
+    Ok(())
+}
+
+fn restart_count(sc: &mut Scenario) -> Result<()> {
+    sc.install(&sc.spec(json!({ "a": app(free_port()?) })))?;
+    sc.start_target()?;
+    let (code, r) = status_json(sc.m, &["a"], None)?;
+    ensure!(
+        code == 0,
+        "status of a healthy service exited {code}: {r:#}"
+    );
+    let before = row(&r, "a")?["nRestarts"]
+        .as_u64()
+        .context("no nRestarts")?;
+    let pid_before = row(&r, "a")?["mainPid"].clone();
+    kill_container_app(sc, "a")?;
+    let r = wait_for(
+        "status to show the restart",
+        Duration::from_secs(90),
+        || {
+            let (code, r) = status_json(sc.m, &["a"], None)?;
+            let a = row(&r, "a")?;
+            let restarted = a["nRestarts"].as_u64() == Some(before + 1)
+                && a["activeState"] == "active"
+                && a["health"]["state"] == "healthy";
+            Ok((restarted && code == 0).then_some(r))
+        },
+    )?;
+    let a = row(&r, "a")?;
+    ensure!(a["mainPid"] != pid_before, "MainPID did not change: {a:#}");
+    let t = on_host(sc.m, &["status", "a"], None)?;
+    let line = t
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("a "))
+        .context("no row for a in the table")?;
+    ensure!(
+        line.split_whitespace()
+            .any(|w| w == (before + 1).to_string()),
+        "the table does not show {} restarts: {line}",
+        before + 1
+    );
+    sc.notes
+        .push(format!("NRestarts {before} -> {}", before + 1));
+    Ok(())
+}
+
+fn probes(sc: &mut Scenario) -> Result<()> {
+    let pa = free_port()?;
+    sc.install(&sc.spec(json!({ "a": app(pa), "b": arr_app(free_port()?) })))?;
+    sc.start_target()?;
+    let (code, r) = status_json(sc.m, &["a"], None)?;
+    ensure!(code == 0, "healthy a: {r:#}");
+    check_row(row(&r, "a")?, "active", Some("running"), "healthy")?;
+
+    // The probe now gets 503: unhealthy with the reason, exit 1.
+    http_get(pa, "/ctl/unhealthy")?;
+    let (code, r) = status_json(sc.m, &["a"], None)?;
+    let a = row(&r, "a")?;
+    check_row(a, "active", Some("running"), "unhealthy")?;
+    ensure!(
+        code == 1 && r["ok"] == false && a["health"]["reason"] == "HTTP 503",
+        "unhealthy a: exit {code}, {r:#}"
+    );
+    let t = on_host(sc.m, &["status", "a"], None)?;
+    t.expect(1, "status table of an unhealthy service")?;
+    ensure!(
+        t.stdout.contains("unhealthy: HTTP 503"),
+        "table: {}",
+        t.stdout
+    );
+
+    // --no-probe: systemd's view only, so the unit counts as fine.
+    let r = on_host(sc.m, &["status", "--json", "--no-probe", "a"], None)?;
+    r.expect(0, "status --no-probe of an active but unhealthy service")?;
+    let v = r.json()?;
+    let a = row(&v, "a")?;
+    ensure!(
+        a["health"]["state"] == "unknown" && a["health"]["reason"] == "not probed",
+        "--no-probe row: {a:#}"
+    );
+    http_get(pa, "/ctl/healthy")?;
+    on_host(sc.m, &["status", "a"], None)?.expect(0, "status after healthy again")?;
+
+    // No listener behind the published port: connection refused/reset.
+    sc.m.engine(&["exec", &sc.container("a"), "killall", "nc"])?;
+    let (code, r) = status_json(sc.m, &["a"], None)?;
+    let a = row(&r, "a")?;
+    ensure!(
+        code == 1 && a["health"]["state"] == "unhealthy",
+        "a without a listener: exit {code}, {a:#}"
+    );
+    let reason = a["health"]["reason"].as_str().unwrap_or("").to_owned();
+    ensure!(
+        reason.contains("refused") || reason.contains("reset") || reason.contains("closed"),
+        "reason without a listener: {reason:?}"
+    );
+    sc.notes.push(format!("no listener: {reason:?}"));
+
+    // b's probe runs inside the container: status asks the engine, which
+    // only works where the engine's state is (inside the machine).
+    let b = wait_for(
+        "the engine to report b healthy",
+        Duration::from_secs(30),
+        || {
+            let r = inside(sc.m, &["status", "--json", "b"])?;
+            let v = r.json()?;
+            let b = row(&v, "b")?.clone();
+            Ok((b["health"]["state"] == "healthy" && r.code == 0).then_some(b))
+        },
+    )?;
+    check_row(&b, "active", Some("running"), "healthy")?;
+    Ok(())
+}
+
+fn jobs(sc: &mut Scenario) -> Result<()> {
+    let mut dep = app(free_port()?);
+    dep["dependsOn"] = json!(["bad"]);
+    sc.install(&sc.spec(json!({
+        "a": app(free_port()?),
+        "b": app(free_port()?),
+        "bad": broken_app(free_port()?),
+        "dep": dep,
+    })))?;
+    let (ua, ub) = (sc.unit("a"), sc.unit("b"));
+
+    // Inside the machine, where journalctl reads the machine's journal.
+    let r = inside(sc.m, &["start", "a", "b"])?;
+    r.expect(0, "start a b")?;
+    for u in [&ua, &ub] {
+        ensure!(
+            r.stdout.contains(&format!("{u}: start done")),
+            "start output: {}",
+            r.stdout
+        );
+        ensure!(sc.m.active_state(u)? == "active", "{u} not active");
+    }
+
+    let r = inside(sc.m, &["stop", "a"])?;
+    r.expect(0, "stop a")?;
+    ensure!(
+        r.stdout.contains(&format!("{ua}: stop done")),
+        "stop output: {}",
+        r.stdout
+    );
+    let st = sc.m.active_state(&ua)?;
+    ensure!(st == "inactive", "{ua} is {st} right after stop returned");
+
+    let pid_b = sc.m.unit_property(&ub, "Service", "MainPID")?;
+    let r = inside(sc.m, &["restart", "b"])?;
+    r.expect(0, "restart b")?;
+    ensure!(
+        r.stdout.contains(&format!("{ub}: restart done")),
+        "restart output: {}",
+        r.stdout
+    );
+    ensure!(sc.m.active_state(&ub)? == "active", "{ub} not active");
+    ensure!(
+        sc.m.unit_property(&ub, "Service", "MainPID")? != pid_b,
+        "restart kept the same MainPID"
+    );
+
+    // A unit that cannot start, and one that needs it.
+    let r = inside(sc.m, &["start", "bad", "dep"])?;
+    r.expect(1, "start of a broken service")?;
+    let (ubad, udep) = (sc.unit("bad"), sc.unit("dep"));
+    ensure!(
+        r.stdout.contains(&format!("{ubad}: start failed"))
+            && r.stdout.contains(&format!("{udep}: start dependency")),
+        "failing start output:\n{}",
+        r.stdout
+    );
+    ensure!(
+        r.stdout
+            .contains("  state: failed (failed), result: exit-code"),
+        "the unit's Result is not shown:\n{}",
+        r.stdout
+    );
+    // The journal lines of the failed unit follow; the engine's error is
+    // among them.
+    let bad_block: Vec<&str> = r
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("{ubad}:")))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    ensure!(
+        bad_block.len() >= 3
+            && bad_block
+                .iter()
+                .any(|l| l.contains("nixarr-missing") || l.contains("Error")),
+        "no journal lines with the engine's error under {ubad}:\n{}",
+        r.stdout
+    );
+    sc.notes.push(format!(
+        "failed start shows {} journal lines",
+        bad_block.len() - 1
+    ));
+
+    // From the host over the machine's bus: the jobs work the same.
+    let r = on_host(sc.m, &["start", "a"], None)?;
+    r.expect(0, "start a from the host")?;
+    ensure!(sc.m.active_state(&ua)? == "active", "{ua} not active");
+
+    // Unprivileged: reading works, changing says why not.
+    let nobody = |args: &[&str]| -> Result<Run> {
+        let mut argv = vec![
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+        ];
+        argv.extend_from_slice(args);
+        Ok(Run::from(sc.m.exec(&argv)?))
+    };
+    let r = nobody(&["status", "--no-probe", "a"])?;
+    r.expect(0, "status as an unprivileged user")?;
+    let r = nobody(&["stop", "a"])?;
+    ensure!(
+        r.code == 1 && r.stderr.contains("not permitted"),
+        "stop as an unprivileged user: exit {}, stderr {}",
+        r.code,
+        r.stderr
+    );
+    let msg = r.stderr.lines().find(|l| l.contains("not permitted"));
+    sc.notes
+        .push(format!("unprivileged: {}", msg.unwrap_or("").trim()));
+    ensure!(sc.m.active_state(&ua)? == "active", "{ua} was stopped");
+
+    // stop --all: when it returns, nothing of the stack is running.
+    let r = inside(sc.m, &["stop", "--all"])?;
+    r.expect(0, "stop --all")?;
+    for svc in ["a", "b", "dep"] {
+        let u = sc.unit(svc);
+        let st = sc.m.active_state(&u)?;
+        ensure!(
+            st == "inactive",
+            "{u} is {st} right after stop --all returned:\n{}",
+            r.stdout
+        );
+    }
+    let st = sc.m.active_state(&ubad)?;
+    ensure!(
+        st == "inactive" || st == "failed",
+        "{ubad} is {st} after stop --all"
+    );
+    let st = sc.m.active_state(&sc.target())?;
+    ensure!(st == "inactive", "the target is {st} after stop --all");
+    let (code, _) = status_json(sc.m, &["--no-probe"], None)?;
+    ensure!(code == 1, "status after stop --all exited {code}");
+
+    // A usage error is exit 2 here too.
+    inside(sc.m, &["start", "nosuch"])?.expect(2, "start of an unknown service")?;
+    Ok(())
+}
+
+fn logs(sc: &mut Scenario) -> Result<()> {
+    sc.install(&sc.spec(json!({ "a": app(free_port()?) })))?;
+    sc.start_target()?;
+    let ua = sc.unit("a");
+    // The unit's own lines are in the journal by now.
+    wait_for(
+        "the journal to have a's lines",
+        Duration::from_secs(20),
+        || {
+            let j = sc.m.ok(&["journalctl", "--no-pager", "-u", &ua])?;
+            Ok(j.contains("is healthy after").then_some(()))
+        },
+    )?;
+    let r = inside(sc.m, &["logs", "a", "-n", "5"])?;
+    r.expect(0, "logs a -n 5")?;
+    let lines: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("-- "))
+        .collect();
+    ensure!(
+        !lines.is_empty() && lines.len() <= 5,
+        "logs -n 5 printed {} lines:\n{}",
+        lines.len(),
+        r.stdout
+    );
+    // The same lines as journalctl's own view of the unit.
+    let j =
+        sc.m.ok(&["journalctl", "--no-pager", "-n", "5", "-u", &ua])?;
+    let last = j
+        .lines()
+        .rfind(|l| !l.starts_with("-- "))
+        .context("journalctl printed nothing")?;
+    ensure!(
+        lines.last() == Some(&last),
+        "logs ends with {:?}, journalctl -u with {last:?}",
+        lines.last()
+    );
+    ensure!(
+        r.stdout.contains(&sc.container("a")) || r.stdout.contains("fake app"),
+        "no line of the unit:\n{}",
+        r.stdout
+    );
+    inside(sc.m, &["logs", "nosuch"])?.expect(2, "logs of an unknown service")?;
+    Ok(())
+}
+
+fn vpn(sc: &mut Scenario) -> Result<()> {
+    let control = free_port()?;
+    let gluetun = json!({
+        "app": "gluetun",
+        "image": IMAGE,
+        "capAdd": [],
+        "devices": [],
+        "ports": [{ "host": control, "container": 8000, "address": "127.0.0.1" }],
+        "environment": { "FAKE_PORT": "8000", "FAKE_STYLE": "health" },
+        "health": { "tcp": true, "port": 8000 },
+        "stopTimeout": 10,
+        "startTimeout": 120,
+    });
+    let behind = json!({ "image": IMAGE, "vpn": true, "stopTimeout": 10 });
+    sc.install(&sc.spec(json!({ "gluetun": gluetun, "torrent": behind })))?;
+    let ug = sc.unit("gluetun");
+
+    // Stopped: says so, exit 1.
+    let r = on_host(sc.m, &["vpn", "status"], None)?;
+    r.expect(1, "vpn status of a stopped VPN")?;
+    ensure!(
+        r.stdout.contains("state:   inactive (dead)") && r.stdout.contains("behind it: torrent"),
+        "vpn status (stopped):\n{}",
+        r.stdout
+    );
+
+    sc.m.systemctl(&["start", &ug])?;
+    // The control server wants authentication: 401 explained.
+    let r = on_host(sc.m, &["vpn", "status"], None)?;
+    r.expect(0, "vpn status (401)")?;
+    for want in [
+        format!("service: gluetun ({ug})"),
+        "state:   active (running)".to_owned(),
+        "health:  healthy".to_owned(),
+        "public IP: unknown: the control server answered 401".to_owned(),
+        "HTTP_CONTROL_SERVER_AUTH_CONFIG_FILEPATH".to_owned(),
+    ] {
+        ensure!(
+            r.stdout.contains(&want),
+            "vpn status lacks {want:?}:\n{}",
+            r.stdout
+        );
+    }
+    // Now it answers the IP.
+    http_get(control, "/ctl/public-ip/1.2.3.4")?;
+    let r = on_host(sc.m, &["vpn", "status"], None)?;
+    r.expect(0, "vpn status (IP)")?;
+    ensure!(
+        r.stdout.contains("public IP: 1.2.3.4"),
+        "vpn status:\n{}",
+        r.stdout
+    );
+    // Inside the machine too (the default manifest and bus).
+    let r = inside(sc.m, &["vpn", "status"])?;
+    r.expect(0, "vpn status inside")?;
+    ensure!(
+        r.stdout.contains("public IP: 1.2.3.4"),
+        "vpn status inside:\n{}",
+        r.stdout
+    );
+    Ok(())
+}
+
+fn watch(sc: &mut Scenario) -> Result<()> {
+    sc.install(&sc.spec(json!({ "a": app(free_port()?) })))?;
+    sc.start_target()?;
+    let ua = sc.unit("a");
+    let out_path = sc.m.dir.path().join(format!("{}-watch.out", sc.prefix));
+    let out = fs_err::File::create(&out_path)?;
+    let mut child = Command::new(BIN)
+        .args(["status", "--watch", "--no-probe", "a", "--manifest"])
+        .arg(manifest_path(sc.m))
+        .arg("--bus-address")
+        .arg(sc.m.bus_address())
+        .stdin(Stdio::null())
+        .stdout(out.into_parts().0)
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting status --watch")?;
+    let result = (|| -> Result<f64> {
+        wait_for("the watcher's first table", Duration::from_secs(10), || {
+            let text = fs_err::read_to_string(&out_path)?;
+            Ok(text.contains("active (running)").then_some(()))
+        })?;
+        // Past the first periodic refresh, so a change shown below comes
+        // from systemd's signal, not from a refresh that happened to fall
+        // right after the stop.
+        std::thread::sleep(Duration::from_millis(500));
+        sc.m.systemctl(&["stop", &ua])?;
+        let stopped = Instant::now();
+        wait_for(
+            "the watcher to show a stopped",
+            Duration::from_secs(4),
+            || {
+                let text = fs_err::read_to_string(&out_path)?;
+                Ok(text.contains("inactive (dead)").then_some(()))
+            },
+        )?;
+        Ok(stopped.elapsed().as_secs_f64())
+    })();
+    let _ = child.kill();
+    let waited = child.wait_with_output()?;
+    let secs = result.with_context(|| {
+        format!(
+            "watch output:\n{}\nstderr:\n{}",
+            fs_err::read_to_string(&out_path).unwrap_or_default(),
+            String::from_utf8_lossy(&waited.stderr)
+        )
+    })?;
+    sc.notes.push(format!(
+        "--watch showed the stop {secs:.1}s after it returned"
+    ));
+    Ok(())
+}
