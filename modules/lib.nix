@@ -97,6 +97,24 @@ rec {
         descriptionClass = "noun";
       };
 
+    # Where a secret's value lives on the host. A string or a path literal
+    # (never interpolated, so never copied into the store); not a store path,
+    # since the store is world-readable.
+    secretPath =
+      types.addCheck types.path (
+        p:
+        let
+          s = toString p;
+        in
+        builtins.match "/[^\n\r]*" s != null && !lib.hasPrefix "${builtins.storeDir}/" s
+      )
+      // {
+        description = "absolute path outside the Nix store";
+        descriptionClass = "noun";
+      };
+
+    secretFileEnv = matching "([A-Za-z_][A-Za-z0-9_]*)?[{]name[}][A-Za-z0-9_]*" "variable name pattern containing `{name}` (e.g. `FILE__{name}`)";
+
     httpProbe = matching "(/|https?://)[^\n\r]*" "path on the published port (`/ping`) or URL (`http://…`)";
   };
 

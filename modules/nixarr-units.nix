@@ -11,8 +11,13 @@
 # carries its config hash, so an unchanged container keeps running). No
 # restartTriggers are needed for that. NixOS ignores the `*.wants/`
 # directories of packages, hence systemd.targets.<prefix>.wantedBy below.
-# Runtime inputs that are not in the unit (environment files, secrets) are
-# handled by sops.secrets.<x>.restartUnits.
+# Runtime inputs that are not in the unit are not watched, except secrets
+# given by sops-nix name: sops.secrets.<x>.restartUnits restarts the
+# container (and with it its secret bridge, which is PartOf= it).
+#
+# Secrets: the spec carries only the path of each secret's file; the
+# binary's secret bridge (<prefix>-<service>-secrets.service) delivers the value
+# at start. No value passes through Nix: no sops template, no env file.
 {
   config,
   lib,
@@ -36,13 +41,45 @@ let
   ];
 
   unitOf = name: "${cfg.prefix}-${name}.service";
-  envTemplateName = name: "${cfg.prefix}-${name}.env";
-  secretEnvFile =
-    name:
-    if hasSops then
-      config.sops.templates.${envTemplateName name}.path
+
+  # The source file of a secret. Without sops-nix a `sopsSecret` fails an
+  # assertion (secretChecks); the fallback only keeps evaluation going.
+  secretSource =
+    s:
+    if s.sopsSecret != null then
+      (if hasSops then config.sops.secrets.${s.sopsSecret}.path else "/run/secrets/${s.sopsSecret}")
+    else if s.file != null then
+      toString s.file
     else
-      "/run/secrets/rendered/${envTemplateName name}";
+      null;
+
+  # The spec's `secrets`: paths and delivery modes only, never a value.
+  secretsSpec =
+    secrets:
+    if secrets == { } then
+      null
+    else
+      lib.mapAttrs (
+        _: s:
+        dropNulls {
+          file = secretSource s;
+          inherit (s) mode podmanSecretType;
+        }
+      ) secrets;
+
+  # Variables the binary sets from the catalog: a secret must not reuse them.
+  presetEnvNames =
+    preset:
+    if preset == null then
+      [ ]
+    else
+      [ "TZ" ]
+      ++ lib.optionals (preset.linuxserver or false) [
+        "PUID"
+        "PGID"
+        "UMASK"
+      ]
+      ++ lib.attrNames (preset.environment or { });
 
   normPort = p: {
     host = if p.host or null != null then p.host else p.container;
@@ -78,8 +115,6 @@ let
     else
       cfg.defaults.${field};
 
-  envFilesOf = name: c: c.environmentFiles ++ lib.optional (c.secrets != { }) (secretEnvFile name);
-
   # One record per container, whatever option set it came from.
   mkApp =
     kind: path: name: app: c:
@@ -107,6 +142,8 @@ let
       labels = { };
       uid = idOf "puid" preset c;
       gid = idOf "pgid" preset c;
+      fileEnv = preset.secretFileEnv or null;
+      catalogEnv = presetEnvNames preset;
       dirs = [ "${cfg.stateDir}/${name}" ];
       native =
         if kind == "app" && c.migrateFrom == null && legacy != null then
@@ -127,7 +164,8 @@ let
           ;
         imageFile = if c.imageFile == null then null else toString c.imageFile;
         ports = map dropNulls ports;
-        environmentFiles = envFilesOf name c;
+        environmentFiles = c.environmentFiles;
+        secrets = secretsSpec c.secrets;
         devices = if c.devices == [ ] then null else c.devices;
         migration =
           if c.migrateFrom == null then
@@ -184,6 +222,14 @@ let
         ;
       uid = idOf "puid" (if preset != null then preset else { }) c;
       gid = idOf "pgid" (if preset != null then preset else { }) c;
+      fileEnv =
+        if c.secretFileEnv != null then
+          c.secretFileEnv
+        else if preset != null then
+          preset.secretFileEnv or null
+        else
+          null;
+      catalogEnv = presetEnvNames preset;
       dirs =
         if c.volumes != null then
           map (v: v.host) (lib.filter (v: v.create) c.volumes)
@@ -252,11 +298,13 @@ let
           startTimeout
           puid
           pgid
+          secretFileEnv
           ;
         imageFile = if c.imageFile == null then null else toString c.imageFile;
         ports = if c.ports == null then null else map dropNulls c.ports;
         volumes = if c.volumes == null then null else c.volumes;
-        environmentFiles = envFilesOf name c;
+        environmentFiles = c.environmentFiles;
+        secrets = secretsSpec c.secrets;
         migration = if c.migration == null then null else dropNulls c.migration;
       }
       # `health` is tri-state: absent (catalog's), null (none), or a probe.
@@ -282,6 +330,8 @@ let
       ports = map normPort catalog.gluetun.ports;
       uid = cfg.defaults.puid;
       gid = cfg.defaults.pgid;
+      fileEnv = catalog.gluetun.secretFileEnv or null;
+      catalogEnv = presetEnvNames catalog.gluetun;
       dirs = [ "${cfg.stateDir}/gluetun" ];
       native = [ ];
       checks = [ ];
@@ -297,7 +347,8 @@ let
           SERVER_COUNTRIES = lib.concatStringsSep "," v.serverCountries;
         }
         // v.environment;
-        environmentFiles = envFilesOf "gluetun" v;
+        environmentFiles = v.environmentFiles;
+        secrets = secretsSpec v.secrets;
       };
     };
 
@@ -421,10 +472,93 @@ let
     message = "${e.path}.vpn is true but services.nixarr-units.vpn.enable is false: enable the VPN (services.nixarr-units.vpn = { enable = true; provider = \"…\"; secrets.WIREGUARD_PRIVATE_KEY.sopsSecret = \"…\"; }) or set ${e.path}.vpn = false.";
   }) enabled;
 
-  sopsChecks = map (e: {
-    assertion = e.secrets == { } || hasSops;
-    message = "${e.path}.secrets needs sops-nix: import sops-nix's NixOS module (sops-nix.nixosModules.sops), or write the variables (${lib.concatStringsSep ", " (lib.attrNames e.secrets)}) as VAR=value lines into a file and list it in ${e.path}.environmentFiles.";
-  }) enabled;
+  # The binary's secret rules (resolve_secrets in src/resolve.rs), checked
+  # here so that a mistake names the option rather than failing the build.
+  secretChecks = lib.concatMap (
+    e:
+    let
+      userEnv = lib.attrNames e.environment;
+      # Set by nixarr-units: TZ, PUID, … and the catalog's (the binary's
+      # merged environment), and the VPN block's provider settings.
+      moduleEnv = lib.unique (
+        e.catalogEnv ++ lib.subtractLists userEnv (lib.attrNames (e.service.environment or { }))
+      );
+      # The mode the binary picks when `mode` is null.
+      effectiveMode =
+        s:
+        if s.mode != null then
+          s.mode
+        else if e.fileEnv != null then
+          "file"
+        else
+          "envFile";
+      isMount = s: effectiveMode s == "podmanSecret" && s.podmanSecretType == "mount";
+      mounted = lib.filterAttrs (_: isMount) e.secrets;
+      fileMode = lib.filterAttrs (_: s: effectiveMode s == "file") e.secrets;
+      perSecret = lib.concatLists (
+        lib.mapAttrsToList (
+          name: s:
+          let
+            sp = "${e.path}.secrets.${name}";
+            # The variables the bridge sets: the secret's own, and for `file`
+            # the one carrying its path (FILE__<name>).
+            vars = [
+              name
+            ]
+            ++ lib.optional (effectiveMode s == "file" && e.fileEnv != null) (
+              lib.replaceStrings [ "{name}" ] [ name ] e.fileEnv
+            );
+          in
+          [
+            {
+              assertion = s.sopsSecret != null || s.file != null;
+              message = "${sp}: gives no source; set ${sp}.sopsSecret = \"<sops-nix secret name>\" or ${sp}.file = \"/run/…\" (e.g. config.age.secrets.<name>.path for agenix).";
+            }
+            {
+              assertion = s.sopsSecret == null || s.file == null;
+              message = "${sp}: sets both sopsSecret and file; keep one (sopsSecret = \"${s.sopsSecret}\" already means the file ${secretSource s}).";
+            }
+            {
+              assertion = s.sopsSecret == null || hasSops;
+              message = "${sp}.sopsSecret = \"${toString s.sopsSecret}\" needs sops-nix, whose NixOS module is not imported: add sops-nix.nixosModules.sops to your imports, or give the decrypted file's path instead: ${sp}.file = \"/run/…\" (agenix: config.age.secrets.<name>.path).";
+            }
+            {
+              assertion = s.mode != "podmanSecret" || cfg.backend == "podman";
+              message = "${sp}.mode = \"podmanSecret\" needs the podman backend, but services.nixarr-units.backend is \"${cfg.backend}\"; use mode = \"file\" or \"envFile\" (or null for the app's default) with Docker.";
+            }
+            {
+              assertion = s.podmanSecretType == null || s.mode == "podmanSecret";
+              message = "${sp}.podmanSecretType only applies to mode = \"podmanSecret\" (the mode is \"${effectiveMode s}\"); remove it or set ${sp}.mode = \"podmanSecret\".";
+            }
+          ]
+          ++ map (
+            var:
+            let
+              byUser = lib.elem var userEnv;
+            in
+            {
+              assertion = !(byUser || lib.elem var moduleEnv);
+              message =
+                "${sp}: `${var}` is also set "
+                + (
+                  if byUser then
+                    "in ${e.path}.environment; a value belongs in one place: remove ${e.path}.environment.${var}."
+                  else
+                    "by nixarr-units for this container (${lib.concatStringsSep ", " moduleEnv}); name the secret after the variable the app reads, or drop it."
+                );
+            }
+          ) vars
+        ) e.secrets
+      );
+    in
+    perSecret
+    ++ [
+      {
+        assertion = mounted == { } || fileMode == { };
+        message = "${e.path}.secrets: ${lib.concatStringsSep ", " (lib.attrNames mounted)} (podmanSecretType = \"mount\") and the `file` secrets ${lib.concatStringsSep ", " (lib.attrNames fileMode)} would all use /run/secrets in the container; give the podman secrets podmanSecretType = \"env\", or use mode = \"file\" for all.";
+      }
+    ]
+  ) enabled;
 
   dependencyChecks = lib.concatMap (
     e:
@@ -482,7 +616,7 @@ in
           ++ nativeChecks
           ++ portChecks
           ++ vpnChecks
-          ++ sopsChecks
+          ++ secretChecks
           ++ dependencyChecks
           ++ cycleChecks
           ++ lib.concatMap (e: e.checks) enabled;
@@ -503,23 +637,15 @@ in
         networking.firewall.allowedUDPPorts = firewallPorts "udp";
       }
       (lib.optionalAttrs hasSops {
-        sops = {
-          templates = lib.listToAttrs (
-            map (
-              e:
-              lib.nameValuePair (envTemplateName e.name) {
-                content = lib.concatStrings (
-                  lib.mapAttrsToList (var: s: "${var}=${config.sops.placeholder.${s.sopsSecret}}\n") e.secrets
-                );
-              }
-            ) withSecrets
-          );
-          secrets = lib.mkMerge (
-            lib.concatMap (
-              e: lib.mapAttrsToList (_: s: { ${s.sopsSecret}.restartUnits = [ (unitOf e.name) ]; }) e.secrets
-            ) withSecrets
-          );
-        };
+        # A changed sops secret restarts the container that uses it.
+        sops.secrets = lib.mkMerge (
+          lib.concatMap (
+            e:
+            lib.mapAttrsToList (_: s: { ${s.sopsSecret}.restartUnits = [ (unitOf e.name) ]; }) (
+              lib.filterAttrs (_: s: s.sopsSecret != null) e.secrets
+            )
+          ) withSecrets
+        );
       })
     ]
   );

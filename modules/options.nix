@@ -22,26 +22,110 @@ let
   t = nl.types';
 
   secretsNote = ''
-    nixarr-units has no secret bridges yet (the spec has no `secrets` key),
-    so each secret reaches the container through an environment file: the
-    module renders a sops-nix template (`sops.templates`) holding
-    `VAR=<value>` lines, passes its path as an environment file, and adds
-    the container's unit to `sops.secrets.<name>.restartUnits` so that a
-    changed secret restarts the container. This needs sops-nix's NixOS
-    module. Until the bridges land the value is visible in the container's
-    environment (`podman inspect`). For a secret not managed by sops-nix,
-    write `VAR=value` lines into a file and list it in `environmentFiles`.
+    A secret's value never passes through Nix: the spec (in the Nix store)
+    holds only the path of the file that holds it, and the secret bridge
+    `<prefix>-<service>-secrets.service`, a hardened oneshot that runs before
+    the container, checks every source (it exists and is a regular,
+    non-empty file; a group- or world-readable one gets a warning) and only
+    then delivers it as `mode` says. A bad source fails the bridge, so the
+    container does not start, and `systemctl status <prefix>-<service>-secrets`
+    names the secret and its source, never the value. Stopping the container
+    removes every copy. Give each secret as a sops-nix secret name
+    (`sopsSecret`; a changed secret restarts the container) or as a plain
+    path (`file`: agenix, or any file; nothing restarts the container when
+    it changes).
   '';
 
-  secretModule = {
-    options.sopsSecret = mkOption {
-      type = types.nonEmptyStr;
-      example = "sonarr/api-key";
-      description = ''
-        Name of the sops-nix secret (`sops.secrets.<name>`) whose decrypted
-        value becomes this environment variable.
-      '';
+  secretModule =
+    { name, ... }:
+    {
+      options = {
+        sopsSecret = mkOption {
+          type = types.nullOr types.nonEmptyStr;
+          default = null;
+          example = "sonarr/api-key";
+          description = ''
+            Name of the sops-nix secret (`sops.secrets.<name>`) holding the
+            value of `${name}`: its `path` becomes the source, and the
+            container's unit is added to its `restartUnits`, so a changed
+            secret restarts the container. Needs sops-nix's NixOS module.
+            Give exactly one of `sopsSecret` and `file`.
+          '';
+        };
+        file = mkOption {
+          type = types.nullOr t.secretPath;
+          default = null;
+          example = literalExpression "config.age.secrets.sonarr-api-key.path";
+          description = ''
+            Path of the file holding the value of `${name}`, read on the
+            host when the container starts (agenix, sops-nix by path, or any
+            file readable by root). Not a file in the Nix store (it is
+            world-readable). Give exactly one of `sopsSecret` and `file`.
+          '';
+        };
+        mode = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "file"
+              "envFile"
+              "podmanSecret"
+            ]
+          );
+          default = null;
+          description = ''
+            How the value reaches the container; null means the app's
+            default: `file` for apps that read variables from files
+            (LinuxServer.io images: `FILE__<VAR>`; Gluetun:
+            `<VAR>_SECRETFILE`; see `secretFileEnv` of `containers`),
+            `envFile` otherwise.
+
+            - `file`: a 0400 copy in `/run/nixarr-units/secrets/<container>/`,
+              mounted read-only at `/run/secrets/<VAR>`; the container's
+              environment holds only that path (e.g.
+              `FILE__<VAR>=/run/secrets/<VAR>`), so `podman inspect` and
+              `docker inspect` never show the value.
+            - `envFile`: a 0400 env file in `/run/nixarr-units/env/` passed
+              with `--env-file`. The value becomes part of the container's
+              configuration: **`podman inspect` / `docker inspect` show it**
+              to anyone allowed to run them. Values with a line break are
+              refused. For apps that read only plain variables.
+            - `podmanSecret` (podman backend only): a podman secret
+              (`podman secret create`) passed with `--secret` as a variable
+              or a file (`podmanSecretType`).
+          '';
+        };
+        podmanSecretType = mkOption {
+          type = types.nullOr (
+            types.enum [
+              "env"
+              "mount"
+            ]
+          );
+          default = null;
+          description = ''
+            With `mode = "podmanSecret"` only: the value as the variable
+            `${name}` (`env`, the default when null) or as the file
+            `/run/secrets/${name}` (`mount`; cannot be combined with `file`
+            secrets in the same container, which use `/run/secrets` too).
+          '';
+        };
+      };
     };
+
+  secretsOption = mkOption {
+    type = types.attrsOf (types.submodule secretModule);
+    default = { };
+    example = literalExpression ''
+      {
+        SONARR__AUTH__APIKEY.sopsSecret = "sonarr/api-key";
+        SONARR__POSTGRES__PASSWORD.file = config.age.secrets.sonarr-db.path;
+      }
+    '';
+    description = ''
+      Secret environment variables, by the variable name the app sees.
+
+      ${secretsNote}
+    '';
   };
 
   # Options every kind of container has, in the spec's generic shape.
@@ -65,31 +149,22 @@ let
       description = ''
         Environment variables for the container. Merged over the catalog's
         (and over `PUID`, `PGID`, `TZ`, `UMASK` for LinuxServer.io images).
-        Not for secrets: values end up in the Nix store; use `secrets` or
-        `environmentFiles`.
+        Not for secrets: values end up in the Nix store and in
+        `podman inspect`; use `secrets`.
       '';
     };
     environmentFiles = mkOption {
       type = types.listOf t.absolutePath;
       default = [ ];
-      example = [ "/run/secrets/rendered/sonarr.env" ];
+      example = [ "/etc/nixarr/sonarr.env" ];
       description = ''
         Files of `VAR=value` lines read by the engine when the container
-        starts (`--env-file`). They are read at run time and never enter the
-        Nix store: the place for secrets that are not given through
-        `secrets`, e.g. an agenix secret or a sops-nix template.
+        starts (`--env-file`), e.g. settings kept outside the Nix store.
+        Their variables are visible in `podman inspect` / `docker inspect`;
+        for secrets use `secrets`, which needs no such file.
       '';
     };
-    secrets = mkOption {
-      type = types.attrsOf (types.submodule secretModule);
-      default = { };
-      example = literalExpression ''{ SONARR__AUTH__APIKEY.sopsSecret = "sonarr/api-key"; }'';
-      description = ''
-        Secret environment variables, by variable name.
-
-        ${secretsNote}
-      '';
-    };
+    secrets = secretsOption;
     vpn = mkOption {
       type = types.bool;
       default = false;
@@ -480,6 +555,19 @@ let
           default = { };
           description = "Container labels (keys starting with `io.nixarr.` are reserved).";
         };
+        secretFileEnv = mkOption {
+          type = types.nullOr t.secretFileEnv;
+          default = null;
+          example = "{name}_FILE";
+          description = ''
+            For an image that reads a variable's value from a file: the
+            variable that carries the file's path, with `{name}` standing for
+            the secret's name (`FILE__{name}` for LinuxServer.io images,
+            `{name}_FILE` for many official images). It makes `file` the
+            default `mode` of this container's `secrets`. Null means the
+            catalog's (none without `app`: secrets default to `envFile`).
+          '';
+        };
         health = mkOption {
           type = types.nullOr (types.submodule healthModule);
           default = null;
@@ -552,17 +640,34 @@ let
         description = "Further Gluetun settings as environment variables (see the Gluetun wiki).";
       };
       environmentFiles = commonOptions.environmentFiles // {
-        example = [ "/run/secrets/rendered/gluetun.env" ];
+        example = [ "/etc/nixarr/gluetun.env" ];
         description = ''
-          Files of `VAR=value` lines with Gluetun's secrets (e.g.
-          `WIREGUARD_PRIVATE_KEY=…`), read when the container starts.
+          Files of further Gluetun settings as `VAR=value` lines, read when
+          the container starts; visible in `podman inspect` /
+          `docker inspect`. For the private key and credentials use
+          `secrets`.
         '';
       };
       secrets = commonOptions.secrets // {
-        example = literalExpression ''{ WIREGUARD_PRIVATE_KEY.sopsSecret = "vpn/wireguard-key"; }'';
+        example = literalExpression ''
+          {
+            WIREGUARD_PRIVATE_KEY.sopsSecret = "vpn/wireguard-key";
+            WIREGUARD_PRESHARED_KEY.file = config.age.secrets.wg-psk.path;
+          }
+        '';
         description = ''
-          Gluetun's secret variables (e.g. `WIREGUARD_PRIVATE_KEY`,
-          `OPENVPN_USER`, `OPENVPN_PASSWORD`), by variable name.
+          Gluetun's secrets (the WireGuard private key, OpenVPN
+          credentials, …), by variable name. By default each is delivered
+          as a file with Gluetun's own convention: the copy is mounted at
+          `/run/secrets/<VAR>` and `<VAR>_SECRETFILE` points Gluetun to it,
+          so the key is never in the container's environment. Gluetun reads
+          these variables from files: `WIREGUARD_PRIVATE_KEY`,
+          `WIREGUARD_PRESHARED_KEY`, `WIREGUARD_ADDRESSES`, `WIREGUARD_CONF`,
+          `OPENVPN_USER`, `OPENVPN_PASSWORD`, `OPENVPN_CLIENTKEY`,
+          `OPENVPN_CLIENTCRT`, `OPENVPN_ENCRYPTED_KEY`,
+          `OPENVPN_KEY_PASSPHRASE`, `HTTPPROXY_USER`, `HTTPPROXY_PASSWORD`,
+          `SHADOWSOCKS_PASSWORD` (its wiki's "Docker secrets" page); for any
+          other variable set its `mode = "envFile"`.
 
           ${secretsNote}
         '';

@@ -153,14 +153,7 @@ fn scenario(name: &str) {
         return;
     }
     assert!(spec.is_object(), "{name}: no spec");
-    assert!(
-        spec["services"]
-            .as_object()
-            .unwrap()
-            .values()
-            .all(|s| s.get("secrets").is_none()),
-        "{name}: the spec must not carry a `secrets` key yet"
-    );
+    secrets_are_paths_only(name, spec);
     let dir = tempfile::tempdir().unwrap();
     let spec_file = dir.path().join(format!("{name}.json"));
     std::fs::write(&spec_file, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
@@ -199,6 +192,71 @@ fn scenario(name: &str) {
     assert!(out_dir.join("share/nixarr-units/manifest.json").is_file());
 }
 
+/// Every string anywhere in a value, with its JSON path.
+fn strings<'a>(v: &'a Value, path: String, acc: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::String(s) => acc.push((path, s)),
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                strings(x, format!("{path}[{i}]"), acc);
+            }
+        }
+        Value::Object(o) => {
+            for (k, x) in o {
+                strings(x, format!("{path}.{k}"), acc);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A spec (which lands in the world-readable Nix store) names secrets by
+/// their files only: each secret is `{ file, mode?, podmanSecretType? }`
+/// with an absolute path outside the store, and no string anywhere in the
+/// spec is a sops-nix placeholder (the stub's `<SOPS:…>`) or a value.
+fn secrets_are_paths_only(name: &str, spec: &Value) {
+    for (svc, s) in spec["services"].as_object().unwrap() {
+        let Some(secrets) = s.get("secrets") else {
+            continue;
+        };
+        for (var, secret) in secrets.as_object().unwrap() {
+            let where_ = format!("{name}: services.{svc}.secrets.{var}");
+            let obj = secret.as_object().unwrap();
+            for key in obj.keys() {
+                assert!(
+                    matches!(key.as_str(), "file" | "mode" | "podmanSecretType"),
+                    "{where_}: unexpected key `{key}` (only file, mode, podmanSecretType)"
+                );
+            }
+            let file = obj["file"].as_str().unwrap();
+            assert!(
+                file.starts_with('/') && !file.starts_with("/nix/store/"),
+                "{where_}.file = {file:?} is not a path outside the store"
+            );
+            if let Some(m) = obj.get("mode") {
+                assert!(
+                    matches!(m.as_str(), Some("file" | "envFile" | "podmanSecret")),
+                    "{where_}.mode = {m}"
+                );
+            }
+            if let Some(t) = obj.get("podmanSecretType") {
+                assert!(
+                    matches!(t.as_str(), Some("env" | "mount")),
+                    "{where_}.podmanSecretType = {t}"
+                );
+            }
+        }
+    }
+    let mut all = Vec::new();
+    strings(spec, String::new(), &mut all);
+    for (path, s) in all {
+        assert!(
+            !s.contains("<SOPS:") && !s.contains("PLACEHOLDER"),
+            "{name}: spec{path} holds a secret placeholder: {s:?}"
+        );
+    }
+}
+
 macro_rules! scenarios {
     ($($test:ident => $file:literal,)*) => {
         $(
@@ -221,7 +279,10 @@ scenarios! {
     assertion_native_and_container => "assert-native",
     assertion_port_clash => "assert-port",
     assertion_vpn_disabled => "assert-vpn",
-    assertion_secrets_without_sops => "assert-sops-missing",
+    file_secrets_without_sops => "file-secrets-without-sops",
+    assertion_sops_secret_without_sops => "assert-sops-missing",
+    assertion_secret_rules => "assert-secrets",
+    assertion_podman_secret_with_docker => "assert-podman-secret-docker",
     assertion_names_dependencies_environment => "assert-names",
     assertion_cycle_and_health_port => "assert-cycle",
     type_error_port_string => "type-port",
@@ -229,6 +290,7 @@ scenarios! {
     type_error_umask => "type-umask",
     type_error_unknown_app => "type-app",
     type_error_volume_path => "type-volume",
+    type_error_secret_in_store => "type-secret-store",
 }
 
 /// A scenario file without a test here would silently not run.

@@ -3,7 +3,9 @@
 # NixOS). Declarations are loose on purpose (the real ones live in NixOS);
 # what matters here is that the module's own options are typed.
 #
-# withSops: also declare the sops-nix options the module writes to.
+# withSops: also declare the sops-nix options the module reads and writes
+# (secrets.<name>.path, .restartUnits), and templates and placeholders,
+# which it must leave alone (no secret value goes through a template).
 { withSops ? true }:
 { config, lib, ... }:
 

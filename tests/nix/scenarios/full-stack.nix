@@ -1,6 +1,6 @@
 { lib }:
 {
-  description = "every catalog app, Gluetun VPN for the download clients, secrets from sops-nix";
+  description = "every catalog app, Gluetun VPN for the download clients, secrets from sops-nix by name and from plain files";
   config = {
     time.timeZone = "Europe/Berlin";
     services.nixarr-units = {
@@ -13,7 +13,11 @@
           "Netherlands"
           "Sweden"
         ];
-        secrets.WIREGUARD_PRIVATE_KEY.sopsSecret = "vpn/wireguard-key";
+        secrets = {
+          WIREGUARD_PRIVATE_KEY.sopsSecret = "vpn/wireguard-key";
+          # A plain file (agenix, …); no sops-nix involved.
+          WIREGUARD_PRESHARED_KEY.file = "/run/agenix/wg-psk";
+        };
         environment.WIREGUARD_ADDRESSES = "10.64.0.2/32";
       };
       sonarr = {
@@ -24,10 +28,21 @@
       radarr = {
         enable = true;
         dependsOn = [ "prowlarr" ];
-        secrets.RADARR__AUTH__APIKEY.sopsSecret = "radarr/api-key";
-        environmentFiles = [ "/run/agenix/radarr.env" ];
+        secrets = {
+          RADARR__AUTH__APIKEY.sopsSecret = "radarr/api-key";
+          # A path literal: must reach the spec as a string, never copied
+          # into the store.
+          RADARR__POSTGRES__PASSWORD.file = /run/agenix/radarr-db;
+        };
+        environmentFiles = [ "/etc/nixarr/radarr.env" ];
       };
-      lidarr.enable = true;
+      lidarr = {
+        enable = true;
+        secrets.LIDARR__AUTH__APIKEY = {
+          sopsSecret = "lidarr/api-key";
+          mode = "podmanSecret";
+        };
+      };
       prowlarr = {
         enable = true;
         vpn = true;
@@ -52,7 +67,14 @@
         vpn = true;
         port = 9092;
       };
-      sabnzbd.enable = true;
+      sabnzbd = {
+        enable = true;
+        # A secret shared by two apps: both units restart when it changes.
+        secrets.SABNZBD_API_KEY = {
+          sopsSecret = "sonarr/api-key";
+          mode = "envFile";
+        };
+      };
       seerr = {
         enable = true;
         dependsOn = [ "jellyfin" ];
@@ -88,18 +110,42 @@
           SERVER_COUNTRIES = "Netherlands,Sweden";
           WIREGUARD_ADDRESSES = "10.64.0.2/32";
         };
-      no-secrets-key = lib.all (s: !(s ? secrets)) (lib.attrValues spec.services);
-      gluetun-env-file = spec.services.gluetun.environmentFiles == [ "/run/secrets/rendered/nixarr-gluetun.env" ];
-      radarr-env-files =
-        spec.services.radarr.environmentFiles == [
-          "/run/agenix/radarr.env"
-          "/run/secrets/rendered/nixarr-radarr.env"
-        ];
-      template =
-        config.sops.templates."nixarr-sonarr.env".content
-        == "SONARR__AUTH__APIKEY=<SOPS:sonarr/api-key:PLACEHOLDER>\n";
+      gluetun-secrets =
+        spec.services.gluetun.secrets == {
+          WIREGUARD_PRIVATE_KEY.file = "/run/secrets/vpn/wireguard-key";
+          WIREGUARD_PRESHARED_KEY.file = "/run/agenix/wg-psk";
+        };
+      sonarr-secrets = spec.services.sonarr.secrets == { SONARR__AUTH__APIKEY.file = "/run/secrets/sonarr/api-key"; };
+      radarr-secrets =
+        spec.services.radarr.secrets == {
+          RADARR__AUTH__APIKEY.file = "/run/secrets/radarr/api-key";
+          RADARR__POSTGRES__PASSWORD.file = "/run/agenix/radarr-db";
+        };
+      lidarr-podman-secret =
+        spec.services.lidarr.secrets == {
+          LIDARR__AUTH__APIKEY = {
+            file = "/run/secrets/lidarr/api-key";
+            mode = "podmanSecret";
+          };
+        };
+      sabnzbd-env-file-mode = spec.services.sabnzbd.secrets.SABNZBD_API_KEY.mode == "envFile";
+      no-secrets-without-secrets = !(spec.services.bazarr ? secrets) && !(spec.services.jellyfin ? secrets);
+      # Secrets never become env files the module writes.
+      gluetun-no-env-files = !(spec.services.gluetun ? environmentFiles) || spec.services.gluetun.environmentFiles == [ ];
+      radarr-env-files = spec.services.radarr.environmentFiles == [ "/etc/nixarr/radarr.env" ];
+      no-templates = config.sops.templates == { };
       restart-units = config.sops.secrets."vpn/wireguard-key".restartUnits == [ "nixarr-gluetun.service" ];
-      restart-units-sonarr = config.sops.secrets."sonarr/api-key".restartUnits == [ "nixarr-sonarr.service" ];
+      restart-units-shared =
+        lib.sort lib.lessThan config.sops.secrets."sonarr/api-key".restartUnits == [
+          "nixarr-sabnzbd.service"
+          "nixarr-sonarr.service"
+        ];
+      restart-units-only-sops = lib.attrNames config.sops.secrets == [
+        "lidarr/api-key"
+        "radarr/api-key"
+        "sonarr/api-key"
+        "vpn/wireguard-key"
+      ];
       vpn-flags = spec.services.qbittorrent.vpn && spec.services.prowlarr.vpn && !spec.services.sonarr.vpn;
       transmission-port = (builtins.head spec.services.transmission.ports).host == 9092;
       firewall-tcp =

@@ -1,6 +1,6 @@
 { lib }:
 {
-  description = "two Sonarr instances (one for 4K), a generic container, docker backend";
+  description = "two Sonarr instances (one for 4K), generic containers with secrets, docker backend";
   config = {
     services.nixarr-units = {
       enable = true;
@@ -12,6 +12,7 @@
         app = "sonarr";
         port = 8990;
         environment.SONARR__APP__INSTANCENAME = "Sonarr 4K";
+        secrets.SONARR__AUTH__APIKEY.sopsSecret = "sonarr-4k/api-key";
       };
       containers.homepage = {
         image = "ghcr.io/gethomepage/homepage:v1.4.0";
@@ -37,6 +38,15 @@
         };
         restart = "always";
         dependsOn = [ "sonarr" ];
+        # No secretFileEnv: the secret defaults to an env file.
+        secrets.HOMEPAGE_VAR_SONARR_KEY.file = "/run/agenix/homepage-sonarr-key";
+      };
+      containers.db = {
+        image = "docker.io/library/postgres:17";
+        # The official images' convention: POSTGRES_PASSWORD_FILE.
+        secretFileEnv = "{name}_FILE";
+        secrets.POSTGRES_PASSWORD.sopsSecret = "db/password";
+        environment.POSTGRES_USER = "media";
       };
       containers.radarr-anime = {
         app = "radarr";
@@ -67,5 +77,11 @@
       target = config.systemd.targets.media.wantedBy == [ "multi-user.target" ];
       tmpfiles-escaped = lib.elem "d /srv/media\\x20state/homepage 0750 568 169 -" config.systemd.tmpfiles.rules;
       no-firewall = config.networking.firewall.allowedTCPPorts == [ ];
+      homepage-secret = spec.services.homepage.secrets == { HOMEPAGE_VAR_SONARR_KEY.file = "/run/agenix/homepage-sonarr-key"; };
+      db-secret-file-env =
+        spec.services.db.secretFileEnv == "{name}_FILE"
+        && spec.services.db.secrets == { POSTGRES_PASSWORD.file = "/run/secrets/db/password"; };
+      no-secret-file-env-by-default = !(spec.services.homepage ? secretFileEnv);
+      restart-units-prefix = config.sops.secrets."sonarr-4k/api-key".restartUnits == [ "media-sonarr-4k.service" ];
     };
 }

@@ -1,0 +1,62 @@
+{ lib }:
+{
+  description = "secrets from plain files (agenix) without sops-nix: every delivery mode";
+  sops = false;
+  config = {
+    services.nixarr-units = {
+      enable = true;
+      sonarr = {
+        enable = true;
+        secrets.SONARR__AUTH__APIKEY.file = "/run/agenix/sonarr-api-key";
+      };
+      radarr = {
+        enable = true;
+        secrets.RADARR__AUTH__APIKEY = {
+          file = "/run/agenix/radarr-api-key";
+          mode = "envFile";
+        };
+      };
+      prowlarr = {
+        enable = true;
+        # A mounted podman secret is fine when no `file` secret shares
+        # /run/secrets.
+        secrets.PROWLARR__AUTH__APIKEY = {
+          file = "/run/agenix/prowlarr-api-key";
+          mode = "podmanSecret";
+          podmanSecretType = "mount";
+        };
+      };
+      vpn = {
+        enable = true;
+        provider = "custom";
+        secrets.WIREGUARD_PRIVATE_KEY.file = "/run/agenix/wg-key";
+        secrets.WIREGUARD_ADDRESSES.file = "/run/agenix/wg-addresses";
+      };
+    };
+  };
+  checks =
+    config:
+    let
+      spec = config.services.nixarr-units.spec;
+    in
+    {
+      sonarr = spec.services.sonarr.secrets == { SONARR__AUTH__APIKEY.file = "/run/agenix/sonarr-api-key"; };
+      radarr =
+        spec.services.radarr.secrets.RADARR__AUTH__APIKEY == {
+          file = "/run/agenix/radarr-api-key";
+          mode = "envFile";
+        };
+      prowlarr =
+        spec.services.prowlarr.secrets.PROWLARR__AUTH__APIKEY == {
+          file = "/run/agenix/prowlarr-api-key";
+          mode = "podmanSecret";
+          podmanSecretType = "mount";
+        };
+      gluetun =
+        spec.services.gluetun.secrets == {
+          WIREGUARD_PRIVATE_KEY.file = "/run/agenix/wg-key";
+          WIREGUARD_ADDRESSES.file = "/run/agenix/wg-addresses";
+        };
+      no-sops = !(config ? sops);
+    };
+}
