@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::control;
 use crate::error::SpecError;
@@ -69,6 +69,20 @@ enum Command {
         stack: String,
         #[command(flatten)]
         at: Where,
+    },
+    /// Move a service from its native NixOS unit into its container and back
+    /// (also installed as `nixarr-migrate`).
+    Migration {
+        #[command(subcommand)]
+        command: MigrationCommand,
+        #[command(flatten)]
+        at: Where,
+        /// Where migration journals and snapshots live.
+        #[arg(long, env = "NIXARR_MIGRATE_DIR", default_value = crate::migrate::journal::JOURNAL_ROOT, global = true)]
+        journal_dir: PathBuf,
+        /// Seconds to wait for each unit job and for the container's health.
+        #[arg(long, default_value_t = 600, global = true)]
+        timeout: u64,
     },
     /// Deliver or remove a service's secrets (run by its secret bridge unit).
     Secrets {
@@ -214,6 +228,44 @@ enum VpnCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum MigrationCommand {
+    /// Per service: native unit and state, container unit and state, data,
+    /// migration phase, conflicts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The exact steps `migrate` would take; changes nothing.
+    Plan {
+        service: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Migrate services (dependencies first), resuming an interrupted run.
+    Migrate {
+        #[arg(required_unless_present = "all")]
+        services: Vec<String>,
+        /// Every service with a native unit.
+        #[arg(long, conflicts_with = "services")]
+        all: bool,
+        /// Migrate into a non-empty target (its contents are kept aside
+        /// and restored on rollback).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop the container and start the native service again with its data
+    /// exactly as it was (NAR hash verified).
+    Rollback {
+        #[arg(required_unless_present = "all")]
+        services: Vec<String>,
+        #[arg(long, conflicts_with = "services")]
+        all: bool,
+    },
+    /// Delete the snapshot and journal of a finished or rolled-back migration.
+    Finalize { service: String },
+}
+
+#[derive(Debug, Subcommand)]
 enum SecretsCommand {
     /// Check every source and place the copies (files, env file, podman secrets).
     Install(SecretsArgs),
@@ -322,6 +374,11 @@ pub fn main() -> ExitCode {
         let mut v: Vec<OsString> = vec!["nixarr-units".into(), "generator".into()];
         v.extend(args.into_iter().skip(1));
         Cli::try_parse_from(v)
+    } else if argv0 == "nixarr-migrate" {
+        // `nixarr-migrate X` is `nixarr-units migration X`.
+        let mut v: Vec<OsString> = vec!["nixarr-units".into(), "migration".into()];
+        v.extend(args.into_iter().skip(1));
+        Cli::try_parse_from(v).map_err(|e| e.with_cmd(&Cli::command().name("nixarr-migrate")))
     } else {
         Cli::try_parse_from(args)
     };
@@ -341,7 +398,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<SpecError>().is_some() {
+            let usage = e.downcast_ref::<SpecError>().is_some()
+                || e.downcast_ref::<crate::migrate::Refusal>().is_some();
+            if usage {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -493,6 +552,41 @@ fn run(cmd: Command) -> Result<ExitCode> {
         ),
         Command::Heal { stack, at } => {
             crate::heal::run(at.manifest.as_deref(), &stack, at.bus_address.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migration {
+            command,
+            at,
+            journal_dir,
+            timeout,
+        } => {
+            let ctx = crate::migrate::Ctx {
+                manifest: at.manifest,
+                bus_address: at.bus_address,
+                journal_root: journal_dir,
+                timeout: Duration::from_secs(timeout),
+            };
+            match command {
+                MigrationCommand::Status { json } => crate::migrate::status(&ctx, json)?,
+                MigrationCommand::Plan { service, json } => {
+                    crate::migrate::plan(&ctx, &service, json)?
+                }
+                MigrationCommand::Migrate {
+                    services,
+                    all,
+                    force,
+                } => {
+                    for s in crate::migrate::order(&ctx, &services, all, false)? {
+                        crate::migrate::migrate(&ctx, &s, force)?;
+                    }
+                }
+                MigrationCommand::Rollback { services, all } => {
+                    for s in crate::migrate::order(&ctx, &services, all, true)? {
+                        crate::migrate::rollback(&ctx, &s)?;
+                    }
+                }
+                MigrationCommand::Finalize { service } => crate::migrate::finalize(&ctx, &service)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Secrets { command } => {

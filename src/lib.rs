@@ -12,6 +12,7 @@ pub mod generator;
 pub mod heal;
 pub mod health;
 pub mod manifest;
+pub mod migrate;
 pub mod nixfmt;
 pub mod output;
 pub mod reload;

@@ -49,6 +49,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/health.service"),
     ),
     ("health.timer", include_str!("../../templates/health.timer")),
+    (
+        "migrate@.service",
+        include_str!("../../templates/migrate@.service"),
+    ),
 ];
 
 #[derive(Debug, Error)]
@@ -189,6 +193,13 @@ struct SecretsCtx {
 }
 
 #[derive(Serialize)]
+struct MigrateCtx {
+    version: &'static str,
+    prefix: String,
+    exec_start: String,
+}
+
+#[derive(Serialize)]
 struct HealthCtx {
     version: &'static str,
     prefix: String,
@@ -251,6 +262,28 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
         )?),
     );
 
+    // `systemctl start <prefix>-migrate@sonarr` runs a migration detached,
+    // its progress in `systemctl status`.
+    if stack.services.values().any(|s| s.migration.is_some()) {
+        let exec_start =
+            exec_line(&[opts.self_exe.as_str(), "migration", "migrate"]).map_err(|source| {
+                RenderError::Escape {
+                    service: "(migrate)".to_owned(),
+                    source,
+                }
+            })?;
+        units.insert(
+            format!("{}-migrate@.service", stack.prefix),
+            Entry::File(fill(
+                "migrate@.service",
+                &MigrateCtx {
+                    version: VERSION,
+                    prefix: stack.prefix.clone(),
+                    exec_start,
+                },
+            )?),
+        );
+    }
     let mut wants: Vec<String> = stack.services.keys().map(|s| names.unit(s)).collect();
     wants.push(network_unit.clone());
     // Docker has no --health-on-failure: a timer-driven watchdog restarts

@@ -1,0 +1,167 @@
+//! The migration journal: one JSON file per service under
+//! /var/lib/nixarr-units/migrations/<service>/, written atomically (temp
+//! file, fsync, rename, fsync the directory) before each step, so a
+//! migration killed anywhere resumes or rolls back from what it says. A
+//! lock file keeps two migrations of one service apart.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::output::write_atomic;
+
+pub const JOURNAL_ROOT: &str = "/var/lib/nixarr-units/migrations";
+
+/// How far a migration got. Each step is idempotent: a step recorded as
+/// begun but not finished is simply done again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Preflight passed; nothing changed yet.
+    Planned,
+    /// The legacy unit is stopped and runtime-masked.
+    LegacyStopped,
+    /// The snapshot and its manifest (with the NAR hash) are complete.
+    Snapshotted,
+    /// The container's config directory holds the copy.
+    Copied,
+    /// The container unit started.
+    ContainerStarted,
+    /// The container answered its health probe: done.
+    Done,
+    /// Rollback begun.
+    RollingBack,
+    /// The legacy unit runs again with its data as it was.
+    RolledBack,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Planned => "planned",
+            Phase::LegacyStopped => "legacy-stopped",
+            Phase::Snapshotted => "snapshotted",
+            Phase::Copied => "copied",
+            Phase::ContainerStarted => "container-started",
+            Phase::Done => "done",
+            Phase::RollingBack => "rolling-back",
+            Phase::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// Everything a resumed run needs, fixed at the first run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journal {
+    pub version: u32,
+    pub service: String,
+    pub phase: Phase,
+    pub legacy_unit: String,
+    pub container_unit: String,
+    /// The native data directory (symlinks resolved, e.g. DynamicUser's
+    /// /var/lib/private/<name>).
+    pub source: String,
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// NAR hash of the source, as `nix-hash --type sha256 --base32` prints.
+    pub nar_hash: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+    /// A non-empty target moved aside (with --force), restored on rollback.
+    pub previous_target: Option<String>,
+    /// From here on the target holds our copy (or is empty): rollback moves
+    /// it aside, resume replaces it.
+    pub target_replaced: bool,
+    /// Whether the native unit ran when the migration began (rollback
+    /// starts it again only then).
+    pub legacy_was_active: bool,
+    /// Append-only log of what happened, for `status` and post-mortems.
+    pub history: Vec<String>,
+}
+
+pub struct Dir {
+    pub path: PathBuf,
+}
+
+impl Dir {
+    pub fn new(root: &Path, service: &str) -> Self {
+        Dir {
+            path: root.join(service),
+        }
+    }
+    pub fn journal(&self) -> PathBuf {
+        self.path.join("journal.json")
+    }
+    pub fn snapshot(&self) -> PathBuf {
+        self.path.join("snapshot")
+    }
+    pub fn snapshot_manifest(&self) -> PathBuf {
+        self.path.join("snapshot.json")
+    }
+    /// Where a non-empty target is moved aside with --force.
+    pub fn previous_target(&self) -> PathBuf {
+        self.path.join("previous-target")
+    }
+    /// Where rollback moves the container's copy (deleted by finalize).
+    pub fn rolled_back_copy(&self) -> PathBuf {
+        self.path.join("container-copy")
+    }
+
+    pub fn load(&self) -> Result<Option<Journal>> {
+        match fs_err::read_to_string(self.journal()) {
+            Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is damaged; inspect it, then remove it to start over",
+                    self.journal().display()
+                )
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn save(&self, j: &Journal) -> Result<()> {
+        fs_err::create_dir_all(&self.path)?;
+        let mut text = serde_json::to_string_pretty(j)?;
+        text.push('\n');
+        write_atomic(&self.journal(), text.as_bytes(), 0o600)
+    }
+
+    /// Hold the service's lock for as long as the returned file lives.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        fs_err::create_dir_all(&self.path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.join("lock"))
+            .with_context(|| format!("opening the lock in {}", self.path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another nixarr-migrate is working on this service (lock {}); wait for it to \
+                 finish",
+                self.path.join("lock").display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+        }
+    }
+}
+
+impl Journal {
+    /// Record a phase (and a line of history) durably before going on.
+    pub fn advance(&mut self, dir: &Dir, phase: Phase, note: impl Into<String>) -> Result<()> {
+        self.phase = phase;
+        let note = note.into();
+        tracing::info!("{}: {} — {note}", self.service, phase.name());
+        self.history.push(format!(
+            "{} {}: {note}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+            phase.name()
+        ));
+        dir.save(self)
+    }
+}

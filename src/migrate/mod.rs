@@ -1,0 +1,939 @@
+//! `nixarr-migrate`: move a service's data from its native NixOS unit into
+//! its container and back, without losing a byte.
+//!
+//! migrate: preflight → stop and runtime-mask the legacy unit → snapshot the
+//! legacy data (reflink where possible; owners, modes, mtimes kept) with an
+//! inventory and the tree's NAR hash → copy into the container's config
+//! directory (path map, container owner) → start the container → wait until
+//! healthy. The journal is written before each step and every step is
+//! idempotent, so a run killed anywhere resumes with `migrate` or is undone
+//! with `rollback`. The legacy data is only ever read; nothing is deleted
+//! without `finalize`.
+
+pub mod journal;
+pub mod tree;
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::health::{self, Check};
+use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
+use crate::nixfmt::nar_hash;
+use crate::spec::Protocol;
+use crate::status::host_check;
+use crate::systemd::{self, Systemd, UnitState, Verb};
+use journal::{Dir, Journal, Phase};
+use tree::Entry;
+
+/// Where things are, and how long to wait.
+pub struct Ctx {
+    pub manifest: Option<PathBuf>,
+    pub bus_address: Option<String>,
+    pub journal_root: PathBuf,
+    pub timeout: Duration,
+}
+
+/// A refusal the user can act on (exit status 2 for the CLI).
+#[derive(Debug)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for Refusal {}
+
+fn refuse(msg: impl Into<String>) -> anyhow::Error {
+    Refusal(msg.into()).into()
+}
+
+struct Found<'a> {
+    stack: &'a StackManifest,
+    name: String,
+    svc: &'a ServiceManifest,
+}
+
+fn find<'a>(manifest: &'a Manifest, service: &str) -> Result<Found<'a>> {
+    let hits: Vec<_> = manifest
+        .services()
+        .filter(|(_, n, _)| n.as_str() == service)
+        .collect();
+    match hits.as_slice() {
+        [(stack, name, svc)] => Ok(Found {
+            stack,
+            name: (*name).clone(),
+            svc,
+        }),
+        [] => Err(refuse(format!(
+            "no service `{service}` in the manifest; known: {}",
+            manifest
+                .services()
+                .filter(|(_, _, s)| s.migration.is_some())
+                .map(|(_, n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        _ => Err(refuse(format!(
+            "`{service}` exists in several stacks; migrate it with a unique name"
+        ))),
+    }
+}
+
+/// The native data directory: the spec's, nixarr's layout, or DynamicUser's
+/// private directory, first that exists; symlinks resolved.
+fn resolve_source(svc: &ServiceManifest) -> Result<PathBuf> {
+    let m = svc
+        .migration
+        .as_ref()
+        .ok_or_else(|| refuse("this service has no migration facts (not a catalog app, and no `migration` in its spec)"))?;
+    let mut candidates = vec![PathBuf::from(&m.legacy_data_dir)];
+    if let Some(l) = &m.legacy {
+        candidates.push(PathBuf::from(&l.nixarr.state_dir));
+    }
+    let extra: Vec<PathBuf> = candidates
+        .iter()
+        .filter_map(|c| {
+            let rest = c.strip_prefix("/var/lib").ok()?;
+            (!rest.starts_with("private")).then(|| Path::new("/var/lib/private").join(rest))
+        })
+        .collect();
+    candidates.extend(extra);
+    for c in &candidates {
+        if c.is_dir() {
+            return fs_err::canonicalize(c).map_err(Into::into);
+        }
+    }
+    Err(refuse(format!(
+        "no native data found at {}; give the directory as migration.legacyDataDir in the spec",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )))
+}
+
+async fn legacy_unit(sd: &Systemd, svc: &ServiceManifest) -> Result<(String, UnitState)> {
+    let m = svc.migration.as_ref().context("no migration facts")?;
+    let states = sd.unit_states(&m.legacy_units).await?;
+    states
+        .into_iter()
+        .find(|s| s.load_state == "loaded" || s.load_state == "masked")
+        .map(|s| (s.unit.clone(), s))
+        .ok_or_else(|| {
+            refuse(format!(
+                "the native unit is unknown to systemd (looked for {}); nothing to migrate from",
+                m.legacy_units.join(", ")
+            ))
+        })
+}
+
+fn dir_is_empty(p: &Path) -> Result<bool> {
+    match fs_err::read_dir(p) {
+        Ok(mut it) => Ok(it.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A progress reporter: a bar on a terminal, log lines every 10% otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: u64,
+    done: u64,
+    next_log: u64,
+    what: String,
+}
+
+impl Progress {
+    fn new(what: &str, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {eta}",
+            ) {
+                b.set_style(style);
+            }
+            b.set_message(what.to_owned());
+            b
+        });
+        Progress {
+            bar,
+            total,
+            done: 0,
+            next_log: total / 10,
+            what: what.to_owned(),
+        }
+    }
+    fn add(&mut self, n: u64) {
+        self.done += n;
+        if let Some(b) = &self.bar {
+            b.set_position(self.done);
+        } else if self.done >= self.next_log && self.total > 0 {
+            tracing::info!(
+                "{}: {}%",
+                self.what,
+                self.done.saturating_mul(100) / self.total
+            );
+            self.next_log = self.done + self.total / 10;
+        }
+    }
+    fn finish(self) {
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Host ports of the service that something else holds.
+fn busy_ports(svc: &ServiceManifest) -> Vec<String> {
+    svc.ports
+        .iter()
+        .filter(|p| p.protocol == Protocol::Tcp)
+        .filter(|p| {
+            let ip = p.address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            TcpListener::bind(SocketAddr::new(ip, p.host)).is_err()
+        })
+        .map(|p| format!("{}/tcp", p.host))
+        .collect()
+}
+
+fn check_of(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
+    host_check(svc).or_else(|| {
+        let cmd = svc.health.as_ref()?.cmd.clone()?;
+        Some(Check::Exec {
+            backend: stack.backend,
+            engine: stack.engine.clone(),
+            container: svc.container.clone(),
+            cmd,
+        })
+    })
+}
+
+/// What `plan` prints and `migrate` follows.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub service: String,
+    pub legacy_unit: String,
+    pub legacy_active: bool,
+    pub container_unit: String,
+    pub source: String,
+    pub target: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub owner: String,
+    pub journal: String,
+    pub steps: Vec<String>,
+}
+
+async fn make_plan(
+    sd: &Systemd,
+    ctx: &Ctx,
+    f: &Found<'_>,
+    force: bool,
+) -> Result<(Plan, Vec<Entry>)> {
+    let m = f
+        .svc
+        .migration
+        .as_ref()
+        .ok_or_else(|| refuse("no migration facts"))?;
+    let (legacy, legacy_state) = legacy_unit(sd, f.svc).await?;
+    let container = sd.unit_states(std::slice::from_ref(&f.svc.unit)).await?;
+    if container.first().is_none_or(|s| s.load_state != "loaded") {
+        return Err(refuse(format!(
+            "the container unit {} is missing; enable the service in nixarr-units (and rebuild \
+             or daemon-reload) before migrating",
+            f.svc.unit
+        )));
+    }
+    let source = resolve_source(f.svc)?;
+    let entries = tree::inventory(&source)?;
+    let bytes = tree::total_size(&entries);
+    let target = PathBuf::from(&m.target_dir);
+    if !force && !dir_is_empty(&target)? {
+        return Err(refuse(format!(
+            "the target {} is not empty; move its contents away, or pass --force to keep them \
+             aside (restored on rollback)",
+            target.display()
+        )));
+    }
+    let dir = Dir::new(&ctx.journal_root, &f.name);
+    let need_snapshot = bytes + bytes / 20 + (1 << 20);
+    let free_journal = tree::free_bytes(&dir.path)?;
+    let free_target = tree::free_bytes(&target)?;
+    let same_fs = rustix::fs::statvfs(nearest(&dir.path))
+        .ok()
+        .zip(rustix::fs::statvfs(nearest(&target)).ok())
+        .is_some_and(|(a, b)| a.f_fsid == b.f_fsid);
+    let (need_j, need_t) = if same_fs {
+        (2 * need_snapshot, 2 * need_snapshot)
+    } else {
+        (need_snapshot, need_snapshot)
+    };
+    if free_journal < need_j {
+        return Err(refuse(format!(
+            "not enough space for the snapshot in {}: {} free, {} needed",
+            dir.path.display(),
+            free_journal,
+            need_j
+        )));
+    }
+    if free_target < need_t {
+        return Err(refuse(format!(
+            "not enough space for the copy in {}: {} free, {} needed",
+            target.display(),
+            free_target,
+            need_t
+        )));
+    }
+    let legacy_active = legacy_state.active_state == "active";
+    if !legacy_active {
+        let busy = busy_ports(f.svc);
+        if !busy.is_empty() {
+            return Err(refuse(format!(
+                "port(s) {} are taken by something other than {legacy}; free them first",
+                busy.join(", ")
+            )));
+        }
+    }
+    for db in &m.databases {
+        if !source.join(db).exists() {
+            tracing::debug!("database {db} is not in {}", source.display());
+        }
+    }
+    let steps = vec![
+        format!("stop {legacy} and mask it until reboot (systemctl mask --runtime)"),
+        format!(
+            "snapshot {} ({} entries, {} bytes) into {} with its NAR hash",
+            source.display(),
+            entries.len(),
+            bytes,
+            dir.snapshot().display()
+        ),
+        format!(
+            "copy it into {} owned by {}:{}{}",
+            target.display(),
+            m.uid,
+            m.gid,
+            if m.path_map.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (path map: {})",
+                    m.path_map
+                        .iter()
+                        .map(|p| format!("{} → {}", p.from, p.to))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+        format!("start {} and wait until it is healthy", f.svc.unit),
+        "on failure: roll back (restart the native service with its data unchanged)".to_owned(),
+    ];
+    Ok((
+        Plan {
+            service: f.name.clone(),
+            legacy_unit: legacy,
+            legacy_active,
+            container_unit: f.svc.unit.clone(),
+            source: source.display().to_string(),
+            target: target.display().to_string(),
+            files: entries.len(),
+            bytes,
+            owner: format!("{}:{}", m.uid, m.gid),
+            journal: dir.path.display().to_string(),
+            steps,
+        },
+        entries,
+    ))
+}
+
+fn nearest(p: &Path) -> &Path {
+    let mut p = p;
+    while !p.exists() {
+        p = p.parent().unwrap_or(Path::new("/"));
+    }
+    p
+}
+
+async fn connect(ctx: &Ctx) -> Result<Systemd> {
+    Systemd::new(systemd::connect(ctx.bus_address.as_deref()).await?).await
+}
+
+pub fn plan(ctx: &Ctx, service: &str, json: bool) -> Result<()> {
+    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+    let f = find(&manifest, service)?;
+    let p = zbus::block_on(async {
+        let sd = connect(ctx).await?;
+        make_plan(&sd, ctx, &f, false).await.map(|(p, _)| p)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        println!(
+            "migrate {} from {} ({}) to {}:",
+            p.service,
+            p.legacy_unit,
+            if p.legacy_active {
+                "running"
+            } else {
+                "stopped"
+            },
+            p.container_unit
+        );
+        for (i, s) in p.steps.iter().enumerate() {
+            println!("  {}. {s}", i + 1);
+        }
+        println!("nothing was changed");
+    }
+    Ok(())
+}
+
+async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Result<()> {
+    let out = sd
+        .run_jobs(verb, &[unit.to_owned()], timeout)
+        .await?
+        .into_iter()
+        .next()
+        .map(|o| o.result)
+        .unwrap_or_default();
+    if out != "done" {
+        bail!(
+            "{} {unit}: job {out}; see journalctl -u {unit}",
+            verb.name()
+        );
+    }
+    Ok(())
+}
+
+/// Migrate one service, resuming a journal if there is one.
+pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
+    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+    let f = find(&manifest, service)?;
+    let dir = Dir::new(&ctx.journal_root, &f.name);
+    let _lock = dir.lock()?;
+    zbus::block_on(async {
+        let sd = connect(ctx).await?;
+        let mut j = match dir.load()? {
+            Some(j) if j.phase == Phase::Done => {
+                return Err(refuse(format!(
+                    "{service} is already migrated; `nixarr-migrate rollback {service}` undoes \
+                     it, `nixarr-migrate finalize {service}` deletes the snapshot"
+                )));
+            }
+            Some(j) if j.phase >= Phase::RollingBack => {
+                return Err(refuse(format!(
+                    "a rolled-back migration of {service} still keeps its snapshot; run \
+                     `nixarr-migrate rollback {service}` to complete it or `nixarr-migrate \
+                     finalize {service}` before migrating again"
+                )));
+            }
+            Some(j) => {
+                tracing::info!("{service}: resuming from phase {}", j.phase.name());
+                j
+            }
+            None => {
+                let (p, _) = make_plan(&sd, ctx, &f, force).await?;
+                let m = f.svc.migration.as_ref().context("no migration facts")?;
+                let mut j = Journal {
+                    version: 1,
+                    service: f.name.clone(),
+                    phase: Phase::Planned,
+                    legacy_unit: p.legacy_unit.clone(),
+                    container_unit: p.container_unit.clone(),
+                    source: p.source.clone(),
+                    target: p.target.clone(),
+                    uid: u32::try_from(m.uid).context("uid out of range")?,
+                    gid: u32::try_from(m.gid).context("gid out of range")?,
+                    nar_hash: None,
+                    files: p.files as u64,
+                    bytes: p.bytes,
+                    previous_target: None,
+                    target_replaced: false,
+                    legacy_was_active: p.legacy_active,
+                    history: Vec::new(),
+                };
+                j.advance(&dir, Phase::Planned, "preflight passed")?;
+                j
+            }
+        };
+        let result = run_steps(&sd, ctx, &f, &dir, &mut j).await;
+        if let Err(e) = result {
+            if j.phase >= Phase::Copied {
+                tracing::error!("{service}: {e:#}; rolling back");
+                rollback_steps(&sd, ctx, &dir, &mut j)
+                    .await
+                    .with_context(|| format!("after: {e:#}"))?;
+                bail!("{service}: migration failed and was rolled back: {e:#}");
+            }
+            return Err(e.context(format!(
+                "{service}: migration stopped in phase {}; run `nixarr-migrate migrate \
+                 {service}` to resume or `nixarr-migrate rollback {service}` to undo",
+                j.phase.name()
+            )));
+        }
+        let m = f.svc.migration.as_ref().context("no migration facts")?;
+        let app = f.svc.app.as_deref().unwrap_or(&f.name);
+        println!(
+            "{service} now runs in its container ({}); its native unit {} stays masked until \
+             reboot.\nTo make it permanent, in configuration.nix:\n  services.{}.enable = \
+             false;\n  services.nixarr-units.{app}.enable = true;\nthen `nixos-rebuild switch`, \
+             and `nixarr-migrate finalize {service}` to delete the snapshot in {}.\nThe data: {} \
+             (was {}).",
+            j.container_unit,
+            j.legacy_unit,
+            j.legacy_unit.trim_end_matches(".service"),
+            dir.snapshot().display(),
+            m.target_dir,
+            j.source
+        );
+        Ok(())
+    })
+}
+
+async fn run_steps(
+    sd: &Systemd,
+    ctx: &Ctx,
+    f: &Found<'_>,
+    dir: &Dir,
+    j: &mut Journal,
+) -> Result<()> {
+    let m = f.svc.migration.as_ref().context("no migration facts")?;
+    if j.phase < Phase::LegacyStopped {
+        run_job(sd, Verb::Stop, &j.legacy_unit, ctx.timeout).await?;
+        sd.mask_runtime(&j.legacy_unit, true).await?;
+        let busy = busy_ports(f.svc);
+        if !busy.is_empty() {
+            bail!(
+                "port(s) {} are still taken after stopping {}",
+                busy.join(", "),
+                j.legacy_unit
+            );
+        }
+        j.advance(
+            dir,
+            Phase::LegacyStopped,
+            format!("stopped and masked {}", j.legacy_unit),
+        )?;
+    }
+    if j.phase < Phase::Snapshotted {
+        // A half-made snapshot from a killed run is thrown away and redone.
+        tree::remove_tree(&dir.snapshot())?;
+        let source = PathBuf::from(&j.source);
+        let entries = tree::inventory(&source)?;
+        let bytes = tree::total_size(&entries);
+        // Hash the source while copying it: two cores, one pass each, the
+        // second read served from the page cache.
+        let hash = std::thread::scope(|s| -> Result<String> {
+            let hasher = s.spawn(|| nar_hash(&source));
+            let mut progress = Progress::new(&format!("{}: snapshot", j.service), bytes);
+            tree::snapshot(&source, &dir.snapshot(), &entries, &mut |n| progress.add(n))?;
+            progress.finish();
+            hasher
+                .join()
+                .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?
+        })?;
+        let mut inventory = serde_json::to_string_pretty(&serde_json::json!({
+            "source": j.source, "narHash": hash, "entries": entries,
+        }))?;
+        inventory.push('\n');
+        crate::output::write_atomic(&dir.snapshot_manifest(), inventory.as_bytes(), 0o600)?;
+        j.nar_hash = Some(hash.clone());
+        j.files = entries.len() as u64;
+        j.bytes = bytes;
+        j.advance(
+            dir,
+            Phase::Snapshotted,
+            format!(
+                "{} entries, {bytes} bytes, NAR hash sha256:{hash}",
+                entries.len()
+            ),
+        )?;
+    }
+    if j.phase < Phase::Copied {
+        let target = PathBuf::from(&j.target);
+        let staging = staging_of(&target);
+        tree::remove_tree(&staging)?;
+        let text = fs_err::read_to_string(dir.snapshot_manifest())?;
+        let inv: serde_json::Value = serde_json::from_str(&text)?;
+        let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
+        let mut progress = Progress::new(&format!("{}: copy", j.service), j.bytes);
+        if let Some(parent) = staging.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        tree::copy_mapped(
+            &dir.snapshot(),
+            &staging,
+            &entries,
+            &m.path_map,
+            j.uid,
+            j.gid,
+            &mut |n| progress.add(n),
+        )?;
+        progress.finish();
+        for db in &m.databases {
+            let mapped = tree::map_path(db, &m.path_map);
+            for suffix in ["", "-wal", "-shm"] {
+                let src = dir.snapshot().join(format!("{db}{suffix}"));
+                let dst = staging.join(format!("{mapped}{suffix}"));
+                if src.exists() && !dst.exists() {
+                    bail!("{} did not arrive at {}", src.display(), dst.display());
+                }
+            }
+        }
+        // Swap the staging copy into place. Each change is journalled
+        // before it is made, so a kill between any two lines leaves a state
+        // that resume and rollback both understand.
+        if !j.target_replaced {
+            if !dir_is_empty(&target)? {
+                let aside = dir.previous_target();
+                j.previous_target = Some(aside.display().to_string());
+                dir.save(j)?;
+                fs_err::rename(&target, &aside)?;
+            }
+            j.target_replaced = true;
+            dir.save(j)?;
+        }
+        // From here the target is empty, absent, or an earlier copy of ours.
+        if target.exists() {
+            tree::remove_tree(&target)?;
+        }
+        fs_err::rename(&staging, &target)?;
+        j.advance(
+            dir,
+            Phase::Copied,
+            format!("copied into {}", target.display()),
+        )?;
+    }
+    if j.phase < Phase::ContainerStarted {
+        run_job(sd, Verb::Start, &j.container_unit, ctx.timeout).await?;
+        j.advance(
+            dir,
+            Phase::ContainerStarted,
+            format!("started {}", j.container_unit),
+        )?;
+    }
+    if j.phase < Phase::Done {
+        if let Some(check) = check_of(f.stack, f.svc) {
+            let what = f.svc.container.clone();
+            let timeout = ctx.timeout;
+            // The probe blocks; keep it off the D-Bus executor.
+            std::thread::scope(|s| {
+                s.spawn(|| health::wait_healthy(&check, timeout, &what, None))
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the probe thread panicked"))?
+            })?;
+        }
+        j.advance(dir, Phase::Done, "healthy in its container")?;
+    }
+    Ok(())
+}
+
+fn staging_of(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.nixarr-migrate"))
+}
+
+/// The services to act on, dependencies first (reversed for rollback).
+pub fn order(ctx: &Ctx, services: &[String], all: bool, reverse: bool) -> Result<Vec<String>> {
+    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+    let wanted: Vec<String> = if all {
+        let mut v = Vec::new();
+        for (_, name, svc) in manifest.services() {
+            if svc.migration.is_some()
+                && (!reverse || Dir::new(&ctx.journal_root, name).journal().exists())
+            {
+                v.push(name.clone());
+            }
+        }
+        v
+    } else {
+        services.to_vec()
+    };
+    // Depth-first: a service after everything it depends on.
+    fn visit(name: &str, manifest: &Manifest, wanted: &[String], out: &mut Vec<String>) {
+        if out.iter().any(|o| o == name) {
+            return;
+        }
+        if let Some((_, _, svc)) = manifest.services().find(|(_, n, _)| n.as_str() == name) {
+            for d in &svc.depends_on {
+                if wanted.contains(d) {
+                    visit(d, manifest, wanted, out);
+                }
+            }
+        }
+        out.push(name.to_owned());
+    }
+    let mut out = Vec::new();
+    for w in &wanted {
+        visit(w, &manifest, &wanted, &mut out);
+    }
+    if reverse {
+        out.reverse();
+    }
+    Ok(out)
+}
+
+/// Undo a migration in any phase.
+pub fn rollback(ctx: &Ctx, service: &str) -> Result<()> {
+    let dir = Dir::new(&ctx.journal_root, service);
+    let _lock = dir.lock()?;
+    let mut j = dir.load()?.ok_or_else(|| {
+        refuse(format!(
+            "no migration of {service} to roll back ({} has no journal)",
+            dir.path.display()
+        ))
+    })?;
+    if j.phase == Phase::RolledBack {
+        println!("{service} is already rolled back");
+        return Ok(());
+    }
+    zbus::block_on(async {
+        let sd = connect(ctx).await?;
+        rollback_steps(&sd, ctx, &dir, &mut j).await
+    })?;
+    println!(
+        "{service} runs again as {} with its data unchanged (NAR hash verified); the snapshot \
+         stays in {} until `nixarr-migrate finalize {service}`",
+        j.legacy_unit,
+        dir.snapshot().display()
+    );
+    Ok(())
+}
+
+async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> Result<()> {
+    let from = j.phase;
+    if from != Phase::RollingBack {
+        j.advance(
+            dir,
+            Phase::RollingBack,
+            format!("from phase {}", from.name()),
+        )?;
+    }
+    // 1. The container goes away first.
+    let states = sd
+        .unit_states(std::slice::from_ref(&j.container_unit))
+        .await?;
+    if states.first().is_some_and(|s| s.active_state != "inactive") {
+        run_job(sd, Verb::Stop, &j.container_unit, ctx.timeout).await?;
+    }
+    // 2. Its copy moves aside (kept until finalize); a target that was
+    //    there before comes back.
+    let target = PathBuf::from(&j.target);
+    tree::remove_tree(&staging_of(&target))?;
+    let copy = dir.rolled_back_copy();
+    if j.target_replaced && target.exists() && !copy.exists() {
+        fs_err::rename(&target, &copy)?;
+    }
+    if let Some(prev) = &j.previous_target
+        && Path::new(prev).exists()
+        && !target.exists()
+    {
+        fs_err::rename(prev, &target)?;
+    }
+    // 3. The legacy data must be exactly what the snapshot holds.
+    let source = PathBuf::from(&j.source);
+    if let Some(expected) = j.nar_hash.clone() {
+        let now = if source.exists() {
+            Some(nar_hash(&source)?)
+        } else {
+            None
+        };
+        if now.as_deref() != Some(expected.as_str()) {
+            tracing::warn!(
+                "{}: the native data differs from the snapshot; restoring it",
+                j.service
+            );
+            let inv: serde_json::Value =
+                serde_json::from_str(&fs_err::read_to_string(dir.snapshot_manifest())?)?;
+            let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
+            let staging = staging_of(&source);
+            tree::remove_tree(&staging)?;
+            tree::snapshot(&dir.snapshot(), &staging, &entries, &mut |_| {})?;
+            if source.exists() {
+                let damaged = dir.path.join("native-before-restore");
+                tree::remove_tree(&damaged)?;
+                fs_err::rename(&source, &damaged)?;
+            }
+            fs_err::rename(&staging, &source)?;
+        }
+        let restored = nar_hash(&source)?;
+        if restored != expected {
+            bail!(
+                "the restored native data hashes to {restored}, not {expected}; the snapshot in {} \
+                 is kept untouched — restore it by hand",
+                dir.snapshot().display()
+            );
+        }
+    }
+    // 4. The legacy unit comes back (if it ran before).
+    sd.mask_runtime(&j.legacy_unit, false).await?;
+    if j.legacy_was_active {
+        run_job(sd, Verb::Start, &j.legacy_unit, ctx.timeout).await?;
+    }
+    j.advance(
+        dir,
+        Phase::RolledBack,
+        format!("{} runs again", j.legacy_unit),
+    )?;
+    Ok(())
+}
+
+/// Delete the snapshot and everything kept for rollback; only when asked.
+pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
+    let dir = Dir::new(&ctx.journal_root, service);
+    let _lock = dir.lock()?;
+    let j = dir
+        .load()?
+        .ok_or_else(|| refuse(format!("no migration of {service} to finalize")))?;
+    if !matches!(j.phase, Phase::Done | Phase::RolledBack) {
+        return Err(refuse(format!(
+            "the migration of {service} is in phase {}; finish it with `migrate` or undo it with \
+             `rollback` first",
+            j.phase.name()
+        )));
+    }
+    for p in [
+        dir.snapshot(),
+        dir.previous_target(),
+        dir.rolled_back_copy(),
+        dir.path.join("native-before-restore"),
+    ] {
+        tree::remove_tree(&p)?;
+    }
+    fs_err::remove_file(dir.snapshot_manifest()).ok();
+    fs_err::remove_file(dir.journal())?;
+    println!("{service}: snapshot and journal deleted");
+    Ok(())
+}
+
+/// One row of `nixarr-migrate status`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRow {
+    pub service: String,
+    pub legacy_unit: Option<String>,
+    pub legacy_state: Option<String>,
+    pub container_unit: String,
+    pub container_state: String,
+    pub legacy_data_dir: Option<String>,
+    pub legacy_bytes: Option<u64>,
+    pub target_dir: String,
+    pub phase: Option<String>,
+    pub conflicts: Vec<String>,
+}
+
+pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
+    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+    let rows = zbus::block_on(async {
+        let sd = connect(ctx).await?;
+        let mut rows = Vec::new();
+        for (_, name, svc) in manifest.services() {
+            let Some(m) = &svc.migration else { continue };
+            let legacy = legacy_unit(&sd, svc).await.ok();
+            let container = sd
+                .unit_states(std::slice::from_ref(&svc.unit))
+                .await?
+                .into_iter()
+                .next();
+            let source = resolve_source(svc).ok();
+            let legacy_bytes = source
+                .as_ref()
+                .and_then(|s| tree::inventory(s).ok())
+                .map(|e| tree::total_size(&e));
+            let phase = Dir::new(&ctx.journal_root, name)
+                .load()
+                .ok()
+                .flatten()
+                .map(|j| j.phase.name().to_owned());
+            let container_state = container
+                .map(|c| format!("{} ({})", c.active_state, c.load_state))
+                .unwrap_or_else(|| "unknown".into());
+            let mut conflicts = Vec::new();
+            if let Some((u, s)) = &legacy
+                && s.active_state == "active"
+                && container_state.starts_with("active")
+            {
+                conflicts.push(format!("{u} and {} are both running", svc.unit));
+            }
+            if let Some((u, s)) = &legacy
+                && s.active_state == "active"
+            {
+                let ports: Vec<String> = svc.ports.iter().map(|p| p.host.to_string()).collect();
+                if !ports.is_empty() && !container_state.starts_with("active") {
+                    conflicts.push(format!(
+                        "{u} holds port(s) {} the container needs until migrated",
+                        ports.join(",")
+                    ));
+                }
+            }
+            rows.push(StatusRow {
+                service: name.clone(),
+                legacy_unit: legacy.as_ref().map(|(u, _)| u.clone()),
+                legacy_state: legacy.as_ref().map(|(_, s)| s.active_state.clone()),
+                container_unit: svc.unit.clone(),
+                container_state,
+                legacy_data_dir: source.map(|s| s.display().to_string()),
+                legacy_bytes,
+                target_dir: m.target_dir.clone(),
+                phase,
+                conflicts,
+            });
+        }
+        Ok::<_, anyhow::Error>(rows)
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header([
+        "SERVICE",
+        "NATIVE UNIT",
+        "NATIVE",
+        "CONTAINER",
+        "DATA",
+        "SIZE",
+        "TARGET",
+        "PHASE",
+        "CONFLICTS",
+    ]);
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    for r in rows {
+        t.add_row([
+            r.service,
+            r.legacy_unit.unwrap_or_else(|| "-".into()),
+            r.legacy_state.unwrap_or_else(|| "not found".into()),
+            r.container_state,
+            r.legacy_data_dir.unwrap_or_else(|| "-".into()),
+            r.legacy_bytes
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.target_dir,
+            r.phase.unwrap_or_else(|| "-".into()),
+            if r.conflicts.is_empty() {
+                "-".into()
+            } else {
+                r.conflicts.join("; ")
+            },
+        ]);
+    }
+    let out = t.to_string();
+    for line in out.lines() {
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}
