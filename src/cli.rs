@@ -135,10 +135,11 @@ struct GeneratorArgs {
 
 #[derive(Debug, Args)]
 struct ReloadArgs {
-    /// The manifest to read [default: /etc/nixarr-units/manifest.json, then
-    /// /run/nixarr-units/manifest.json].
-    #[arg(long, value_name = "FILE")]
-    manifest: Option<PathBuf>,
+    #[command(flatten)]
+    at: Where,
+    /// Seconds to wait for the restarts.
+    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    timeout: u64,
     /// Do not run `systemctl daemon-reload` first.
     #[arg(long)]
     no_daemon_reload: bool,
@@ -514,10 +515,11 @@ fn run(cmd: Command) -> Result<ExitCode> {
         }
         Command::Reload(a) => {
             crate::reload::reload(&crate::reload::ReloadConfig {
-                manifest: a.manifest,
-                systemctl: "systemctl".to_owned(),
+                manifest: a.at.manifest,
+                bus_address: a.at.bus_address,
                 skip_daemon_reload: a.no_daemon_reload,
                 dry_run: a.dry_run,
+                timeout: Duration::from_secs(a.timeout),
             })?;
             Ok(ExitCode::SUCCESS)
         }

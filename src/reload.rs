@@ -7,25 +7,29 @@
 //! `io.nixarr.config-hash` label differs from the manifest's `configHash`.
 //! Unchanged services, and services that are not running, are left alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::manifest::{ETC_MANIFEST, Manifest, RUN_MANIFEST};
+use crate::manifest;
 use crate::render::LABEL_HASH;
+use crate::systemd::{self, Systemd, Verb};
 
 /// What `reload` does, given where things are.
 #[derive(Debug, Clone)]
 pub struct ReloadConfig {
     /// Read this manifest instead of searching the default places.
     pub manifest: Option<PathBuf>,
-    /// The systemctl binary.
-    pub systemctl: String,
-    /// Skip `systemctl daemon-reload` (the caller already did it).
+    /// The system bus to reach systemd on (default: the system bus).
+    pub bus_address: Option<String>,
+    /// Skip `daemon-reload` (the caller already did it).
     pub skip_daemon_reload: bool,
     /// Only say what would be restarted.
     pub dry_run: bool,
+    /// How long to wait for the restarts.
+    pub timeout: Duration,
 }
 
 /// What happened to one service.
@@ -50,54 +54,6 @@ pub enum Outcome {
     },
 }
 
-/// Find the manifest: the NixOS-installed one first, then the generator's.
-pub fn find_manifest(given: Option<&Path>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.to_path_buf());
-    }
-    for candidate in [ETC_MANIFEST, RUN_MANIFEST] {
-        if Path::new(candidate).is_file() {
-            return Ok(PathBuf::from(candidate));
-        }
-    }
-    bail!(
-        "no manifest at {ETC_MANIFEST} or {RUN_MANIFEST}; is nixarr-units installed (NixOS \
-         module or generator with a spec in /etc/nixarr-units/)?"
-    )
-}
-
-pub fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = fs_err::read_to_string(path).context("cannot read the manifest")?;
-    serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a manifest this nixarr-units understands",
-            path.display()
-        )
-    })
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-fn active_state(systemctl: &str, unit: &str) -> Result<String> {
-    run(
-        Command::new(systemctl).args(["show", "--property=ActiveState", "--value", unit]),
-        &format!("{systemctl} show {unit}"),
-    )
-}
-
 /// The config hash label of a running container, `None` when there is no
 /// such container.
 fn running_hash(engine: &str, container: &str) -> Result<Option<String>> {
@@ -117,53 +73,76 @@ fn running_hash(engine: &str, container: &str) -> Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()))
 }
 
-/// Reload systemd, then restart every active service whose container's
-/// config hash is not the manifest's. Prints one line per decision.
+/// Reload systemd (which reruns the generator and rewrites the manifest),
+/// then restart every active service whose container's config hash is not
+/// the manifest's, waiting for the restarts. Prints one line per decision.
 pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
-    if !cfg.skip_daemon_reload && !cfg.dry_run {
-        run(
-            Command::new(&cfg.systemctl).arg("daemon-reload"),
-            &format!("{} daemon-reload", cfg.systemctl),
-        )?;
-    }
-    let path = find_manifest(cfg.manifest.as_deref())?;
-    let manifest = read_manifest(&path)?;
-    let mut outcomes = Vec::new();
-    for stack in &manifest.stacks {
-        for svc in stack.services.values() {
-            let unit = svc.unit.clone();
-            let state = active_state(&cfg.systemctl, &unit)
-                .with_context(|| format!("asking systemd about {unit}"))?;
-            if state != "active" {
-                println!("{unit}: {state}, left alone");
-                outcomes.push(Outcome::NotRunning { unit, state });
-                continue;
-            }
-            let old = running_hash(&stack.engine, &svc.container)
-                .with_context(|| format!("inspecting the container of {unit}"))?
-                .unwrap_or_default();
-            if old == svc.config_hash {
-                println!("{unit}: unchanged");
-                outcomes.push(Outcome::Unchanged { unit });
-                continue;
-            }
-            let new = svc.config_hash.clone();
-            let shown_old = if old.is_empty() { "(none)" } else { &old };
-            if cfg.dry_run {
-                println!("{unit}: would restart (config {shown_old} -> {new})");
-                outcomes.push(Outcome::WouldRestart { unit, old, new });
-                continue;
-            }
-            run(
-                Command::new(&cfg.systemctl).args(["restart", &unit]),
-                &format!("{} restart {unit}", cfg.systemctl),
-            )
-            .with_context(|| {
-                format!("restarting {unit}; see systemctl status {unit} and journalctl -u {unit}")
-            })?;
-            println!("{unit}: restarted (config {shown_old} -> {new})");
-            outcomes.push(Outcome::Restarted { unit, old, new });
+    zbus::block_on(async {
+        let sd = Systemd::new(systemd::connect(cfg.bus_address.as_deref()).await?).await?;
+        if !cfg.skip_daemon_reload && !cfg.dry_run {
+            sd.daemon_reload().await?;
         }
-    }
-    Ok(outcomes)
+        let (_, manifest) = manifest::load(cfg.manifest.as_deref())?;
+        let mut outcomes = Vec::new();
+        let mut restart = Vec::new();
+        for stack in &manifest.stacks {
+            let units: Vec<String> = stack.services.values().map(|s| s.unit.clone()).collect();
+            let states = sd.unit_states(&units).await?;
+            for (svc, state) in stack.services.values().zip(states) {
+                let unit = svc.unit.clone();
+                if state.active_state != "active" {
+                    println!("{unit}: {}, left alone", state.active_state);
+                    outcomes.push(Outcome::NotRunning {
+                        unit,
+                        state: state.active_state,
+                    });
+                    continue;
+                }
+                let old = running_hash(&stack.engine, &svc.container)
+                    .with_context(|| format!("inspecting the container of {unit}"))?
+                    .unwrap_or_default();
+                if old == svc.config_hash {
+                    println!("{unit}: unchanged");
+                    outcomes.push(Outcome::Unchanged { unit });
+                    continue;
+                }
+                let new = svc.config_hash.clone();
+                if cfg.dry_run {
+                    let shown = if old.is_empty() { "(none)" } else { &old };
+                    println!("{unit}: would restart (config {shown} -> {new})");
+                    outcomes.push(Outcome::WouldRestart { unit, old, new });
+                } else {
+                    restart.push((unit, old, new));
+                }
+            }
+        }
+        if restart.is_empty() {
+            return Ok(outcomes);
+        }
+        let units: Vec<String> = restart.iter().map(|(u, _, _)| u.clone()).collect();
+        let results = sd.run_jobs(Verb::Restart, &units, cfg.timeout).await?;
+        let mut failed = Vec::new();
+        for (unit, old, new) in restart {
+            let result = results
+                .iter()
+                .find(|o| o.unit == unit)
+                .map(|o| o.result.as_str())
+                .unwrap_or("unknown");
+            let shown = if old.is_empty() { "(none)" } else { &old };
+            if result == "done" {
+                println!("{unit}: restarted (config {shown} -> {new})");
+                outcomes.push(Outcome::Restarted { unit, old, new });
+            } else {
+                println!("{unit}: restart {result}");
+                failed.push(format!("{unit} ({result})"));
+            }
+        }
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "restarting {} failed; see systemctl status and journalctl -u for each",
+                failed.join(", ")
+            );
+        }
+        Ok(outcomes)
+    })
 }

@@ -223,6 +223,15 @@ impl Systemd {
         Ok(())
     }
 
+    /// `systemctl daemon-reload`: returns once systemd has reloaded (and
+    /// rerun its generators).
+    pub async fn daemon_reload(&self) -> Result<()> {
+        self.manager
+            .reload()
+            .await
+            .map_err(|e| explain(e, "daemon-reload"))
+    }
+
     /// Queue a restart and return without waiting for it (the watchdog must
     /// not block on a slow start).
     pub async fn queue_restart(&self, unit: &str) -> Result<()> {
