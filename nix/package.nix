@@ -34,6 +34,11 @@ rustPlatform.buildRustPackage {
   # Integration tests start the binary and write temporary files only.
   checkFlags = [ "--test-threads=2" ];
 
+  # One binary, several names: `nixarr-migrate` is `nixarr-units migration`.
+  postInstall = ''
+    ln -s nixarr-units $out/bin/nixarr-migrate
+  '';
+
   meta = {
     description = cargo.package.description;
     homepage = cargo.package.repository;
