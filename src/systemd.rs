@@ -189,15 +189,19 @@ impl Systemd {
     where
         T: TryFrom<OwnedVariant>,
     {
-        let proxy = zbus::fdo::PropertiesProxy::builder(&self.conn)
-            .destination("org.freedesktop.systemd1")
-            .path(path.clone())
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
+        // A plain method call: no proxy object to build per read.
+        let reply = self
+            .conn
+            .call_method(
+                Some("org.freedesktop.systemd1"),
+                path,
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &(iface, prop),
+            )
             .await
             .ok()?;
-        let iface = zbus::names::InterfaceName::try_from(iface).ok()?;
-        let value = proxy.get(iface, prop).await.ok()?;
+        let value: OwnedVariant = reply.body().deserialize().ok()?;
         T::try_from(value).ok()
     }
 
