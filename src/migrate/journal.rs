@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::output::write_atomic;
@@ -101,11 +101,14 @@ impl Dir {
     pub fn snapshot_manifest(&self) -> PathBuf {
         self.path.join("snapshot.json")
     }
-    /// Where a non-empty target is moved aside with --force.
+    /// Where versions before 0.1.1 moved a non-empty target aside with
+    /// --force (now beside the target, so the rename stays on one file
+    /// system); finalize still cleans it.
     pub fn previous_target(&self) -> PathBuf {
         self.path.join("previous-target")
     }
-    /// Where rollback moves the container's copy (deleted by finalize).
+    /// Where earlier versions moved the container's copy on rollback (now
+    /// beside the target); finalize still cleans it.
     pub fn rolled_back_copy(&self) -> PathBuf {
         self.path.join("container-copy")
     }
@@ -141,11 +144,12 @@ impl Dir {
             .with_context(|| format!("opening the lock in {}", self.path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another nixarr-migrate is working on this service (lock {}); wait for it to \
-                 finish",
+            Err(std::fs::TryLockError::WouldBlock) => Err(super::Refusal(format!(
+                "another nixarr-migrate is working on this service (it holds {}); wait for it \
+                 to finish (see `nixarr-migrate status`)",
                 self.path.join("lock").display()
-            ),
+            ))
+            .into()),
             Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
         }
     }

@@ -509,7 +509,7 @@ async fn run_steps(
     let m = f.svc.migration.as_ref().context("no migration facts")?;
     if j.phase < Phase::LegacyStopped {
         run_job(sd, Verb::Stop, &j.legacy_unit, ctx.timeout).await?;
-        sd.mask_runtime(&j.legacy_unit, true).await?;
+        mask_legacy(sd, &j.legacy_unit, true).await?;
         let busy = busy_ports(f.svc);
         if !busy.is_empty() {
             bail!(
@@ -594,7 +594,7 @@ async fn run_steps(
         // that resume and rollback both understand.
         if !j.target_replaced {
             if !dir_is_empty(&target)? {
-                let aside = dir.previous_target();
+                let aside = beside(&target, "previous");
                 j.previous_target = Some(aside.display().to_string());
                 dir.save(j)?;
                 fs_err::rename(&target, &aside)?;
@@ -637,12 +637,60 @@ async fn run_steps(
     Ok(())
 }
 
+/// Where a runtime mask has to live to win over the unit's own file:
+/// systemd's runtime control directory comes first in the unit search path.
+/// `systemctl mask --runtime` writes to /run/systemd/system instead, which
+/// /etc/systemd/system shadows — and NixOS keeps every unit in /etc.
+const RUNTIME_CONTROL: &str = "/run/systemd/system.control";
+
+/// Mask (or unmask) the native unit until reboot: a /dev/null link in
+/// [`RUNTIME_CONTROL`], then daemon-reload. Idempotent both ways.
+async fn mask_legacy(sd: &Systemd, unit: &str, mask: bool) -> Result<()> {
+    let link = Path::new(RUNTIME_CONTROL).join(unit);
+    let ours = fs_err::read_link(&link).is_ok_and(|t| t == Path::new("/dev/null"));
+    if mask {
+        if !ours {
+            if fs_err::symlink_metadata(&link).is_ok() {
+                bail!(
+                    "{} exists and is not a mask; remove it (or move it away) and migrate again",
+                    link.display()
+                );
+            }
+            fs_err::create_dir_all(RUNTIME_CONTROL)?;
+            let tmp = link.with_file_name(format!(".{unit}.nixarr-migrate"));
+            fs_err::remove_file(&tmp).ok();
+            fs_err::os::unix::fs::symlink("/dev/null", &tmp)?;
+            fs_err::rename(&tmp, &link)?;
+        }
+        sd.daemon_reload().await
+    } else {
+        if ours {
+            fs_err::remove_file(&link)?;
+        }
+        // Also drops a mask in /run/systemd/system, as earlier versions
+        // made; reloads.
+        sd.mask_runtime(unit, false).await
+    }
+}
+
 fn staging_of(target: &Path) -> PathBuf {
-    let name = target
+    beside(target, "")
+}
+
+/// `.NAME.nixarr-migrate[-WHAT]` in the directory of `path`: what is moved
+/// aside stays on the same file system, so a rename never crosses devices
+/// (the journal directory is often on another one than the data).
+fn beside(path: &Path, what: &str) -> PathBuf {
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    target.with_file_name(format!(".{name}.nixarr-migrate"))
+    let what = if what.is_empty() {
+        String::new()
+    } else {
+        format!("-{what}")
+    };
+    path.with_file_name(format!(".{name}.nixarr-migrate{what}"))
 }
 
 /// The services to act on, dependencies first (reversed for rollback).
@@ -732,7 +780,7 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
     //    there before comes back.
     let target = PathBuf::from(&j.target);
     tree::remove_tree(&staging_of(&target))?;
-    let copy = dir.rolled_back_copy();
+    let copy = beside(&target, "container-copy");
     if j.target_replaced && target.exists() && !copy.exists() {
         fs_err::rename(&target, &copy)?;
     }
@@ -762,7 +810,7 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
             tree::remove_tree(&staging)?;
             tree::snapshot(&dir.snapshot(), &staging, &entries, &mut |_| {})?;
             if source.exists() {
-                let damaged = dir.path.join("native-before-restore");
+                let damaged = beside(&source, "before-restore");
                 tree::remove_tree(&damaged)?;
                 fs_err::rename(&source, &damaged)?;
             }
@@ -778,7 +826,7 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
         }
     }
     // 4. The legacy unit comes back (if it ran before).
-    sd.mask_runtime(&j.legacy_unit, false).await?;
+    mask_legacy(sd, &j.legacy_unit, false).await?;
     if j.legacy_was_active {
         run_job(sd, Verb::Start, &j.legacy_unit, ctx.timeout).await?;
     }
@@ -804,12 +852,20 @@ pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
             j.phase.name()
         )));
     }
-    for p in [
+    let target = PathBuf::from(&j.target);
+    let source = PathBuf::from(&j.source);
+    let mut kept = vec![
         dir.snapshot(),
+        beside(&target, "previous"),
+        beside(&target, "container-copy"),
+        beside(&source, "before-restore"),
+        // Where earlier versions kept them.
         dir.previous_target(),
         dir.rolled_back_copy(),
         dir.path.join("native-before-restore"),
-    ] {
+    ];
+    kept.extend(j.previous_target.as_ref().map(PathBuf::from));
+    for p in kept {
         tree::remove_tree(&p)?;
     }
     fs_err::remove_file(dir.snapshot_manifest()).ok();
