@@ -222,16 +222,16 @@ fn podman_secret(engine: &str, svc: &ServiceManifest, s: &Secret, value: &[u8]) 
 }
 
 /// Remove every copy of `svc`'s secrets (systemd also removes the runtime
-/// directories when the bridge stops).
+/// directories when the bridge stops). Every copy is tried even when one
+/// fails; the error lists what is left.
 pub fn remove(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
+    let mut left = Vec::new();
     for dir in [
         dirs.secrets.join(&svc.container),
         dirs.env.join(&svc.container),
     ] {
-        match fs_err::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        if let Err(e) = empty_and_remove(&dir) {
+            left.push(format!("{}: {e}", dir.display()));
         }
     }
     for s in svc
@@ -247,8 +247,39 @@ pub fn remove(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
             .stderr(Stdio::null())
             .status();
     }
+    if !left.is_empty() {
+        bail!(
+            "could not remove every copy of the secrets of {}: {}",
+            svc.container,
+            left.join("; ")
+        );
+    }
     tracing::info!("removed the secrets of {}", svc.container);
     Ok(())
+}
+
+/// Remove `dir` with its contents. Under the bridge's `ProtectSystem=strict`
+/// the directory is systemd's `RuntimeDirectory=`, bind-mounted writable into
+/// the bridge's namespace: a mount point there, so removing it fails with
+/// EBUSY. Then it is left empty, and systemd removes it after the stop.
+fn empty_and_remove(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let path = e?.path();
+        if std::fs::symlink_metadata(&path)?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => Ok(()),
+        other => other,
+    }
 }
 
 /// The CLI entry: find the service in the manifest and install or remove.
