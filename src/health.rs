@@ -93,6 +93,11 @@ pub fn check_once(check: &Check, timeout: Duration) -> Result<(), String> {
 fn io_reason(e: &std::io::Error, timeout: Duration) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        // A port proxy (Docker's) accepts and hangs up when nothing listens
+        // behind it.
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+            "connection closed before an answer".to_owned()
+        }
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
             format!("timed out after {}s", timeout.as_secs_f32())
         }
