@@ -298,20 +298,23 @@ fn build_image_tar(dir: &Path) -> Result<PathBuf> {
 /// dockerd started by us on the host, in a private mount namespace where
 /// the nspawn machine's journal directory is mounted at
 /// /run/systemd/journal (so `--log-driver=journald` logs into the machine's
-/// journal, as on a real host).
+/// journal, as on a real host), and the machine's /run/nixarr-units at
+/// /run/nixarr-units (so bind mounts of secret copies resolve as on a real
+/// host, where dockerd and systemd share /run).
 pub struct Dockerd {
     child: Child,
     pub socket: PathBuf,
 }
 
 impl Dockerd {
-    fn start(dir: &Path, journal_dir: &Path) -> Result<Dockerd> {
+    fn start(dir: &Path, journal_dir: &Path, nixarr_run: &Path) -> Result<Dockerd> {
         let socket = dir.join("docker.sock");
         let log = fs_err::File::create(dir.join("dockerd.log"))?;
         let script = r#"set -e
-mkdir -p /run/systemd/journal
+mkdir -p /run/systemd/journal /run/nixarr-units
 mount --bind "$1" /run/systemd/journal
-shift
+mount --bind "$2" /run/nixarr-units
+shift 2
 exec "$@""#;
         let mut cmd = Command::new("unshare");
         cmd.env(OWNER_ENV, owner_tag());
@@ -326,6 +329,7 @@ exec "$@""#;
             "sh",
         ])
         .arg(journal_dir)
+        .arg(nixarr_run)
         .arg("/usr/sbin/dockerd")
         .arg(format!("--data-root={}", dir.join("docker-data").display()))
         .arg(format!("--exec-root={}", dir.join("dx").display()))
@@ -430,11 +434,14 @@ impl Machine {
         let journal = d.join("journal");
         fs_err::create_dir_all(&journal)?;
         let tar = build_image_tar(&d)?;
+        // The machine's /run/nixarr-units, shared with dockerd (see Dockerd).
+        let nixarr_run = d.join("nixarr-run");
+        fs_err::create_dir_all(&nixarr_run)?;
 
         let dockerd = match backend {
             Backend::Docker => {
                 fs_err::write(d.join("docker.service"), DOCKER_STUB)?;
-                let dk = Dockerd::start(&d, &journal)?;
+                let dk = Dockerd::start(&d, &journal, &nixarr_run)?;
                 host(
                     Command::new("/usr/bin/docker")
                         .arg(format!("--host=unix://{}", dk.socket.display()))
@@ -479,6 +486,7 @@ impl Machine {
             .arg(format!("--bind-ro={}", exe_dir.display()));
         if let Some(dk) = &dockerd {
             cmd.arg(format!("--bind={}:/run/docker.sock", dk.socket.display()))
+                .arg(format!("--bind={}:/run/nixarr-units", nixarr_run.display()))
                 .arg(format!(
                     "--bind-ro={}:/etc/systemd/system/docker.service",
                     d.join("docker.service").display()
