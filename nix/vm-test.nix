@@ -9,34 +9,27 @@ let
   # Stands in for an *arr image: busybox httpd answering /ping with the
   # body the catalog's probe expects, on $LISTEN_PORT, and a `curl` shim so
   # the catalog's in-container health command (`curl -fsS -o /dev/null URL`)
-  # works with busybox's wget.
-  curlShim = pkgs.writeTextFile {
-    name = "curl-shim";
-    destination = "/bin/curl";
-    executable = true;
-    text = ''
-      #!/bin/sh
-      for arg; do url=$arg; done
-      exec wget -q -O /dev/null "$url"
-    '';
-  };
-  webRoot = pkgs.writeTextDir "www/ping" ''{"status": "OK"}'';
+  # works with busybox's wget. Its files live in tests/vm/fake-arr/, shared
+  # with the nspawn run of this scenario (tests/e2e_vm_scenario.rs), which
+  # imports the same files into podman. The entrypoint is a shell that traps
+  # SIGTERM: busybox httpd as PID 1 ignores it, and every stop would wait
+  # the whole stop timeout.
+  fakeArrRoot = pkgs.runCommand "fake-arr-root" { } ''
+    install -D -m 0755 ${../tests/vm/fake-arr/run} "$out/bin/fake-arr"
+    install -D -m 0755 ${../tests/vm/fake-arr/curl} "$out/bin/curl"
+    install -D -m 0644 ${../tests/vm/fake-arr/www/ping} "$out/www/ping"
+  '';
   fakeArr = pkgs.dockerTools.buildImage {
     name = "localhost/fake-arr";
     tag = "test";
     copyToRoot = pkgs.buildEnv {
-      name = "fake-arr-root";
+      name = "fake-arr-env";
       paths = [
         pkgs.busybox
-        curlShim
-        webRoot
+        fakeArrRoot
       ];
     };
-    config.Cmd = [
-      "/bin/sh"
-      "-c"
-      "exec httpd -f -v -p \"$LISTEN_PORT\" -h /www"
-    ];
+    config.Cmd = [ "/bin/fake-arr" ];
   };
   fake = port: {
     image = "localhost/fake-arr:test";

@@ -382,6 +382,18 @@ impl Drop for Dockerd {
     }
 }
 
+/// How [`Machine::boot_with`] sets a machine up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BootOptions {
+    /// Podman storage of the machine's own (under its temporary directory)
+    /// instead of the host's /var/lib/containers. The host's is shared by
+    /// every machine on the host, and a podman that starts in a freshly
+    /// booted machine resets the state of every container in it ("refresh"
+    /// after a reboot), so a concurrent test run elsewhere on the host makes
+    /// `podman exec` and health checks fail with "container state improper".
+    pub private_storage: bool,
+}
+
 /// A booted systemd-nspawn machine with systemd as PID 1.
 pub struct Machine {
     pub backend: Backend,
@@ -390,8 +402,49 @@ pub struct Machine {
     /// PID (host namespace) of systemd inside.
     pub leader: u32,
     pub dockerd: Option<Dockerd>,
+    /// Values of [`SCENARIO_LABEL`] this machine's containers carry; `Drop`
+    /// removes only those (the host's podman storage is shared with any
+    /// other test run on the host).
+    scenario_labels: Mutex<Vec<String>>,
     // Dropped last: everything above lives in it.
     pub dir: tempfile::TempDir,
+    /// Held until the machine is gone (see [`lock_host`]).
+    _host_lock: std::fs::File,
+}
+
+/// Where every machine of every test process on this host takes its turn.
+pub const HOST_LOCK: &str = "/run/nixarr-e2e.lock";
+
+/// Wait until no other machine runs on this host, in any test process.
+/// Machines share the host's network (netavark's bridges, subnets and
+/// iptables rules, the fixed ports of tests/vm/scenario.py) and by default
+/// its podman storage, so two at once, e.g. two people's `cargo test` on one
+/// development machine, break each other in ways that look like product
+/// bugs. [`MACHINES`] serialises them within one process; this lock across
+/// processes.
+pub fn lock_host() -> Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(HOST_LOCK)
+        .with_context(|| format!("opening {HOST_LOCK}"))?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let start = Instant::now();
+            eprintln!("e2e: another e2e machine runs on this host; waiting for {HOST_LOCK}");
+            f.lock().with_context(|| format!("locking {HOST_LOCK}"))?;
+            eprintln!(
+                "e2e: got {HOST_LOCK} after {:.0}s",
+                start.elapsed().as_secs_f32()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {HOST_LOCK}"));
+        }
+    }
+    Ok(f)
 }
 
 const CONTAINERS_CONF: &str = r#"[containers]
@@ -416,6 +469,12 @@ ExecStart=/usr/bin/docker version
 impl Machine {
     /// Boot a machine for `backend`; for Docker, start dockerd first.
     pub fn boot(backend: Backend) -> Result<Machine> {
+        Self::boot_with(backend, BootOptions::default())
+    }
+
+    /// [`Machine::boot`] with options.
+    pub fn boot_with(backend: Backend, opts: BootOptions) -> Result<Machine> {
+        let host_lock = lock_host()?;
         let id = run_id();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{MARKER}-{}-", backend.name()))
@@ -475,7 +534,13 @@ impl Machine {
             .arg(format!("--machine={name}"))
             .arg("--capability=all")
             .arg("--system-call-filter=add_key keyctl request_key bpf")
-            .arg("--bind=/var/lib/containers")
+            .arg(if opts.private_storage {
+                let storage = d.join("containers-storage");
+                fs_err::create_dir_all(&storage)?;
+                format!("--bind={}:/var/lib/containers", storage.display())
+            } else {
+                "--bind=/var/lib/containers".to_owned()
+            })
             .arg("--bind-ro=/etc/alternatives")
             .arg(format!(
                 "--bind={}:/etc/containers",
@@ -519,7 +584,9 @@ impl Machine {
             nspawn: Some(child),
             leader: 0,
             dockerd,
+            scenario_labels: Mutex::new(Vec::new()),
             dir,
+            _host_lock: host_lock,
         };
         let log_path = d.join("nspawn.log");
         m.leader = wait_for(
@@ -578,6 +645,18 @@ impl Machine {
             m.leader
         );
         Ok(m)
+    }
+
+    /// Record that containers labelled [`SCENARIO_LABEL`]`=value` are this
+    /// machine's, so `Drop` removes those it finds left over.
+    pub fn claim_scenario_label(&self, value: &str) {
+        let mut v = self
+            .scenario_labels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !v.iter().any(|x| x == value) {
+            v.push(value.to_owned());
+        }
     }
 
     /// The machine's root file system, seen from the host.
@@ -763,9 +842,16 @@ impl Drop for Machine {
         }
         // Containers left in the host's podman storage by a scenario that
         // could not clean up.
-        if self.backend == Backend::Podman {
+        let labels = std::mem::take(
+            &mut *self
+                .scenario_labels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for value in labels.iter().filter(|_| self.backend == Backend::Podman) {
             let ids = Command::new("podman")
-                .args(["ps", "-aq", "--filter", &format!("label={SCENARIO_LABEL}")])
+                .args(["ps", "-aq", "--filter"])
+                .arg(format!("label={SCENARIO_LABEL}={value}"))
                 .stderr(Stdio::null())
                 .output();
             if let Ok(o) = ids {
@@ -810,6 +896,7 @@ impl Scenario<'_> {
                     let labels = o.entry("labels").or_insert_with(|| serde_json::json!({}));
                     if let Some(l) = labels.as_object_mut() {
                         l.insert(SCENARIO_LABEL.to_owned(), self.prefix.clone().into());
+                        self.m.claim_scenario_label(&self.prefix);
                     }
                 }
             }
