@@ -49,7 +49,9 @@ def run_once(argv, env, out_dir, log_path):
 
 
 def count_services(d):
-    return sum(1 for f in os.listdir(d) if f.endswith(".service"))
+    # One unit per service plus the network unit; template units (our
+    # <prefix>-migrate@.service) have no Quadlet counterpart.
+    return sum(1 for f in os.listdir(d) if f.endswith(".service") and "@." not in f)
 
 
 def main():
