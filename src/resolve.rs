@@ -705,7 +705,8 @@ fn resolve_service(
         }
     }
 
-    let secrets = resolve_secrets(cx, spec.backend, &path, svc, preset, &environment)?;
+    let version = spec.engine.version.as_deref().and_then(parse_version);
+    let secrets = resolve_secrets(cx, spec.backend, version, &path, svc, preset, &environment)?;
 
     let health_spec = match &svc.health {
         Some(h) => h.clone(),
@@ -770,6 +771,7 @@ fn resolve_service(
 fn resolve_secrets(
     cx: &Ctx,
     backend: Backend,
+    version: Option<(u64, u64)>,
     path: &str,
     svc: &ServiceSpec,
     preset: Option<&Preset>,
@@ -835,8 +837,23 @@ fn resolve_secrets(
                 ));
             }
         }
+        // Mounted by default: podman before 5.3 shows the values of env
+        // secrets in `podman inspect` (containers/podman#23788).
         let podman_secret_type = (mode == SecretMode::PodmanSecret)
-            .then(|| s.podman_secret_type.unwrap_or(PodmanSecretType::Env));
+            .then(|| s.podman_secret_type.unwrap_or(PodmanSecretType::Mount));
+        if podman_secret_type == Some(PodmanSecretType::Env)
+            && let Some((major, minor)) = version
+            && (major, minor) < (5, 3)
+        {
+            return Err(cx.err(
+                format!("{sp}.podmanSecretType"),
+                format!(
+                    "podman {major}.{minor} shows the values of type=env secrets in `podman \
+                     inspect` (fixed in podman 5.3); use \"podmanSecretType\": \"mount\" or \
+                     \"mode\": \"file\""
+                ),
+            ));
+        }
         if podman_secret_type == Some(PodmanSecretType::Mount) {
             mounted_podman = Some(sp.clone());
         }

@@ -295,8 +295,8 @@ pub struct SecretSpec {
     /// How the value reaches the container; defaults to `file` for apps
     /// that read variables from files, `envFile` otherwise.
     pub mode: Option<SecretMode>,
-    /// For `podmanSecret`: as an environment variable (default) or a file
-    /// at `/run/secrets/<name>`.
+    /// For `podmanSecret`: a file at `/run/secrets/<name>` (default) or an
+    /// environment variable (podman ≥ 5.3; older ones show it in inspect).
     pub podman_secret_type: Option<PodmanSecretType>,
 }
 

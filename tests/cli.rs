@@ -461,3 +461,41 @@ fn secrets_never_reach_a_rendered_file() {
         .1;
     assert!(bridge.contains("secrets install --stack=nixarr sonarr"));
 }
+
+#[test]
+fn podman_env_secrets_need_podman_5_3() {
+    let spec = |version: &str, kind: &str| {
+        format!(
+            r#"{{"version":1,"engine":{{"version":"{version}"}},"services":{{"web":{{"image":"nginx",
+                "secrets":{{"TOKEN":{{"file":"/run/secrets/t","mode":"podmanSecret"{kind}}}}}}}}}}}"#
+        )
+    };
+    rejects(
+        &spec("4.3.1", r#","podmanSecretType":"env""#),
+        &[
+            "services.web.secrets.TOKEN.podmanSecretType: podman 4.3 shows the values of type=env secrets",
+        ],
+    );
+    let t = tempfile::tempdir().unwrap();
+    for (version, kind, expect) in [
+        (
+            "5.4.2",
+            r#","podmanSecretType":"env""#,
+            "type=env,target=TOKEN",
+        ),
+        ("4.3.1", "", "type=mount,target=TOKEN"),
+    ] {
+        let file = write(t.path(), "spec.json", &spec(version, kind));
+        let out = t.path().join(format!("out-{version}"));
+        bin()
+            .args(["render", "--spec"])
+            .arg(&file)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let unit =
+            std::fs::read_to_string(out.join("lib/systemd/system/nixarr-web.service")).unwrap();
+        assert!(unit.contains(expect), "{unit}");
+    }
+}
