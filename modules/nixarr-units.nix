@@ -492,7 +492,9 @@ let
           "file"
         else
           "envFile";
-      isMount = s: effectiveMode s == "podmanSecret" && s.podmanSecretType == "mount";
+      # The binary mounts podman secrets unless told `env`.
+      isMount =
+        s: cfg.backend == "podman" && effectiveMode s == "podmanSecret" && s.podmanSecretType != "env";
       mounted = lib.filterAttrs (_: isMount) e.secrets;
       fileMode = lib.filterAttrs (_: s: effectiveMode s == "file") e.secrets;
       perSecret = lib.concatLists (
@@ -525,6 +527,14 @@ let
             {
               assertion = s.mode != "podmanSecret" || cfg.backend == "podman";
               message = "${sp}.mode = \"podmanSecret\" needs the podman backend, but services.nixarr-units.backend is \"${cfg.backend}\"; use mode = \"file\" or \"envFile\" (or null for the app's default) with Docker.";
+            }
+            {
+              assertion =
+                s.podmanSecretType != "env"
+                || cfg.backend != "podman"
+                || !(engine ? version)
+                || lib.versionAtLeast engine.version "5.3";
+              message = "${sp}.podmanSecretType = \"env\": podman ${engine.version or "?"} shows the values of env secrets in `podman inspect` (fixed in podman 5.3); use podmanSecretType = \"mount\" (the default) or mode = \"file\".";
             }
             {
               assertion = s.podmanSecretType == null || s.mode == "podmanSecret";

@@ -103,10 +103,12 @@ let
           );
           default = null;
           description = ''
-            With `mode = "podmanSecret"` only: the value as the variable
-            `${name}` (`env`, the default when null) or as the file
-            `/run/secrets/${name}` (`mount`; cannot be combined with `file`
-            secrets in the same container, which use `/run/secrets` too).
+            With `mode = "podmanSecret"` only: the value as the file
+            `/run/secrets/${name}` (`mount`, the default when null; cannot be
+            combined with `file` secrets in the same container, which use
+            `/run/secrets` too) or as the variable `${name}` (`env`; podman
+            before 5.3 shows such values in `podman inspect`, so it is refused
+            there).
           '';
         };
       };
