@@ -542,6 +542,9 @@ impl Machine {
                 "--bind=/var/lib/containers".to_owned()
             })
             .arg("--bind-ro=/etc/alternatives")
+            // The volatile /etc has no hosts file: without it "localhost"
+            // would be looked up in DNS.
+            .arg("--bind-ro=/etc/hosts")
             .arg(format!(
                 "--bind={}:/etc/containers",
                 etc_containers.display()
