@@ -40,4 +40,4 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --all-targets --locked -- --test-threads=2
+cargo test --all-targets --locked --no-fail-fast -- --test-threads=2
