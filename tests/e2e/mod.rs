@@ -29,6 +29,9 @@ pub const IMAGE: &str = "localhost/nixarr-fake-app:test";
 /// A label on every test container: which scenario made it.
 pub const SCENARIO_LABEL: &str = "org.nixarr-e2e.scenario";
 pub const BIN: &str = env!("CARGO_BIN_EXE_nixarr-units");
+/// Where the machine sees the binary's directory for the generator (and so
+/// for every unit it renders).
+pub const MACHINE_BIN_DIR: &str = "/run/nixarr-e2e-bin";
 const FAKE_APP: &[(&str, &str)] = &[
     ("run", include_str!("fake-app/run")),
     ("handle", include_str!("fake-app/handle")),
@@ -551,7 +554,11 @@ impl Machine {
             ))
             .arg(format!("--bind={}:/run/systemd/journal", journal.display()))
             .arg(format!("--bind={}", d.display()))
-            .arg(format!("--bind-ro={}", exe_dir.display()));
+            .arg(format!("--bind-ro={}", exe_dir.display()))
+            // The generator runs the binary from a fixed path outside /tmp:
+            // the units it writes call that path, and the secret bridge's
+            // PrivateTmp= would hide a checkout under /tmp.
+            .arg(format!("--bind-ro={}:{MACHINE_BIN_DIR}", exe_dir.display()));
         if let Some(dk) = &dockerd {
             cmd.arg(format!("--bind={}:/run/docker.sock", dk.socket.display()))
                 .arg(format!("--bind={}:/run/nixarr-units", nixarr_run.display()))
@@ -625,8 +632,11 @@ impl Machine {
         let root = m.root();
         fs_err::create_dir_all(root.join("etc/systemd/system-generators"))?;
         fs_err::create_dir_all(root.join("etc/nixarr-units"))?;
+        let exe_name = Path::new(BIN)
+            .file_name()
+            .context("the test binary has no file name")?;
         fs_err::os::unix::fs::symlink(
-            BIN,
+            Path::new(MACHINE_BIN_DIR).join(exe_name),
             root.join("etc/systemd/system-generators/nixarr-units-generator"),
         )?;
         m.ok(&["systemctl", "daemon-reload"])?;
