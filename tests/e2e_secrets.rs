@@ -449,8 +449,12 @@ fn scan_files(m: &Machine, needles: &[(String, Vec<u8>)], found: &mut Findings) 
     // shared /run/nixarr-units and dockerd's state, searched on their own.
     let harness = m.dir.path();
     skip.push(root.join(harness.strip_prefix("/").unwrap_or(harness)));
-    // The build directory holding the binary, bound in for the generator.
+    // The build directory holding the binary, bound in for the generator
+    // and at its own path (under /tmp when the checkout is there).
     skip.push(root.join(e2e::MACHINE_BIN_DIR.trim_start_matches('/')));
+    if let Some(exe_dir) = Path::new(e2e::BIN).parent() {
+        skip.push(root.join(exe_dir.strip_prefix("/").unwrap_or(exe_dir)));
+    }
     for d in ["run", "tmp", "var/tmp", "etc/systemd", "etc/nixarr-units"] {
         walk(&root.join(d), &skip, &mut |p, b| {
             found.scan(&format!("file {}", in_machine(p)), b, needles);
