@@ -1,21 +1,169 @@
 //! Nix formats behind one small module, so moving to another crate (such as
 //! nix-compat once it can be had) is a one-file change.
 
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 /// The NAR hash of a file system tree in Nix's notation: exactly what
 /// `nix-hash --type sha256 --base32 PATH` prints (symlinks, executables,
-/// empty files and UTF-8 names included). Streams; memory stays flat.
+/// empty files, any file name bytes). Streams; memory stays flat.
 pub fn nar_hash(path: &Path) -> Result<String> {
-    let mut encoder = nix_nar::Encoder::new(path)
-        .with_context(|| format!("cannot read {} for its NAR hash", path.display()))?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut encoder, &mut hasher)
-        .with_context(|| format!("hashing {}", path.display()))?;
-    Ok(to_nix_base32(&hasher.finalize()))
+    let mut nar = NarHasher::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    hash_node(&mut nar, path, None, &mut buf)?;
+    Ok(nar.finish())
+}
+
+/// Read size for file contents: large enough that syscalls do not count.
+pub const READ_CHUNK: usize = 1 << 20;
+
+fn hash_node(nar: &mut NarHasher, path: &Path, name: Option<&[u8]>, buf: &mut [u8]) -> Result<()> {
+    let meta = fs_err::symlink_metadata(path)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        let target = fs_err::read_link(path)?;
+        nar.symlink(name, target.as_os_str().as_bytes());
+    } else if ft.is_dir() {
+        nar.directory(name);
+        let mut children: Vec<std::ffi::OsString> = fs_err::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<_>>()?;
+        // Nix sorts entries by their bytes.
+        children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for c in children {
+            hash_node(nar, &path.join(&c), Some(c.as_bytes()), buf)?;
+        }
+        nar.end_directory(name.is_some());
+    } else if ft.is_file() {
+        let mut f = fs_err::File::open(path)?;
+        let size = meta.len();
+        nar.file(name, is_executable(meta.permissions().mode()), size);
+        let mut total = 0u64;
+        loop {
+            let n = f
+                .read(buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            nar.contents(&buf[..n]);
+        }
+        if total != size {
+            bail!(
+                "{} changed while it was hashed ({size} bytes, then {total}); stop what writes \
+                 to it and try again",
+                path.display()
+            );
+        }
+        nar.end_file(name.is_some(), size);
+    } else {
+        bail!(
+            "{} is a device, socket or pipe, which a NAR cannot hold",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether Nix records a file as executable: its owner may execute it
+/// (`st_mode & S_IXUSR`, as nix-hash decides; group or other bits alone do
+/// not count).
+pub fn is_executable(mode: u32) -> bool {
+    mode & 0o100 != 0
+}
+
+/// The SHA-256 of a NAR serialisation, fed node by node in NAR order
+/// (directory entries sorted by name bytes, parents before children), so a
+/// tree can be hashed while it is copied, one read per file.
+pub struct NarHasher {
+    h: Sha256,
+}
+
+impl Default for NarHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NarHasher {
+    pub fn new() -> Self {
+        let mut n = NarHasher { h: Sha256::new() };
+        n.str(b"nix-archive-1");
+        n
+    }
+    fn str(&mut self, b: &[u8]) {
+        self.h.update((b.len() as u64).to_le_bytes());
+        self.h.update(b);
+        self.pad(b.len() as u64);
+    }
+    fn pad(&mut self, len: u64) {
+        let p = ((8 - len % 8) % 8) as usize;
+        self.h.update(&[0u8; 8][..p]);
+    }
+    /// Open a node: the root (`name` None) or a directory entry.
+    fn node(&mut self, name: Option<&[u8]>) {
+        if let Some(n) = name {
+            self.str(b"entry");
+            self.str(b"(");
+            self.str(b"name");
+            self.str(n);
+            self.str(b"node");
+        }
+        self.str(b"(");
+    }
+    fn end_node(&mut self, named: bool) {
+        self.str(b")");
+        if named {
+            self.str(b")");
+        }
+    }
+    /// A directory; its entries follow, then [`Self::end_directory`].
+    pub fn directory(&mut self, name: Option<&[u8]>) {
+        self.node(name);
+        self.str(b"type");
+        self.str(b"directory");
+    }
+    pub fn end_directory(&mut self, named: bool) {
+        self.end_node(named);
+    }
+    pub fn symlink(&mut self, name: Option<&[u8]>, target: &[u8]) {
+        self.node(name);
+        self.str(b"type");
+        self.str(b"symlink");
+        self.str(b"target");
+        self.str(target);
+        self.end_node(name.is_some());
+    }
+    /// A regular file of `size` bytes: its contents follow through
+    /// [`Self::contents`], then [`Self::end_file`].
+    pub fn file(&mut self, name: Option<&[u8]>, executable: bool, size: u64) {
+        self.node(name);
+        self.str(b"type");
+        self.str(b"regular");
+        if executable {
+            self.str(b"executable");
+            self.str(b"");
+        }
+        self.str(b"contents");
+        self.h.update(size.to_le_bytes());
+    }
+    pub fn contents(&mut self, chunk: &[u8]) {
+        self.h.update(chunk);
+    }
+    pub fn end_file(&mut self, named: bool, size: u64) {
+        self.pad(size);
+        self.end_node(named);
+    }
+    /// The hash in Nix's base32, as `nix-hash --type sha256 --base32`.
+    pub fn finish(self) -> String {
+        to_nix_base32(&self.h.finalize())
+    }
 }
 
 /// Nix's base32 alphabet and bit order, as in store paths and
@@ -45,6 +193,29 @@ mod tests {
         .unwrap();
         std::fs::write(root.join("sub/dir/ünïcødé ☃"), vec![7u8; 100_000]).unwrap();
         symlink("../a.txt", root.join("sub/link")).unwrap();
+        symlink("/nowhere/at all", root.join("dangling")).unwrap();
+        // Group and other may execute, the owner not: Nix says not executable.
+        std::fs::write(root.join("odd-mode"), b"x").unwrap();
+        std::fs::set_permissions(
+            root.join("odd-mode"),
+            std::fs::Permissions::from_mode(0o611),
+        )
+        .unwrap();
+        // Owner-executable only.
+        std::fs::write(root.join("owner-x"), b"y").unwrap();
+        std::fs::set_permissions(root.join("owner-x"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        // A name that is not UTF-8, and names that sort differently by
+        // bytes than by characters.
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::write(
+            root.join(std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9")),
+            b"1",
+        )
+        .unwrap();
+        std::fs::write(root.join("Zebra"), b"2").unwrap();
+        std::fs::write(root.join("apple"), b"3").unwrap();
+        std::fs::write(root.join("-dash"), vec![9u8; 8]).unwrap();
         let ours = nar_hash(&root).unwrap();
         assert_eq!(ours.len(), 52);
         let Ok(out) = std::process::Command::new("nix-hash")

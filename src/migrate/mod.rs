@@ -530,17 +530,10 @@ async fn run_steps(
         let source = PathBuf::from(&j.source);
         let entries = tree::inventory(&source)?;
         let bytes = tree::total_size(&entries);
-        // Hash the source while copying it: two cores, one pass each, the
-        // second read served from the page cache.
-        let hash = std::thread::scope(|s| -> Result<String> {
-            let hasher = s.spawn(|| nar_hash(&source));
-            let mut progress = Progress::new(&format!("{}: snapshot", j.service), bytes);
-            tree::snapshot(&source, &dir.snapshot(), &entries, &mut |n| progress.add(n))?;
-            progress.finish();
-            hasher
-                .join()
-                .map_err(|_| anyhow::anyhow!("the hashing thread panicked"))?
-        })?;
+        let mut progress = Progress::new(&format!("{}: snapshot", j.service), bytes);
+        let hash =
+            tree::snapshot_hashed(&source, &dir.snapshot(), &entries, &mut |n| progress.add(n))?;
+        progress.finish();
         let mut inventory = serde_json::to_string_pretty(&serde_json::json!({
             "source": j.source, "narHash": hash, "entries": entries,
         }))?;
