@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::control;
 use crate::error::SpecError;
@@ -72,18 +72,7 @@ enum Command {
     },
     /// Move a service from its native NixOS unit into its container and back
     /// (also installed as `nixarr-migrate`).
-    Migration {
-        #[command(subcommand)]
-        command: MigrationCommand,
-        #[command(flatten)]
-        at: Where,
-        /// Where migration journals and snapshots live.
-        #[arg(long, env = "NIXARR_MIGRATE_DIR", default_value = crate::migrate::journal::JOURNAL_ROOT, global = true)]
-        journal_dir: PathBuf,
-        /// Seconds to wait for each unit job and for the container's health.
-        #[arg(long, default_value_t = 600, global = true)]
-        timeout: u64,
-    },
+    Migration(MigrationArgs),
     /// Deliver or remove a service's secrets (run by its secret bridge unit).
     Secrets {
         #[command(subcommand)]
@@ -95,6 +84,33 @@ enum Command {
     /// Wait until a container passes its health probe (used by the units).
     #[command(hide = true)]
     WaitHealthy(WaitHealthyArgs),
+}
+
+/// `nixarr-units migration`, and the whole of `nixarr-migrate`.
+#[derive(Debug, Args)]
+struct MigrationArgs {
+    #[command(subcommand)]
+    command: MigrationCommand,
+    #[command(flatten)]
+    at: Where,
+    /// Where migration journals and snapshots live.
+    #[arg(long, env = "NIXARR_MIGRATE_DIR", default_value = crate::migrate::journal::JOURNAL_ROOT, global = true)]
+    journal_dir: PathBuf,
+    /// Seconds to wait for each unit job and for the container's health.
+    #[arg(long, default_value_t = 600, global = true)]
+    timeout: u64,
+}
+
+// The binary called as `nixarr-migrate`: its own name in usage and help.
+/// Move a service from its native NixOS unit into its container and back.
+#[derive(Debug, Parser)]
+#[command(name = "nixarr-migrate", version, propagate_version = true)]
+struct MigrateCli {
+    /// More logging (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(flatten)]
+    args: MigrationArgs,
 }
 
 #[derive(Debug, Args)]
@@ -376,10 +392,12 @@ pub fn main() -> ExitCode {
         v.extend(args.into_iter().skip(1));
         Cli::try_parse_from(v)
     } else if argv0 == "nixarr-migrate" {
-        // `nixarr-migrate X` is `nixarr-units migration X`.
-        let mut v: Vec<OsString> = vec!["nixarr-units".into(), "migration".into()];
-        v.extend(args.into_iter().skip(1));
-        Cli::try_parse_from(v).map_err(|e| e.with_cmd(&Cli::command().name("nixarr-migrate")))
+        // `nixarr-migrate X` is `nixarr-units migration X`, with its own
+        // name in usage and help.
+        MigrateCli::try_parse_from(args).map(|m| Cli {
+            verbose: m.verbose,
+            command: Command::Migration(m.args),
+        })
     } else {
         Cli::try_parse_from(args)
     };
@@ -556,12 +574,12 @@ fn run(cmd: Command) -> Result<ExitCode> {
             crate::heal::run(at.manifest.as_deref(), &stack, at.bus_address.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Migration {
+        Command::Migration(MigrationArgs {
             command,
             at,
             journal_dir,
             timeout,
-        } => {
+        }) => {
             let ctx = crate::migrate::Ctx {
                 manifest: at.manifest,
                 bus_address: at.bus_address,

@@ -499,3 +499,32 @@ fn podman_env_secrets_need_podman_5_3() {
         assert!(unit.contains(expect), "{unit}");
     }
 }
+
+#[test]
+fn nixarr_migrate_speaks_under_its_own_name() {
+    let t = tempfile::tempdir().unwrap();
+    let link = t.path().join("nixarr-migrate");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nixarr-units"), &link).unwrap();
+    Command::new(&link)
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: nixarr-migrate [OPTIONS] <COMMAND>",
+        ));
+    Command::new(&link)
+        .args(["migrate", "--bogus"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "Usage: nixarr-migrate migrate [OPTIONS] [SERVICES]...",
+        ));
+    // The same subcommands stay reachable under the main name.
+    bin()
+        .args(["migration", "plan", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Usage: nixarr-units migration plan",
+        ));
+}
