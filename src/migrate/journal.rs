@@ -78,6 +78,10 @@ pub struct Journal {
     /// Whether the native unit ran when the migration began (rollback
     /// starts it again only then).
     pub legacy_was_active: bool,
+    /// Rollback has moved the container's copy out of the target (the
+    /// target's contents are from before the migration from here on).
+    #[serde(default)]
+    pub copy_moved_aside: bool,
     /// Append-only log of what happened, for `status` and post-mortems.
     pub history: Vec<String>,
 }

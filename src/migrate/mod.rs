@@ -11,6 +11,7 @@
 //! without `finalize`.
 
 pub mod journal;
+pub mod place;
 pub mod tree;
 
 use std::io::IsTerminal;
@@ -28,6 +29,7 @@ use crate::spec::Protocol;
 use crate::status::host_check;
 use crate::systemd::{self, Systemd, UnitState, Verb};
 use journal::{Dir, Journal, Phase};
+use place::{Slot, beside};
 use tree::Entry;
 
 /// Where things are, and how long to wait.
@@ -132,14 +134,6 @@ async fn legacy_unit(sd: &Systemd, svc: &ServiceManifest) -> Result<(String, Uni
                 m.legacy_units.join(", ")
             ))
         })
-}
-
-fn dir_is_empty(p: &Path) -> Result<bool> {
-    match fs_err::read_dir(p) {
-        Ok(mut it) => Ok(it.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// A progress reporter: a bar on a terminal, log lines every 10% otherwise.
@@ -257,7 +251,8 @@ async fn make_plan(
     let entries = tree::inventory(&source)?;
     let bytes = tree::total_size(&entries);
     let target = PathBuf::from(&m.target_dir);
-    if !force && !dir_is_empty(&target)? {
+    let target_slot = Slot::new(&target)?;
+    if !force && !target_slot.is_empty()? {
         return Err(refuse(format!(
             "the target {} is not empty; move its contents away, or pass --force to keep them \
              aside (restored on rollback)",
@@ -309,7 +304,7 @@ async fn make_plan(
         }
     }
     let steps = vec![
-        format!("stop {legacy} and mask it until reboot (systemctl mask --runtime)"),
+        format!("stop {legacy} and mask it until reboot (a runtime mask in {RUNTIME_CONTROL})"),
         format!(
             "snapshot {} ({} entries, {} bytes) into {} with its NAR hash",
             source.display(),
@@ -318,8 +313,13 @@ async fn make_plan(
             dir.snapshot().display()
         ),
         format!(
-            "copy it into {} owned by {}:{}{}",
+            "copy it into {}{} owned by {}:{}{}",
             target.display(),
+            if target_slot.mount {
+                " (a mount point: the copy is built inside it and its entries are swapped)"
+            } else {
+                ""
+            },
             m.uid,
             m.gid,
             if m.path_map.is_empty() {
@@ -459,6 +459,7 @@ pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
                     previous_target: None,
                     target_replaced: false,
                     legacy_was_active: p.legacy_active,
+                    copy_moved_aside: false,
                     history: Vec::new(),
                 };
                 j.advance(&dir, Phase::Planned, "preflight passed")?;
@@ -539,6 +540,9 @@ async fn run_steps(
         }))?;
         inventory.push('\n');
         crate::output::write_atomic(&dir.snapshot_manifest(), inventory.as_bytes(), 0o600)?;
+        // On disk before the journal says so: a power loss must not leave
+        // a "snapshotted" journal over a half-written snapshot.
+        place::sync_fs(&dir.snapshot())?;
         j.nar_hash = Some(hash.clone());
         j.files = entries.len() as u64;
         j.bytes = bytes;
@@ -553,15 +557,18 @@ async fn run_steps(
     }
     if j.phase < Phase::Copied {
         let target = PathBuf::from(&j.target);
-        let staging = staging_of(&target);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        // Built beside the target, or inside it when it is a mount point:
+        // on its file system either way, so it moves in by renames.
+        let slot = Slot::new(&target)?;
+        let staging = slot.staging();
         tree::remove_tree(&staging)?;
         let text = fs_err::read_to_string(dir.snapshot_manifest())?;
         let inv: serde_json::Value = serde_json::from_str(&text)?;
         let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
         let mut progress = Progress::new(&format!("{}: copy", j.service), j.bytes);
-        if let Some(parent) = staging.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
         tree::copy_mapped(
             &dir.snapshot(),
             &staging,
@@ -582,24 +589,22 @@ async fn run_steps(
                 }
             }
         }
+        place::sync_fs(&staging)?;
         // Swap the staging copy into place. Each change is journalled
         // before it is made, so a kill between any two lines leaves a state
         // that resume and rollback both understand.
         if !j.target_replaced {
-            if !dir_is_empty(&target)? {
-                let aside = beside(&target, "previous");
-                j.previous_target = Some(aside.display().to_string());
+            if !slot.is_empty()? {
+                j.previous_target = Some(slot.aside("previous").display().to_string());
                 dir.save(j)?;
-                fs_err::rename(&target, &aside)?;
+                slot.move_aside("previous")?;
             }
             j.target_replaced = true;
             dir.save(j)?;
         }
         // From here the target is empty, absent, or an earlier copy of ours.
-        if target.exists() {
-            tree::remove_tree(&target)?;
-        }
-        fs_err::rename(&staging, &target)?;
+        slot.clear()?;
+        slot.fill_from(&staging)?;
         j.advance(
             dir,
             Phase::Copied,
@@ -664,26 +669,6 @@ async fn mask_legacy(sd: &Systemd, unit: &str, mask: bool) -> Result<()> {
         // made; reloads.
         sd.mask_runtime(unit, false).await
     }
-}
-
-fn staging_of(target: &Path) -> PathBuf {
-    beside(target, "")
-}
-
-/// `.NAME.nixarr-migrate[-WHAT]` in the directory of `path`: what is moved
-/// aside stays on the same file system, so a rename never crosses devices
-/// (the journal directory is often on another one than the data).
-fn beside(path: &Path, what: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let what = if what.is_empty() {
-        String::new()
-    } else {
-        format!("-{what}")
-    };
-    path.with_file_name(format!(".{name}.nixarr-migrate{what}"))
 }
 
 /// The services to act on, dependencies first (reversed for rollback).
@@ -772,16 +757,22 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
     // 2. Its copy moves aside (kept until finalize); a target that was
     //    there before comes back.
     let target = PathBuf::from(&j.target);
-    tree::remove_tree(&staging_of(&target))?;
-    let copy = beside(&target, "container-copy");
-    if j.target_replaced && target.exists() && !copy.exists() {
-        fs_err::rename(&target, &copy)?;
+    let slot = Slot::new(&target)?;
+    tree::remove_tree(&slot.staging())?;
+    if j.target_replaced && !j.copy_moved_aside {
+        let copy = slot.aside("container-copy");
+        // Journals of 0.1.0 could have moved it already (no flag then).
+        if slot.mount || !copy.exists() {
+            slot.move_aside("container-copy")?;
+        }
+        j.copy_moved_aside = true;
+        dir.save(j)?;
     }
     if let Some(prev) = &j.previous_target
         && Path::new(prev).exists()
-        && !target.exists()
+        && (slot.mount || !target.exists())
     {
-        fs_err::rename(prev, &target)?;
+        slot.fill_from(Path::new(prev))?;
     }
     // 3. The legacy data must be exactly what the snapshot holds.
     let source = PathBuf::from(&j.source);
@@ -796,18 +787,7 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
                 "{}: the native data differs from the snapshot; restoring it",
                 j.service
             );
-            let inv: serde_json::Value =
-                serde_json::from_str(&fs_err::read_to_string(dir.snapshot_manifest())?)?;
-            let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
-            let staging = staging_of(&source);
-            tree::remove_tree(&staging)?;
-            tree::snapshot(&dir.snapshot(), &staging, &entries, &mut |_| {})?;
-            if source.exists() {
-                let damaged = beside(&source, "before-restore");
-                tree::remove_tree(&damaged)?;
-                fs_err::rename(&source, &damaged)?;
-            }
-            fs_err::rename(&staging, &source)?;
+            restore_source(dir, &source)?;
         }
         let restored = nar_hash(&source)?;
         if restored != expected {
@@ -831,6 +811,40 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
     Ok(())
 }
 
+/// Put the snapshot back in place of the native data directory, keeping
+/// what was there (until finalize).
+fn restore_source(dir: &Dir, source: &Path) -> Result<()> {
+    let inv: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(dir.snapshot_manifest())?)?;
+    let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
+    if let Some(parent) = source.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    let slot = Slot::new(source)?;
+    let staging = slot.staging();
+    tree::remove_tree(&staging)?;
+    tree::snapshot(&dir.snapshot(), &staging, &entries, &mut |_| {})?;
+    place::sync_fs(&staging)?;
+    if slot.mount {
+        // The data that differs is kept in the journal directory (another
+        // file system: a copy, complete before anything is removed).
+        let kept = dir.path.join("native-before-restore");
+        if !kept.exists() && !slot.is_empty()? {
+            let partial = dir.path.join("native-before-restore.partial");
+            tree::remove_tree(&partial)?;
+            let mut now = tree::inventory(source)?;
+            now.retain(|e| !place::is_ours(&e.path));
+            tree::snapshot(source, &partial, &now, &mut |_| {})?;
+            place::sync_fs(&partial)?;
+            place::rename_durably(&partial, &kept)?;
+        }
+    } else {
+        slot.move_aside("before-restore")?;
+    }
+    slot.clear()?;
+    slot.fill_from(&staging)
+}
+
 /// Delete the snapshot and everything kept for rollback; only when asked.
 pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
     let dir = Dir::new(&ctx.journal_root, service);
@@ -847,16 +861,29 @@ pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
     }
     let target = PathBuf::from(&j.target);
     let source = PathBuf::from(&j.source);
-    let mut kept = vec![
-        dir.snapshot(),
-        beside(&target, "previous"),
-        beside(&target, "container-copy"),
-        beside(&source, "before-restore"),
+    let mut kept = vec![dir.snapshot()];
+    for (d, what) in [
+        (&target, "previous"),
+        (&target, "container-copy"),
+        (&source, "before-restore"),
+    ] {
+        // Beside the directory, or inside it when it is a mount point.
+        kept.push(beside(d, what));
+        kept.push(
+            Slot {
+                path: d.clone(),
+                mount: true,
+            }
+            .aside(what),
+        );
+    }
+    kept.extend([
+        dir.path.join("native-before-restore.partial"),
         // Where earlier versions kept them.
         dir.previous_target(),
         dir.rolled_back_copy(),
         dir.path.join("native-before-restore"),
-    ];
+    ]);
     kept.extend(j.previous_target.as_ref().map(PathBuf::from));
     for p in kept {
         tree::remove_tree(&p)?;
