@@ -15,8 +15,10 @@
 //! `nix-hash --type sha256 --base32` and a listing → finalize deletes the
 //! snapshot), SIGKILL at every step boundary and in the middle of the
 //! snapshot and of the copy (each followed once by `migrate` and once by
-//! `rollback`), the refusals (exit status 2) and the detached
-//! `<prefix>-migrate@sonarr.service`.
+//! `rollback`), the refusals (exit status 2), the detached
+//! `<prefix>-migrate@sonarr.service`, and a native directory and a target
+//! that are mount points of their own (podman only: dockerd resolves bind
+//! mounts on the host, where the machine's mounts are not seen).
 //!
 //! Runs as root only (CI does); otherwise prints SKIPPED loudly.
 
@@ -48,6 +50,10 @@ const PODMAN_SCENARIOS: &[(&str, ScenarioFn)] = &[
         "4 SIGKILL at every step: migrate resumes, rollback restores",
         crash_safety,
     ),
+    (
+        "5 native dir and target are mount points: contents swapped, kept, restored",
+        mount_points,
+    ),
 ];
 
 const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -62,29 +68,19 @@ const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn run_backend(backend: Backend, scenarios: &[(&str, ScenarioFn)]) {
-    if let Some(why) = e2e::skip_reason() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: migration end-to-end tests on {} not run: {why} !!!!!!!!\n",
-            backend.name()
-        );
-        return;
-    }
-    if Command::new("nix-hash").arg("--version").output().is_err() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: migration end-to-end tests on {}: nix-hash is missing \
-             (apt-get install nix-bin) !!!!!!!!\n",
-            backend.name()
-        );
-        return;
-    }
-    let _serial = e2e::MACHINES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    e2e::clean_leftovers();
-    let machine = Machine::boot(backend).expect("booting the e2e machine");
-    let failed = e2e::run_scenarios(&machine, scenarios);
-    drop(machine);
-    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
+    let missing = Command::new("nix-hash")
+        .arg("--version")
+        .output()
+        .is_err()
+        .then(|| "nix-hash is missing (apt-get install nix-bin)".to_owned());
+    e2e::run_suite_with(
+        "migration end-to-end tests",
+        backend,
+        scenarios,
+        missing,
+        |_| Ok(()),
+        |_| {},
+    );
 }
 
 #[test]
@@ -1159,5 +1155,140 @@ fn crash_safety(sc: &mut Scenario) -> Result<()> {
         tested.len(),
         tested.join("\n")
     ));
+    Ok(())
+}
+
+// ----------------------------------------------------------- mount points
+
+/// `sh -c SCRIPT` inside the machine.
+fn sh(m: &Machine, script: &str) -> Result<String> {
+    m.ok(&["sh", "-euc", script])
+}
+
+/// sha256 of every regular file below `dir`, by relative path, leaving out
+/// our own entries and lost+found in its root.
+fn file_sums(m: &Machine, dir: &str) -> Result<Vec<String>> {
+    let out = sh(
+        m,
+        &format!(
+            "cd '{dir}' && find . \\( -path './.nixarr-migrate*' -o -path ./lost+found \\) \
+             -prune -o -type f -print0 | sort -z | xargs -0 -r sha256sum"
+        ),
+    )?;
+    Ok(out.lines().map(str::to_owned).collect())
+}
+
+fn mount_points(sc: &mut Scenario) -> Result<()> {
+    let result = mount_points_inner(sc);
+    // Whatever happened: the next scenario builds its fixture from the host.
+    let _ = sc.m.exec(&["umount", "-l", LEGACY_DIR]);
+    let _ = sc.m.exec(&["umount", "-l", &target(sc)]);
+    let _ = sc.m.exec(&["systemctl", "stop", &sc.unit("sonarr")]);
+    result
+}
+
+fn mount_points_inner(sc: &mut Scenario) -> Result<()> {
+    let m = sc.m;
+    let port = free_port()?;
+    install_legacy(m, port, None)?;
+    install_spec(sc, port)?;
+    let target = target(sc);
+    // The native data on a file system of its own (its content copied in
+    // with owners, modes and times), and a target that is one too, holding
+    // an earlier file and an ext4-style lost+found.
+    m.systemctl(&["stop", LEGACY_UNIT])?;
+    sh(
+        m,
+        &format!(
+            "mv {LEGACY_DIR} {LEGACY_DIR}.fixture && mkdir {LEGACY_DIR} && \
+             mount -t tmpfs -o size=64m tmpfs {LEGACY_DIR} && \
+             cp -a {LEGACY_DIR}.fixture/. {LEGACY_DIR}/ && chmod 0750 {LEGACY_DIR} && \
+             rm -rf {LEGACY_DIR}.fixture && \
+             mkdir -p '{target}' && mount -t tmpfs -o size=64m,mode=0755 tmpfs '{target}' && \
+             mkdir -m 0700 '{target}/lost+found' && echo earlier > '{target}/keep-me'"
+        ),
+    )?;
+    m.systemctl(&["start", LEGACY_UNIT])?;
+    legacy_serves(m, port)?;
+    let before = tree_state(m, LEGACY_DIR)?;
+    let sums = file_sums(m, LEGACY_DIR)?;
+
+    mig(m, &["migrate", "sonarr"])?.refused("a mount point with a file", "not empty")?;
+    let run = mig(m, &["migrate", "sonarr", "--force"])?.ok("migrate --force")?;
+    sc.notes.push(format!(
+        "migrate said: {}",
+        run.stdout.lines().next().unwrap_or_default()
+    ));
+    ensure!(phase(m).as_deref() == Some("done"), "phase {:?}", phase(m));
+    container_serves(sc, port)?;
+    legacy_masked(m)?;
+    same_tree(m, &before, "after migrating")?;
+    // The copy is in the mount point itself, next to what was kept.
+    let copied = file_sums(m, &target)?;
+    ensure!(
+        copied == sums,
+        "the copy in {target} differs from the native tree:\n{}",
+        diff(&sums, &copied)
+    );
+    let root = sh(m, &format!("stat -c '%u:%g %a' '{target}'"))?;
+    ensure!(
+        root.trim() == format!("{UID}:{UID} 750"),
+        "the target's root is {root:?}, not the copy's owner and the native mode"
+    );
+    let kept = sh(
+        m,
+        &format!("cat '{target}/.nixarr-migrate-previous/keep-me'"),
+    )?;
+    ensure!(
+        kept.trim() == "earlier",
+        "the earlier file was not kept: {kept:?}"
+    );
+    ensure!(
+        sh(m, &format!("ls -A '{target}/lost+found'"))?.is_empty(),
+        "lost+found was touched"
+    );
+
+    // Something writes to the native data while the container runs: the
+    // rollback must restore the snapshot in the mount point and keep what
+    // it replaced.
+    sh(m, &format!("echo changed >> {LEGACY_DIR}/config.xml"))?;
+    mig(m, &["rollback", "sonarr"])?.ok("rollback")?;
+    rolled_back(sc, port, &before, "after rollback")?;
+    let saved = sh(
+        m,
+        &format!("tail -n 1 {JOURNAL_DIR}/native-before-restore/config.xml"),
+    )?;
+    ensure!(
+        saved.trim() == "changed",
+        "the differing native data was not kept: {saved:?}"
+    );
+    let back = sh(
+        m,
+        &format!(
+            "cat '{target}/keep-me'; stat -c '%u:%g %a' '{target}'; LC_ALL=C ls -A '{target}'"
+        ),
+    )?;
+    ensure!(
+        back.lines().collect::<Vec<_>>()
+            == [
+                "earlier",
+                "0:0 755",
+                ".nixarr-migrate-container-copy",
+                "keep-me",
+                "lost+found"
+            ],
+        "the target after the rollback:\n{back}"
+    );
+    finalize(sc)?;
+    let left = sh(m, &format!("LC_ALL=C ls -A '{target}'"))?;
+    ensure!(
+        left.lines().collect::<Vec<_>>() == ["keep-me", "lost+found"],
+        "finalize left {left:?} in {target}"
+    );
+    ensure!(
+        !exists(m, &format!("{JOURNAL_DIR}/native-before-restore")),
+        "finalize left the kept native data"
+    );
+    same_tree(m, &before, "after finalize")?;
     Ok(())
 }
