@@ -11,7 +11,7 @@ mod e2e;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{Backend, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for};
+use e2e::{Backend, IMAGE, Scenario, ScenarioFn, free_port, http_get, wait_for};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -34,32 +34,14 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("8 missing image fails clearly, alone", missing_image),
 ];
 
-fn run_backend(backend: Backend) {
-    if let Some(why) = e2e::skip_reason() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: end-to-end tests on {} not run: {why} !!!!!!!!\n",
-            backend.name()
-        );
-        return;
-    }
-    let _serial = e2e::MACHINES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    e2e::clean_leftovers();
-    let machine = Machine::boot(backend).expect("booting the e2e machine");
-    let failed = e2e::run_scenarios(&machine, SCENARIOS);
-    drop(machine);
-    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
-}
-
 #[test]
 fn e2e_podman() {
-    run_backend(Backend::Podman);
+    e2e::run_suite("end-to-end tests", Backend::Podman, SCENARIOS);
 }
 
 #[test]
 fn e2e_docker() {
-    run_backend(Backend::Docker);
+    e2e::run_suite("end-to-end tests", Backend::Docker, SCENARIOS);
 }
 
 // ---------------------------------------------------------------- helpers

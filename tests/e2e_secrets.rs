@@ -53,25 +53,18 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn run_backend(backend: Backend) {
-    if let Some(why) = e2e::skip_reason() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: end-to-end secret tests on {} not run: {why} !!!!!!!!\n",
-            backend.name()
-        );
-        return;
-    }
-    let _serial = e2e::MACHINES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    e2e::clean_leftovers();
-    let machine = Machine::boot(backend).expect("booting the e2e machine");
-    sops_layout(&machine).expect("creating /run/secrets in the machine");
-    let failed = e2e::run_scenarios(&machine, SCENARIOS);
-    if backend == Backend::Podman {
-        remove_test_podman_secrets(&machine);
-    }
-    drop(machine);
-    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
+    e2e::run_suite_with(
+        "end-to-end secret tests",
+        backend,
+        SCENARIOS,
+        None,
+        sops_layout,
+        |m| {
+            if backend == Backend::Podman {
+                remove_test_podman_secrets(m);
+            }
+        },
+    );
 }
 
 #[test]

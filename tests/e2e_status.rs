@@ -56,32 +56,14 @@ const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("7 --watch shows a stop within seconds", watch),
 ];
 
-fn run_backend(backend: Backend, scenarios: &[(&str, ScenarioFn)]) {
-    if let Some(why) = e2e::skip_reason() {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: status end-to-end tests on {} not run: {why} !!!!!!!!\n",
-            backend.name()
-        );
-        return;
-    }
-    let _serial = e2e::MACHINES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    e2e::clean_leftovers();
-    let machine = Machine::boot(backend).expect("booting the e2e machine");
-    let failed = e2e::run_scenarios(&machine, scenarios);
-    drop(machine);
-    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
-}
-
 #[test]
 fn e2e_status_podman() {
-    run_backend(Backend::Podman, PODMAN_SCENARIOS);
+    e2e::run_suite("status end-to-end tests", Backend::Podman, PODMAN_SCENARIOS);
 }
 
 #[test]
 fn e2e_status_docker() {
-    run_backend(Backend::Docker, DOCKER_SCENARIOS);
+    e2e::run_suite("status end-to-end tests", Backend::Docker, DOCKER_SCENARIOS);
 }
 
 // ---------------------------------------------------------------- helpers

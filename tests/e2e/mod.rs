@@ -1050,6 +1050,42 @@ pub fn run_scenarios(m: &Machine, scenarios: &[(&str, ScenarioFn)]) -> Vec<Strin
     failed
 }
 
+/// One test function of a suite on one backend: skip loudly when the
+/// end-to-end tests cannot run here (or `missing` says what else is
+/// missing), else boot a machine (one at a time per process), `prepare` it,
+/// run the scenarios, `finish`, and fail naming the failed scenarios.
+pub fn run_suite_with(
+    what: &str,
+    backend: Backend,
+    scenarios: &[(&str, ScenarioFn)],
+    missing: Option<String>,
+    prepare: impl FnOnce(&Machine) -> Result<()>,
+    finish: impl FnOnce(&Machine),
+) {
+    if let Some(why) = skip_reason().or(missing) {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: {what} on {} not run: {why} !!!!!!!!\n",
+            backend.name()
+        );
+        return;
+    }
+    let _serial = MACHINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    clean_leftovers();
+    let machine = Machine::boot(backend).expect("booting the e2e machine");
+    prepare(&machine).expect("preparing the e2e machine");
+    let failed = run_scenarios(&machine, scenarios);
+    finish(&machine);
+    drop(machine);
+    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
+}
+
+/// [`run_suite_with`] with nothing to prepare.
+pub fn run_suite(what: &str, backend: Backend, scenarios: &[(&str, ScenarioFn)]) {
+    run_suite_with(what, backend, scenarios, None, |_| Ok(()), |_| {});
+}
+
 /// Entries of a NUL-separated `KEY=VALUE` environment dump.
 pub fn parse_environ(bytes: &[u8]) -> BTreeMap<String, String> {
     bytes
