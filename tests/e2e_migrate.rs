@@ -56,14 +56,21 @@ const PODMAN_SCENARIOS: &[(&str, ScenarioFn)] = &[
     ),
 ];
 
+/// All but the mount points: dockerd resolves bind mounts on the host,
+/// where mounts made inside the machine are not seen.
 const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
     (
         "1 migrate, same bytes in the container, rollback, finalize",
         round_trip,
     ),
+    ("2 refusals exit 2 and change nothing", refusals),
     (
         "3 migrate@ unit runs detached and logs progress; a second run is refused",
         detached,
+    ),
+    (
+        "4 SIGKILL at every step: migrate resumes, rollback restores",
+        crash_safety,
     ),
 ];
 
