@@ -51,6 +51,10 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
         crash_safety,
     ),
     (MOUNT_POINTS, mount_points),
+    (
+        "6 the container never turns healthy: migrate rolls back by itself",
+        never_healthy,
+    ),
 ];
 const MOUNT_POINTS: &str =
     "5 native dir and target are mount points: contents swapped, kept, restored";
@@ -351,8 +355,15 @@ fn sonarr_spec(sc: &Scenario, port: u16, migration: Option<Value>) -> Value {
 
 /// Install the spec; the container unit must exist and not run.
 fn install_spec(sc: &Scenario, port: u16) -> Result<()> {
+    install_spec_with(sc, port, |_| {})
+}
+
+/// [`install_spec`] with the sonarr service changed by `edit`.
+fn install_spec_with(sc: &Scenario, port: u16, edit: impl FnOnce(&mut Value)) -> Result<()> {
     fs_err::create_dir_all(format!("{}/data", sc.m.dir.path().display()))?;
-    sc.install(&sonarr_spec(sc, port, None))?;
+    let mut spec = sonarr_spec(sc, port, None);
+    edit(&mut spec["services"]["sonarr"]);
+    sc.install(&spec)?;
     let unit = sc.unit("sonarr");
     let load = sc.m.unit_property(&unit, "Unit", "LoadState")?;
     ensure!(load == "loaded", "{unit} is not loaded: {load}");
@@ -1286,4 +1297,42 @@ fn mount_points_inner(sc: &mut Scenario) -> Result<()> {
     );
     same_tree(m, &before, "after finalize")?;
     Ok(())
+}
+
+// ------------------------------------------------------ failed health check
+
+fn never_healthy(sc: &mut Scenario) -> Result<()> {
+    let m = sc.m;
+    let port = free_port()?;
+    install_legacy(m, port, None)?;
+    // The container starts, but its health endpoint never answers: the
+    // unit's health gate gives up after startTimeout.
+    install_spec_with(sc, port, |svc| {
+        svc["environment"]["FAKE_READY_AFTER"] = json!("3600");
+        svc["startTimeout"] = json!(15);
+    })?;
+    let before = tree_state(m, LEGACY_DIR)?;
+    let t0 = Instant::now();
+    let r = mig(m, &["migrate", "sonarr"])?;
+    ensure!(
+        r.code == 1 && r.stderr.contains("migration failed and was rolled back"),
+        "migrate with a container that never turns healthy: exit status {}\nstdout:\n{}\n\
+         stderr:\n{}",
+        r.code,
+        r.stdout,
+        r.stderr
+    );
+    sc.notes.push(format!(
+        "rolled back by itself in {:.1}s: {}",
+        t0.elapsed().as_secs_f32(),
+        r.stderr.lines().last().unwrap_or_default()
+    ));
+    rolled_back(sc, port, &before, "after the failed health check")?;
+    ensure!(
+        !exists(m, &target(sc)),
+        "the container's copy is still at {} after the rollback",
+        target(sc)
+    );
+    finalize(sc)?;
+    same_tree(m, &before, "after finalize")
 }
