@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
-  docker.io dbus busybox-static nix-bin sqlite3 uidmap)
+  docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
