@@ -363,6 +363,12 @@ fn init_logging(verbose: u8, generator: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour on a terminal only: the journal (units, the generator,
+        // `systemctl status`) and pipes get plain text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .without_time()
         .with_target(false);
     // Generators and unit helpers log to the journal, which adds its own

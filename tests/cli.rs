@@ -528,3 +528,29 @@ fn nixarr_migrate_speaks_under_its_own_name() {
             "Usage: nixarr-units migration plan",
         ));
 }
+
+/// Log lines reaching a pipe or the journal are plain text: no colour
+/// codes (journald would store such a line as binary data).
+#[test]
+fn logs_are_plain_text_off_a_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("made");
+    let owner = format!("{}:{}", own_ids().0, own_ids().1);
+    let assert = bin()
+        .args(["ensure-dir", "--owner", &owner])
+        .arg(&dir)
+        .env_remove("NO_COLOR")
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(stderr.contains("INFO created"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "colour codes: {stderr:?}");
+}
+
+/// This process's uid and gid (the owner of a file it creates).
+fn own_ids() -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::NamedTempFile::new().unwrap();
+    let m = t.as_file().metadata().unwrap();
+    (m.uid(), m.gid())
+}
