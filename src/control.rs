@@ -243,7 +243,7 @@ pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
 
 /// The last lines the journal has for a unit (empty when journalctl cannot
 /// be run, e.g. for a remote bus).
-fn journal_tail(unit: &str, n: usize) -> Vec<String> {
+pub(crate) fn journal_tail(unit: &str, n: usize) -> Vec<String> {
     Command::new("journalctl")
         .args([
             "--no-pager",

@@ -983,6 +983,16 @@ fn detached(sc: &mut Scenario) -> Result<()> {
             "systemctl status {unit} lacks {needle:?}:\n{status}"
         );
     }
+    // systemctl hides escape sequences; the journal's own record shows
+    // them (a message with an ESC is a string with \u001b, or a byte array).
+    let records = m.ok(&["journalctl", "--no-pager", "-o", "json", "-u", &unit])?;
+    ensure!(
+        !status.contains('\x1b')
+            && !records.contains("\\u001b")
+            && !records.contains("\"MESSAGE\":["),
+        "terminal colour codes in the journal of {unit}:\n{}",
+        records.lines().take(5).collect::<Vec<_>>().join("\n")
+    );
     let progress = status.lines().filter(|l| l.contains('%')).count();
     sc.notes
         .push(format!("systemctl status shows {progress} progress lines"));
@@ -1322,10 +1332,18 @@ fn never_healthy(sc: &mut Scenario) -> Result<()> {
         r.stdout,
         r.stderr
     );
+    // The reason, with the unit's result and journal, reaches the user.
+    ensure!(
+        r.stderr.contains("result timeout")
+            && r.stderr.contains("\n  ")
+            && !r.stderr.contains('\x1b'),
+        "the failure does not say why (unit result, journal lines), or in colour codes:\n{}",
+        r.stderr
+    );
     sc.notes.push(format!(
-        "rolled back by itself in {:.1}s: {}",
+        "rolled back by itself in {:.1}s:\n{}",
         t0.elapsed().as_secs_f32(),
-        r.stderr.lines().last().unwrap_or_default()
+        r.stderr.trim_end()
     ));
     rolled_back(sc, port, &before, "after the failed health check")?;
     ensure!(

@@ -406,9 +406,30 @@ async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Res
         .map(|o| o.result)
         .unwrap_or_default();
     if out != "done" {
+        // Why, where the user looks first: the unit's result and the last
+        // lines of its journal.
+        let state = sd
+            .unit_states(&[unit.to_owned()])
+            .await
+            .ok()
+            .and_then(|s| s.into_iter().next())
+            .map(|s| {
+                format!(
+                    " (now {}/{}, result {})",
+                    s.active_state,
+                    s.sub_state,
+                    s.result.as_deref().unwrap_or("-")
+                )
+            })
+            .unwrap_or_default();
+        let tail: String = crate::control::journal_tail(unit, 8)
+            .iter()
+            .map(|l| format!("\n  {l}"))
+            .collect();
         bail!(
-            "{} {unit}: job {out}; see journalctl -u {unit}",
-            verb.name()
+            "{} {unit}: job {out}{state}; see journalctl -u {unit}{}{tail}",
+            verb.name(),
+            if tail.is_empty() { "" } else { ":" }
         );
     }
     Ok(())
