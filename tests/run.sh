@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# Runs every test of nixarr-units on a Debian/Ubuntu machine (as root, or
-# with sudo for the package installation): formatting, lints, unit and
-# property tests, golden files, `systemd-analyze verify`, CLI tests, NixOS
-# module evaluation, and the end-to-end tests on real systemd, podman and
-# dockerd. .ci/run calls exactly this.
+# Runs every test of nixarr-units on a Debian/Ubuntu machine: formatting,
+# lints, unit and property tests, golden files, `systemd-analyze verify`, CLI
+# tests, NixOS module evaluation, and the end-to-end tests on real systemd,
+# podman and dockerd. Run it as root (as another user it needs sudo for the
+# packages, and the end-to-end tests skip). .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
-  docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs)
+  docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs e2fsprogs
+  util-linux python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
   echo "== installing: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "tests/run.sh: run it as root (apt-get must install: ${missing[*]})" >&2; exit 1; }
+    SUDO="sudo"
+  fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -34,6 +39,11 @@ if [ -z "${NIXPKGS_LIB:-}" ]; then
     fi
   done
 fi
+
+# The toolchain's lint and format components (rustup's minimal profile
+# lacks them).
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
