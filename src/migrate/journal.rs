@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::tree::Entry;
 use crate::output::write_atomic;
 
 pub const JOURNAL_ROOT: &str = "/var/lib/nixarr-units/migrations";
@@ -86,6 +87,21 @@ pub struct Journal {
     pub history: Vec<String>,
 }
 
+/// snapshot.json: what the snapshot holds, for the copy and for a restore.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotManifest<'a> {
+    pub entries: &'a [Entry],
+    pub nar_hash: &'a str,
+    pub source: &'a str,
+}
+
+/// The part of snapshot.json a run reads back.
+#[derive(Deserialize)]
+struct SnapshotEntries {
+    entries: Vec<Entry>,
+}
+
 pub struct Dir {
     pub path: PathBuf,
 }
@@ -135,6 +151,25 @@ impl Dir {
         let mut text = serde_json::to_string_pretty(j)?;
         text.push('\n');
         write_atomic(&self.journal(), text.as_bytes(), 0o600)
+    }
+
+    pub fn save_snapshot_manifest(&self, m: &SnapshotManifest<'_>) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(m)?;
+        text.push('\n');
+        write_atomic(&self.snapshot_manifest(), text.as_bytes(), 0o600)
+    }
+
+    /// The snapshot's entries, as its manifest lists them.
+    pub fn snapshot_entries(&self) -> Result<Vec<Entry>> {
+        let text = fs_err::read_to_string(self.snapshot_manifest())?;
+        let m: SnapshotEntries = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is damaged; roll back by hand from {}",
+                self.snapshot_manifest().display(),
+                self.snapshot().display()
+            )
+        })?;
+        Ok(m.entries)
     }
 
     /// Hold the service's lock for as long as the returned file lives.

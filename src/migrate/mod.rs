@@ -28,9 +28,8 @@ use crate::nixfmt::nar_hash;
 use crate::spec::Protocol;
 use crate::status::host_check;
 use crate::systemd::{self, Systemd, UnitState, Verb};
-use journal::{Dir, Journal, Phase};
+use journal::{Dir, Journal, Phase, SnapshotManifest};
 use place::{Slot, beside};
-use tree::Entry;
 
 /// Where things are, and how long to wait.
 pub struct Ctx {
@@ -227,12 +226,7 @@ pub struct Plan {
     pub steps: Vec<String>,
 }
 
-async fn make_plan(
-    sd: &Systemd,
-    ctx: &Ctx,
-    f: &Found<'_>,
-    force: bool,
-) -> Result<(Plan, Vec<Entry>)> {
+async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Result<Plan> {
     let m = f
         .svc
         .migration
@@ -261,12 +255,11 @@ async fn make_plan(
     }
     let dir = Dir::new(&ctx.journal_root, &f.name);
     let need_snapshot = bytes + bytes / 20 + (1 << 20);
-    let free_journal = tree::free_bytes(&dir.path)?;
-    let free_target = tree::free_bytes(&target)?;
-    let same_fs = rustix::fs::statvfs(nearest(&dir.path))
-        .ok()
-        .zip(rustix::fs::statvfs(nearest(&target)).ok())
-        .is_some_and(|(a, b)| a.f_fsid == b.f_fsid);
+    let journal_fs = tree::statvfs_nearest(&dir.path)?;
+    let target_fs = tree::statvfs_nearest(&target)?;
+    let free = |st: &rustix::fs::StatVfs| st.f_bavail.saturating_mul(st.f_frsize);
+    let (free_journal, free_target) = (free(&journal_fs), free(&target_fs));
+    let same_fs = journal_fs.f_fsid == target_fs.f_fsid;
     let (need_j, need_t) = if same_fs {
         (2 * need_snapshot, 2 * need_snapshot)
     } else {
@@ -338,30 +331,19 @@ async fn make_plan(
         format!("start {} and wait until it is healthy", f.svc.unit),
         "on failure: roll back (restart the native service with its data unchanged)".to_owned(),
     ];
-    Ok((
-        Plan {
-            service: f.name.clone(),
-            legacy_unit: legacy,
-            legacy_active,
-            container_unit: f.svc.unit.clone(),
-            source: source.display().to_string(),
-            target: target.display().to_string(),
-            files: entries.len(),
-            bytes,
-            owner: format!("{}:{}", m.uid, m.gid),
-            journal: dir.path.display().to_string(),
-            steps,
-        },
-        entries,
-    ))
-}
-
-fn nearest(p: &Path) -> &Path {
-    let mut p = p;
-    while !p.exists() {
-        p = p.parent().unwrap_or(Path::new("/"));
-    }
-    p
+    Ok(Plan {
+        service: f.name.clone(),
+        legacy_unit: legacy,
+        legacy_active,
+        container_unit: f.svc.unit.clone(),
+        source: source.display().to_string(),
+        target: target.display().to_string(),
+        files: entries.len(),
+        bytes,
+        owner: format!("{}:{}", m.uid, m.gid),
+        journal: dir.path.display().to_string(),
+        steps,
+    })
 }
 
 async fn connect(ctx: &Ctx) -> Result<Systemd> {
@@ -373,7 +355,7 @@ pub fn plan(ctx: &Ctx, service: &str, json: bool) -> Result<()> {
     let f = find(&manifest, service)?;
     let p = zbus::block_on(async {
         let sd = connect(ctx).await?;
-        make_plan(&sd, ctx, &f, false).await.map(|(p, _)| p)
+        make_plan(&sd, ctx, &f, false).await
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&p)?);
@@ -462,7 +444,7 @@ pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
                 j
             }
             None => {
-                let (p, _) = make_plan(&sd, ctx, &f, force).await?;
+                let p = make_plan(&sd, ctx, &f, force).await?;
                 let m = f.svc.migration.as_ref().context("no migration facts")?;
                 let mut j = Journal {
                     version: 1,
@@ -556,11 +538,11 @@ async fn run_steps(
         let hash =
             tree::snapshot_hashed(&source, &dir.snapshot(), &entries, &mut |n| progress.add(n))?;
         progress.finish();
-        let mut inventory = serde_json::to_string_pretty(&serde_json::json!({
-            "source": j.source, "narHash": hash, "entries": entries,
-        }))?;
-        inventory.push('\n');
-        crate::output::write_atomic(&dir.snapshot_manifest(), inventory.as_bytes(), 0o600)?;
+        dir.save_snapshot_manifest(&SnapshotManifest {
+            entries: &entries,
+            nar_hash: &hash,
+            source: &j.source,
+        })?;
         // On disk before the journal says so: a power loss must not leave
         // a "snapshotted" journal over a half-written snapshot.
         place::sync_fs(&dir.snapshot())?;
@@ -586,9 +568,7 @@ async fn run_steps(
         let slot = Slot::new(&target)?;
         let staging = slot.staging();
         tree::remove_tree(&staging)?;
-        let text = fs_err::read_to_string(dir.snapshot_manifest())?;
-        let inv: serde_json::Value = serde_json::from_str(&text)?;
-        let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
+        let entries = dir.snapshot_entries()?;
         let mut progress = Progress::new(&format!("{}: copy", j.service), j.bytes);
         tree::copy_mapped(
             &dir.snapshot(),
@@ -809,14 +789,14 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
                 j.service
             );
             restore_source(dir, &source)?;
-        }
-        let restored = nar_hash(&source)?;
-        if restored != expected {
-            bail!(
-                "the restored native data hashes to {restored}, not {expected}; the snapshot in {} \
-                 is kept untouched — restore it by hand",
-                dir.snapshot().display()
-            );
+            let restored = nar_hash(&source)?;
+            if restored != expected {
+                bail!(
+                    "the restored native data hashes to {restored}, not {expected}; the \
+                     snapshot in {} is kept untouched — restore it by hand",
+                    dir.snapshot().display()
+                );
+            }
         }
     }
     // 4. The legacy unit comes back (if it ran before).
@@ -835,9 +815,7 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
 /// Put the snapshot back in place of the native data directory, keeping
 /// what was there (until finalize).
 fn restore_source(dir: &Dir, source: &Path) -> Result<()> {
-    let inv: serde_json::Value =
-        serde_json::from_str(&fs_err::read_to_string(dir.snapshot_manifest())?)?;
-    let entries: Vec<Entry> = serde_json::from_value(inv["entries"].clone())?;
+    let entries = dir.snapshot_entries()?;
     if let Some(parent) = source.parent() {
         fs_err::create_dir_all(parent)?;
     }

@@ -41,7 +41,7 @@ pub fn is_mount_point(p: &Path) -> Result<bool> {
     }
     // Kernels before 5.8: another device than the parent's.
     let me = fs_err::symlink_metadata(p)?;
-    let parent = fs_err::metadata(p.parent().unwrap_or(Path::new("/")))?;
+    let parent = fs_err::metadata(parent(p))?;
     Ok(me.dev() != parent.dev() || me.ino() == parent.ino())
 }
 
@@ -107,15 +107,17 @@ impl Slot {
 
     /// Where a new copy is built: on the directory's own file system.
     pub fn staging(&self) -> PathBuf {
-        self.aside("staging")
+        if self.mount {
+            self.aside("staging")
+        } else {
+            beside(&self.path, "")
+        }
     }
 
     /// Where contents moved out of the way are kept until finalize.
     pub fn aside(&self, what: &str) -> PathBuf {
         if self.mount {
             self.path.join(format!("{OURS}-{what}"))
-        } else if what == "staging" {
-            beside(&self.path, "")
         } else {
             beside(&self.path, what)
         }

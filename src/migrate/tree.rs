@@ -102,15 +102,13 @@ pub fn total_size(entries: &[Entry]) -> u64 {
     entries.iter().map(|e| e.size).sum()
 }
 
-/// Bytes available on the file system holding `path` (or its nearest
-/// existing ancestor).
-pub fn free_bytes(path: &Path) -> Result<u64> {
+/// The file system holding `path` (or its nearest existing ancestor).
+pub fn statvfs_nearest(path: &Path) -> Result<rustix::fs::StatVfs> {
     let mut p = path;
     while !p.exists() {
         p = p.parent().unwrap_or(Path::new("/"));
     }
-    let st = rustix::fs::statvfs(p).with_context(|| format!("statvfs {}", p.display()))?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    rustix::fs::statvfs(p).with_context(|| format!("statvfs {}", p.display()))
 }
 
 /// Whether reflinks (FICLONE) are worth trying: true until the file system
