@@ -84,7 +84,7 @@ fn units_of(manifest: &Manifest, selected: &[(usize, String)]) -> Vec<String> {
 }
 
 async fn connect(target: &Target<'_>) -> Result<Systemd> {
-    Systemd::new(systemd::connect(target.bus_address).await?).await
+    Systemd::connect(target.bus_address).await
 }
 
 pub struct StatusOptions {
@@ -219,8 +219,8 @@ pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
             println!("{}: {} {}", o.unit, opts.verb.name(), o.result);
             if o.result != "done" {
                 failed = true;
-                let states = sd.unit_states(std::slice::from_ref(&o.unit)).await?;
-                if let Some(s) = states.first() {
+                let (state, tail) = failure_detail(&sd, &o.unit, 10).await?;
+                if let Some(s) = state {
                     println!(
                         "  state: {} ({}), result: {}",
                         s.active_state,
@@ -228,7 +228,7 @@ pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
                         s.result.as_deref().unwrap_or("-")
                     );
                 }
-                for line in journal_tail(&o.unit, 10) {
+                for line in tail {
                     println!("  {line}");
                 }
             }
@@ -241,9 +241,20 @@ pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
     })
 }
 
+/// Why a unit's job failed, as far as systemd can say: the unit's state
+/// now and the last `n` lines of its journal.
+pub(crate) async fn failure_detail(
+    sd: &Systemd,
+    unit: &str,
+    n: usize,
+) -> Result<(Option<crate::systemd::UnitState>, Vec<String>)> {
+    let state = sd.unit_states(&[unit.to_owned()]).await?.into_iter().next();
+    Ok((state, journal_tail(unit, n)))
+}
+
 /// The last lines the journal has for a unit (empty when journalctl cannot
 /// be run, e.g. for a remote bus).
-pub(crate) fn journal_tail(unit: &str, n: usize) -> Vec<String> {
+fn journal_tail(unit: &str, n: usize) -> Vec<String> {
     Command::new("journalctl")
         .args([
             "--no-pager",

@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::duration::parse_duration;
 use crate::health::check_once;
 use crate::manifest;
 use crate::output::write_atomic;
 use crate::status::{engine_health, host_check};
-use crate::systemd::{self, Systemd};
+use crate::systemd::Systemd;
 
 const STATE_DIR: &str = "/run/nixarr-units/health";
 
@@ -30,11 +30,7 @@ fn state_path(prefix: &str) -> PathBuf {
 
 pub fn run(manifest_path: Option<&Path>, prefix: &str, bus_address: Option<&str>) -> Result<()> {
     let (path, manifest) = manifest::load(manifest_path)?;
-    let stack = manifest
-        .stacks
-        .iter()
-        .find(|s| s.prefix == prefix)
-        .with_context(|| format!("{}: no stack `{prefix}`", path.display()))?;
+    let stack = manifest.stack(&path, prefix)?;
     let watched: Vec<(&String, &manifest::ServiceManifest)> = stack
         .services
         .iter()
@@ -43,7 +39,7 @@ pub fn run(manifest_path: Option<&Path>, prefix: &str, bus_address: Option<&str>
     let units: Vec<String> = watched.iter().map(|(_, s)| s.unit.clone()).collect();
 
     zbus::block_on(async {
-        let sd = Systemd::new(systemd::connect(bus_address).await?).await?;
+        let sd = Systemd::connect(bus_address).await?;
         let states = sd.unit_states(&units).await?;
         let active: Vec<bool> = states.iter().map(|s| s.active_state == "active").collect();
 

@@ -141,6 +141,15 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Manifest)> {
 }
 
 impl Manifest {
+    /// The stack with this prefix; `path` (where the manifest was read)
+    /// names the file in the error.
+    pub fn stack(&self, path: &Path, prefix: &str) -> Result<&StackManifest> {
+        self.stacks
+            .iter()
+            .find(|s| s.prefix == prefix)
+            .with_context(|| format!("{}: no stack `{prefix}`", path.display()))
+    }
+
     /// Every service of every stack, with its stack.
     pub fn services(&self) -> impl Iterator<Item = (&StackManifest, &String, &ServiceManifest)> {
         self.stacks

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::manifest;
 use crate::render::LABEL_HASH;
-use crate::systemd::{self, Systemd, Verb};
+use crate::systemd::{Systemd, Verb};
 
 /// What `reload` does, given where things are.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ fn running_hash(engine: &str, container: &str) -> Result<Option<String>> {
 /// the manifest's, waiting for the restarts. Prints one line per decision.
 pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
     zbus::block_on(async {
-        let sd = Systemd::new(systemd::connect(cfg.bus_address.as_deref()).await?).await?;
+        let sd = Systemd::connect(cfg.bus_address.as_deref()).await?;
         if !cfg.skip_daemon_reload && !cfg.dry_run {
             sd.daemon_reload().await?;
         }

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::manifest::{self, ServiceManifest};
 use crate::output::write_atomic;
+use crate::render::podman_secret_name;
 use crate::resolve::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR, Secret};
 use crate::spec::SecretMode;
 
@@ -188,16 +189,21 @@ pub fn install(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
     Ok(())
 }
 
-fn podman_secret(engine: &str, svc: &ServiceManifest, s: &Secret, value: &[u8]) -> Result<()> {
-    let name = format!("{}-{}", svc.container, s.name);
-    // `secret create --replace` is podman ≥ 4.7; remove-then-create works
-    // everywhere.
+/// `podman secret rm NAME`, quietly: a missing secret is fine.
+fn podman_secret_rm(engine: &str, name: &str) {
     let _ = Command::new(engine)
-        .args(["secret", "rm", &name])
+        .args(["secret", "rm", name])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+fn podman_secret(engine: &str, svc: &ServiceManifest, s: &Secret, value: &[u8]) -> Result<()> {
+    let name = podman_secret_name(&svc.container, &s.name);
+    // `secret create --replace` is podman ≥ 4.7; remove-then-create works
+    // everywhere.
+    podman_secret_rm(engine, &name);
     let mut child = Command::new(engine)
         .args(["secret", "create", &name, "-"])
         .stdin(Stdio::piped())
@@ -239,13 +245,7 @@ pub fn remove(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
         .iter()
         .filter(|s| s.mode == SecretMode::PodmanSecret)
     {
-        let name = format!("{}-{}", svc.container, s.name);
-        let _ = Command::new(engine)
-            .args(["secret", "rm", &name])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        podman_secret_rm(engine, &podman_secret_name(&svc.container, &s.name));
     }
     if !left.is_empty() {
         bail!(
@@ -285,11 +285,7 @@ fn empty_and_remove(dir: &Path) -> std::io::Result<()> {
 /// The CLI entry: find the service in the manifest and install or remove.
 pub fn run(manifest_path: Option<&Path>, stack: &str, service: &str, install_: bool) -> Result<()> {
     let (path, manifest) = manifest::load(manifest_path)?;
-    let st = manifest
-        .stacks
-        .iter()
-        .find(|s| s.prefix == stack)
-        .with_context(|| format!("{}: no stack `{stack}`", path.display()))?;
+    let st = manifest.stack(&path, stack)?;
     let svc = st.services.get(service).with_context(|| {
         format!(
             "{}: stack `{stack}` has no service `{service}`",

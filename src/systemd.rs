@@ -110,6 +110,11 @@ fn explain(e: zbus::Error, what: &str) -> anyhow::Error {
 }
 
 impl Systemd {
+    /// Connect to the bus at `address` (see [`connect`]) and reach systemd.
+    pub async fn connect(address: Option<&str>) -> Result<Self> {
+        Self::new(connect(address).await?).await
+    }
+
     pub async fn new(conn: Connection) -> Result<Self> {
         let manager = ManagerProxy::new(&conn)
             .await

@@ -27,7 +27,7 @@ use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
 use crate::nixfmt::nar_hash;
 use crate::spec::Protocol;
 use crate::status::host_check;
-use crate::systemd::{self, Systemd, UnitState, Verb};
+use crate::systemd::{Systemd, UnitState, Verb};
 use journal::{Dir, Journal, Phase, SnapshotManifest};
 use place::{Slot, beside};
 
@@ -347,7 +347,7 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Resul
 }
 
 async fn connect(ctx: &Ctx) -> Result<Systemd> {
-    Systemd::new(systemd::connect(ctx.bus_address.as_deref()).await?).await
+    Systemd::connect(ctx.bus_address.as_deref()).await
 }
 
 pub fn plan(ctx: &Ctx, service: &str, json: bool) -> Result<()> {
@@ -390,11 +390,10 @@ async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Res
     if out != "done" {
         // Why, where the user looks first: the unit's result and the last
         // lines of its journal.
-        let state = sd
-            .unit_states(&[unit.to_owned()])
+        let (state, tail) = crate::control::failure_detail(sd, unit, 8)
             .await
-            .ok()
-            .and_then(|s| s.into_iter().next())
+            .unwrap_or_default();
+        let state = state
             .map(|s| {
                 format!(
                     " (now {}/{}, result {})",
@@ -404,10 +403,7 @@ async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Res
                 )
             })
             .unwrap_or_default();
-        let tail: String = crate::control::journal_tail(unit, 8)
-            .iter()
-            .map(|l| format!("\n  {l}"))
-            .collect();
+        let tail: String = tail.iter().map(|l| format!("\n  {l}")).collect();
         bail!(
             "{} {unit}: job {out}{state}; see journalctl -u {unit}{}{tail}",
             verb.name(),

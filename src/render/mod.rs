@@ -115,6 +115,12 @@ fn fill<C: Serialize>(name: &str, ctx: &C) -> Result<String, RenderError> {
     tera()?.render(name, &context).map_err(err)
 }
 
+/// The podman secret holding variable `var` of `container`: what the unit
+/// passes to `--secret=` and the secret bridge creates and removes.
+pub fn podman_secret_name(container: &str, var: &str) -> String {
+    format!("{container}-{var}")
+}
+
 /// Names of a stack's units and containers.
 pub struct Names<'a> {
     prefix: &'a str,
@@ -135,7 +141,7 @@ impl<'a> Names<'a> {
     }
     /// The name of a podman secret holding variable `var` of `svc`.
     pub fn podman_secret(&self, svc: &str, var: &str) -> String {
-        format!("{}-{svc}-{var}", self.prefix)
+        podman_secret_name(&self.container(svc), var)
     }
     /// The Docker health watchdog (service and timer share the stem).
     pub fn health_unit(&self, suffix: &str) -> String {
