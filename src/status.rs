@@ -138,33 +138,45 @@ pub fn build_report(
         })
         .collect();
 
+    // What is probed from the host: only active units, and not at all with
+    // --no-probe.
+    let probed: Vec<bool> = entries
+        .iter()
+        .map(|(_, _, _, state)| probe && state.active_state == "active")
+        .collect();
+    let checks: Vec<Option<Check>> = entries
+        .iter()
+        .zip(&probed)
+        .map(|((_, _, svc, _), probed)| probed.then(|| host_check(svc)).flatten())
+        .collect();
+
     // Engine health for services without a host probe.
     let mut engine: BTreeMap<String, String> = BTreeMap::new();
-    if probe {
-        for stack in &manifest.stacks {
-            let names: Vec<&str> = entries
-                .iter()
-                .filter(|(st, _, svc, state)| {
-                    std::ptr::eq(*st, stack)
-                        && state.active_state == "active"
-                        && host_check(svc).is_none()
-                        && svc.health.as_ref().is_some_and(|h| h.cmd.is_some())
-                })
-                .map(|(_, _, svc, _)| svc.container.as_str())
-                .collect();
-            engine.extend(engine_health(stack, &names));
-        }
+    for stack in manifest.stacks.iter().filter(|_| probe) {
+        let names: Vec<&str> = entries
+            .iter()
+            .zip(probed.iter().zip(&checks))
+            .filter(|((st, _, svc, _), (probed, check))| {
+                std::ptr::eq(*st, stack)
+                    && **probed
+                    && check.is_none()
+                    && svc.health.as_ref().is_some_and(|h| h.cmd.is_some())
+            })
+            .map(|((_, _, svc, _), _)| svc.container.as_str())
+            .collect();
+        engine.extend(engine_health(stack, &names));
     }
 
     // A thread only for a probe that runs: with --no-probe, or for units
     // that are not active, none is spawned (200 idle threads cost more than
     // the D-Bus reads themselves).
     let results: Vec<Option<Result<(), String>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
+        let handles: Vec<_> = checks
             .iter()
-            .map(|(_, _, svc, state)| {
-                let check = host_check(svc).filter(|_| probe && state.active_state == "active");
-                check.map(|c| scope.spawn(move || check_once(&c, timeout)))
+            .map(|check| {
+                check
+                    .as_ref()
+                    .map(|c| scope.spawn(move || check_once(c, timeout)))
             })
             .collect();
         handles
