@@ -112,28 +112,6 @@ fn wait_answer(port: u16, path: &str, status: u16, body: &str) -> Result<()> {
     )
 }
 
-/// The host PID of the container's main process, and a way to kill it.
-fn kill_container_app(sc: &Scenario, svc: &str) -> Result<()> {
-    let pid =
-        sc.m.engine(&[
-            "inspect",
-            "--type=container",
-            "--format={{.State.Pid}}",
-            &sc.container(svc),
-        ])?
-        .trim()
-        .to_owned();
-    ensure!(pid != "0" && !pid.is_empty(), "container has no PID");
-    match sc.m.backend {
-        // podman inside the machine reports PIDs of the machine's namespace.
-        Backend::Podman => sc.m.ok(&["kill", "-KILL", &pid]).map(drop),
-        // dockerd runs on the host: host PIDs.
-        Backend::Docker => {
-            e2e::host(std::process::Command::new("kill").args(["-KILL", &pid])).map(drop)
-        }
-    }
-}
-
 fn manifest_hash(sc: &Scenario, svc: &str) -> Result<String> {
     let text = fs_err::read_to_string(sc.m.root().join("run/nixarr-units/manifest.json"))?;
     let v: Value = serde_json::from_str(&text)?;
@@ -237,7 +215,7 @@ fn restarts_killed_app(sc: &mut Scenario) -> Result<()> {
     sc.start_target()?;
     let unit = sc.unit("a");
     let before = sc.m.n_restarts(&unit)?;
-    kill_container_app(sc, "a")?;
+    sc.kill_app("a")?;
     wait_for(
         &format!("NRestarts of {unit} to go up"),
         Duration::from_secs(60),

@@ -29,11 +29,11 @@ mod e2e;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{BIN, Backend, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for};
+use e2e::{BIN, Backend, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get, wait_for};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -293,16 +293,7 @@ fn install_legacy(m: &Machine, port: u16, bulk: Option<Bulk>) -> Result<()> {
     )?;
     m.daemon_reload()?;
     m.systemctl(&["start", LEGACY_UNIT])?;
-    wait_for(
-        "the native sonarr to serve",
-        Duration::from_secs(20),
-        || {
-            Ok(http_get(port, "/config.xml")
-                .ok()
-                .filter(|(s, _, _)| *s == 200)
-                .map(drop))
-        },
-    )
+    wait_native_serves(port)
 }
 
 /// Remove a path inside the machine (absent is fine).
@@ -373,47 +364,6 @@ fn install_spec_with(sc: &Scenario, port: u16, edit: impl FnOnce(&mut Value)) ->
 }
 
 // ---------------------------------------------------------------- running
-
-/// Exit status and output of one migration command run inside the machine.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(o: Output) -> Run {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-}
-
-impl Run {
-    fn ok(self, what: &str) -> Result<Run> {
-        ensure!(
-            self.code == 0,
-            "{what}: exit status {}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        Ok(self)
-    }
-    /// A refusal: exit status 2 and `needle` in the message.
-    fn refused(self, what: &str, needle: &str) -> Result<Run> {
-        ensure!(
-            self.code == 2 && self.stderr.contains(needle),
-            "{what}: expected exit status 2 with {needle:?}, got {}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        Ok(self)
-    }
-}
 
 /// `nixarr-units migration ARGS --timeout 120` inside the machine.
 fn mig(m: &Machine, args: &[&str]) -> Result<Run> {
@@ -523,6 +473,9 @@ struct TreeState {
     listing: Vec<String>,
 }
 
+/// Per entry: owner, mode, type, size, mtime, path relative to the root
+/// and link target. The listing keys on the path: the root's is empty, so
+/// a copy and its original compare line by line.
 const LISTING: &str = "%U:%G %#m %y %s %T@ %P -> %l\\n";
 
 fn tree_state(m: &Machine, dir: &str) -> Result<TreeState> {
@@ -613,17 +566,15 @@ fn check_target(m: &Machine, before: &TreeState, target: &str) -> Result<()> {
     Ok(())
 }
 
-/// The listing keys on the path: the root's relative path is empty, so the
-/// copy and the original compare line by line.
+/// GET `path` on `port`: its body, when the status is 200.
 fn get_bytes(port: u16, path: &str) -> Result<Vec<u8>> {
     let (s, head, body) = http_get(port, path)?;
     ensure!(s == 200, "GET {path} on port {port}: {head}");
     Ok(body)
 }
 
-fn legacy_serves(m: &Machine, port: u16) -> Result<()> {
-    let state = m.active_state(LEGACY_UNIT)?;
-    ensure!(state == "active", "{LEGACY_UNIT} is {state}");
+/// The native sonarr answers on `port`.
+fn wait_native_serves(port: u16) -> Result<()> {
     wait_for(
         "the native sonarr to serve",
         Duration::from_secs(20),
@@ -633,7 +584,13 @@ fn legacy_serves(m: &Machine, port: u16) -> Result<()> {
                 .filter(|(s, _, _)| *s == 200)
                 .map(drop))
         },
-    )?;
+    )
+}
+
+fn legacy_serves(m: &Machine, port: u16) -> Result<()> {
+    let state = m.active_state(LEGACY_UNIT)?;
+    ensure!(state == "active", "{LEGACY_UNIT} is {state}");
+    wait_native_serves(port)?;
     for (name, content) in served_files() {
         let got = get_bytes(port, &format!("/{name}"))?;
         ensure!(

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{BIN, Backend, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for};
+use e2e::{BIN, Backend, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get, wait_for};
 use serde_json::{Value, json};
 
 const PODMAN_SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -67,37 +67,6 @@ fn e2e_status_docker() {
 }
 
 // ---------------------------------------------------------------- helpers
-
-/// What one run of nixarr-units did.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(o: std::process::Output) -> Run {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-    fn json(&self) -> Result<Value> {
-        serde_json::from_str(&self.stdout).with_context(|| format!("not JSON: {self:?}"))
-    }
-    fn expect(&self, code: i32, what: &str) -> Result<&Run> {
-        ensure!(
-            self.code == code,
-            "{what}: exit status {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        Ok(self)
-    }
-}
 
 /// The generator's manifest, as the host sees it.
 fn manifest_path(m: &Machine) -> PathBuf {
@@ -193,24 +162,6 @@ fn check_row(r: &Value, active: &str, sub: Option<&str>, health: &str) -> Result
         sub.unwrap_or("any")
     );
     Ok(())
-}
-
-/// The host PID of the container's main process, killed with SIGKILL.
-fn kill_container_app(sc: &Scenario, svc: &str) -> Result<()> {
-    let pid =
-        sc.m.engine(&[
-            "inspect",
-            "--type=container",
-            "--format={{.State.Pid}}",
-            &sc.container(svc),
-        ])?
-        .trim()
-        .to_owned();
-    ensure!(pid != "0" && !pid.is_empty(), "container has no PID");
-    match sc.m.backend {
-        Backend::Podman => sc.m.ok(&["kill", "-KILL", &pid]).map(drop),
-        Backend::Docker => e2e::host(Command::new("kill").args(["-KILL", &pid])).map(drop),
-    }
 }
 
 // ------------------------------------------------------- the JSON schema
@@ -476,7 +427,7 @@ fn restart_count(sc: &mut Scenario) -> Result<()> {
         .as_u64()
         .context("no nRestarts")?;
     let pid_before = row(&r, "a")?["mainPid"].clone();
-    kill_container_app(sc, "a")?;
+    sc.kill_app("a")?;
     let r = wait_for(
         "status to show the restart",
         Duration::from_secs(90),

@@ -72,8 +72,10 @@ fn vm_scenario_on_nspawn() {
     let started = Instant::now();
     // Its own podman storage: other e2e runs on the host (a colleague's
     // `cargo test`) would otherwise reset our containers' state.
+    // It imports the VM test's own image, not the fake app.
     let opts = BootOptions {
         private_storage: true,
+        no_fake_app: true,
     };
     let machine = Machine::boot_with(Backend::Podman, opts).expect("booting the e2e machine");
     let outcome = clean_stale_port_rules()

@@ -395,6 +395,8 @@ pub struct BootOptions {
     /// after a reboot), so a concurrent test run elsewhere on the host makes
     /// `podman exec` and health checks fail with "container state improper".
     pub private_storage: bool,
+    /// Leave out the fake app's image (a test that brings its own).
+    pub no_fake_app: bool,
 }
 
 /// A booted systemd-nspawn machine with systemd as PID 1.
@@ -495,7 +497,11 @@ impl Machine {
         )?;
         let journal = d.join("journal");
         fs_err::create_dir_all(&journal)?;
-        let tar = build_image_tar(&d)?;
+        let tar = if opts.no_fake_app {
+            None
+        } else {
+            Some(build_image_tar(&d)?)
+        };
         // The machine's /run/nixarr-units, shared with dockerd (see Dockerd).
         let nixarr_run = d.join("nixarr-run");
         fs_err::create_dir_all(&nixarr_run)?;
@@ -504,14 +510,16 @@ impl Machine {
             Backend::Docker => {
                 fs_err::write(d.join("docker.service"), DOCKER_STUB)?;
                 let dk = Dockerd::start(&d, &journal, &nixarr_run)?;
-                host(
-                    Command::new("/usr/bin/docker")
-                        .arg(format!("--host=unix://{}", dk.socket.display()))
-                        .args(["import", "--change", r#"ENTRYPOINT ["/app/run"]"#])
-                        .arg(&tar)
-                        .arg(IMAGE),
-                )
-                .context("importing the fake app into dockerd")?;
+                if let Some(tar) = &tar {
+                    host(
+                        Command::new("/usr/bin/docker")
+                            .arg(format!("--host=unix://{}", dk.socket.display()))
+                            .args(["import", "--change", r#"ENTRYPOINT ["/app/run"]"#])
+                            .arg(tar)
+                            .arg(IMAGE),
+                    )
+                    .context("importing the fake app into dockerd")?;
+                }
                 Some(dk)
             }
             Backend::Podman => None,
@@ -640,7 +648,7 @@ impl Machine {
             root.join("etc/systemd/system-generators/nixarr-units-generator"),
         )?;
         m.ok(&["systemctl", "daemon-reload"])?;
-        if backend == Backend::Podman {
+        if let (Backend::Podman, Some(tar)) = (backend, &tar) {
             m.ok(&[
                 "podman",
                 "import",
@@ -896,6 +904,26 @@ impl Scenario<'_> {
     pub fn container(&self, svc: &str) -> String {
         format!("{}-{svc}", self.prefix)
     }
+    /// SIGKILL the main process of `svc`'s container.
+    pub fn kill_app(&self, svc: &str) -> Result<()> {
+        let pid = self
+            .m
+            .engine(&[
+                "inspect",
+                "--type=container",
+                "--format={{.State.Pid}}",
+                &self.container(svc),
+            ])?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(pid != "0" && !pid.is_empty(), "container has no PID");
+        match self.m.backend {
+            // podman inside the machine reports PIDs of the machine's
+            // namespace; dockerd runs on the host: host PIDs.
+            Backend::Podman => self.m.ok(&["kill", "-KILL", &pid]).map(drop),
+            Backend::Docker => host(Command::new("kill").args(["-KILL", &pid])).map(drop),
+        }
+    }
     pub fn target(&self) -> String {
         format!("{}.target", self.prefix)
     }
@@ -1084,6 +1112,63 @@ pub fn run_suite_with(
 /// [`run_suite_with`] with nothing to prepare.
 pub fn run_suite(what: &str, backend: Backend, scenarios: &[(&str, ScenarioFn)]) {
     run_suite_with(what, backend, scenarios, None, |_| Ok(()), |_| {});
+}
+
+/// Exit status and output of one command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.stdout).with_context(|| format!("not JSON: {self:?}"))
+    }
+    /// Exit status `code`, else an error showing both outputs.
+    pub fn expect(&self, code: i32, what: &str) -> Result<&Run> {
+        anyhow::ensure!(
+            self.code == code,
+            "{what}: exit status {} (expected {code})\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
+    /// Exit status 0, else an error showing both outputs.
+    pub fn ok(self, what: &str) -> Result<Run> {
+        anyhow::ensure!(
+            self.code == 0,
+            "{what}: exit status {}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
+    /// A refusal: exit status 2 and `needle` in the message.
+    pub fn refused(self, what: &str, needle: &str) -> Result<Run> {
+        anyhow::ensure!(
+            self.code == 2 && self.stderr.contains(needle),
+            "{what}: expected exit status 2 with {needle:?}, got {}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        Ok(self)
+    }
 }
 
 /// Entries of a NUL-separated `KEY=VALUE` environment dump.
