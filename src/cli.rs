@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::control;
-use crate::error::SpecError;
+use crate::error::{SpecError, UsageError};
 use crate::generator::{self, DEFAULT_SPEC_DIR, GeneratorConfig};
 use crate::health::{self, Check};
 use crate::manifest::{Manifest, RUN_MANIFEST};
@@ -97,7 +97,7 @@ struct MigrationArgs {
     #[arg(long, env = "NIXARR_MIGRATE_DIR", default_value = crate::migrate::journal::JOURNAL_ROOT, global = true)]
     journal_dir: PathBuf,
     /// Seconds to wait for each unit job and for the container's health.
-    #[arg(long, default_value_t = 600, global = true)]
+    #[arg(long, default_value_t = 600, global = true, value_parser = whole_seconds)]
     timeout: u64,
 }
 
@@ -147,6 +147,10 @@ struct GeneratorArgs {
     /// Where to write the manifest.
     #[arg(long, env = "NIXARR_UNITS_MANIFEST", default_value = RUN_MANIFEST)]
     manifest: PathBuf,
+    /// The host's unit directories (`:`-separated): a spec whose unit
+    /// already exists there is refused.
+    #[arg(long, hide = true, value_delimiter = ':', default_value = generator::SYSTEM_UNIT_DIRS)]
+    system_unit_dirs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -154,7 +158,7 @@ struct ReloadArgs {
     #[command(flatten)]
     at: Where,
     /// Seconds to wait for the restarts.
-    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 900, value_name = "SECONDS", value_parser = whole_seconds)]
     timeout: u64,
     /// Do not run `systemctl daemon-reload` first.
     #[arg(long)]
@@ -177,7 +181,8 @@ struct Where {
         long,
         env = "DBUS_SYSTEM_BUS_ADDRESS",
         value_name = "ADDRESS",
-        global = true
+        global = true,
+        value_parser = bus_address
     )]
     bus_address: Option<String>,
 }
@@ -196,8 +201,8 @@ struct StatusArgs {
     #[arg(long)]
     no_probe: bool,
     /// Seconds each probe may take.
-    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
-    probe_timeout: f64,
+    #[arg(long, default_value = "1", value_name = "SECONDS", value_parser = seconds)]
+    probe_timeout: Duration,
     #[command(flatten)]
     at: Where,
 }
@@ -211,7 +216,7 @@ struct JobArgs {
     #[arg(long, conflicts_with = "services")]
     all: bool,
     /// Give up waiting after this many seconds.
-    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 900, value_name = "SECONDS", value_parser = whole_seconds)]
     timeout: u64,
     #[command(flatten)]
     at: Where,
@@ -237,8 +242,8 @@ enum VpnCommand {
     /// The VPN unit's state, its health and the public IP.
     Status {
         /// Seconds the probes may take.
-        #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
-        timeout: f64,
+        #[arg(long, default_value = "2", value_name = "SECONDS", value_parser = seconds)]
+        timeout: Duration,
         #[command(flatten)]
         at: Where,
     },
@@ -424,6 +429,7 @@ pub fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let usage = e.downcast_ref::<SpecError>().is_some()
+                || e.downcast_ref::<UsageError>().is_some()
                 || e.downcast_ref::<crate::migrate::Refusal>().is_some();
             if usage {
                 ExitCode::from(2)
@@ -448,11 +454,36 @@ fn self_exe(given: Option<String>) -> Result<String> {
     Ok(exe.to_owned())
 }
 
-fn seconds(s: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(s)
+/// A positive number of seconds (`0.5`, `2`), for clap: a bad one is a
+/// usage error.
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
         .ok()
+        .and_then(|f| Duration::try_from_secs_f64(f).ok())
         .filter(|d| !d.is_zero())
-        .with_context(|| format!("{s} is not a positive number of seconds"))
+        .ok_or_else(|| format!("`{s}` is not a positive number of seconds; write e.g. 1 or 0.5"))
+}
+
+/// A positive whole number of seconds, for clap.
+fn whole_seconds(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a positive whole number of seconds; write e.g. 600"))
+}
+
+/// A D-Bus address as zbus parses it (`unix:path=/run/dbus/system_bus_socket`).
+fn bus_address(s: &str) -> Result<String, String> {
+    s.parse::<zbus::Address>()
+        .map(|_| s.to_owned())
+        .map_err(|e| {
+            format!(
+                "`{s}` is not a D-Bus address ({e}); write e.g. \
+             unix:path=/run/dbus/system_bus_socket"
+            )
+        })
 }
 
 fn jobs(verb: Verb, a: JobArgs) -> Result<ExitCode> {
@@ -473,8 +504,21 @@ fn jobs(verb: Verb, a: JobArgs) -> Result<ExitCode> {
 /// Parse, validate and render one spec file, writing nothing.
 pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)> {
     let origin = path.display().to_string();
-    let text = fs_err::read_to_string(path)
-        .with_context(|| format!("cannot read the spec; check the path {origin}"))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+            ) =>
+        {
+            return Err(UsageError(format!(
+                "cannot read the spec {origin}: {e}; check the path given to --spec"
+            ))
+            .into());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read the spec {origin}")),
+    };
     let spec = spec::parse(&text, &origin)?;
     let stack = resolve(&spec, &origin)?;
     let rendered = render::render(
@@ -527,6 +571,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 spec_dir: a.spec_dir,
                 manifest_path: a.manifest,
                 self_exe: self_exe(None)?,
+                system_unit_dirs: a.system_unit_dirs,
             };
             let failed = generator::run(&cfg)?;
             if failed > 0 {
@@ -559,7 +604,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                     json: a.json,
                     watch: a.watch,
                     probe: !a.no_probe,
-                    timeout: seconds(a.probe_timeout)?,
+                    timeout: a.probe_timeout,
                 },
             )
         }
@@ -574,7 +619,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 manifest: at.manifest.as_deref(),
                 bus_address: at.bus_address.as_deref(),
             },
-            seconds(timeout)?,
+            timeout,
         ),
         Command::Heal { stack, at } => {
             crate::heal::run(at.manifest.as_deref(), &stack, at.bus_address.as_deref())?;

@@ -22,6 +22,31 @@ pub struct GeneratorConfig {
     pub spec_dir: PathBuf,
     pub manifest_path: PathBuf,
     pub self_exe: String,
+    /// Where the host's own units live: a generated unit of the same name
+    /// would shadow (or be shadowed by) one of them.
+    pub system_unit_dirs: Vec<PathBuf>,
+}
+
+/// The unit directories of systemd.unit(5)'s system search path that hold
+/// installed units (the generator directories are ours).
+pub const SYSTEM_UNIT_DIRS: &str = "/etc/systemd/system:/run/systemd/system:/usr/local/lib/systemd/system:/usr/lib/systemd/system:/lib/systemd/system";
+
+/// The first installed unit file with one of the names this spec renders,
+/// and where. A mask (a symlink to /dev/null, from `systemctl mask`) is the
+/// host's choice about our unit and does not count.
+fn existing_unit(rendered: &Rendered, dirs: &[PathBuf]) -> Option<(String, PathBuf)> {
+    rendered
+        .units
+        .keys()
+        .filter(|k| !k.contains('/'))
+        .find_map(|name| {
+            dirs.iter().map(|d| d.join(name)).find_map(|p| {
+                let meta = std::fs::symlink_metadata(&p).ok()?;
+                let masked = meta.file_type().is_symlink()
+                    && std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null"));
+                (!masked).then(|| (name.clone(), p))
+            })
+        })
 }
 
 /// Ask the engine binary for its version when the spec does not say.
@@ -102,6 +127,18 @@ pub fn run(cfg: &GeneratorConfig) -> Result<usize> {
                 continue;
             }
         };
+        if let Some((name, at)) = existing_unit(&rendered, &cfg.system_unit_dirs) {
+            tracing::error!(
+                "{}: unit {name} already exists as {}; the generated one would shadow it or be \
+                 shadowed by it. Give the spec another `prefix` (or rename the service), or \
+                 remove {} if it is a leftover",
+                path.display(),
+                at.display(),
+                at.display()
+            );
+            failed += 1;
+            continue;
+        }
         // Two specs must not write the same unit (same prefix).
         if let Some((name, (_, other))) = rendered
             .units

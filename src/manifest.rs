@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::error::UsageError;
 use crate::resolve::{Health, Migration, Port, Secret, Volume};
 use crate::spec::{Backend, Protocol};
 
@@ -129,15 +130,50 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Manifest)> {
             }
         }
     };
-    let text = fs_err::read_to_string(&path)?;
-    let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
-        format!(
-            "{} is not a manifest this nixarr-units understands; render it again with this \
-             version",
-            path.display()
-        )
-    })?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if explicit.is_some() && e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(UsageError(format!(
+                "--manifest {}: no such file; give the manifest that `render` wrote \
+                 (DIR/share/nixarr-units/manifest.json) or that the generator wrote ({RUN_MANIFEST})",
+                path.display()
+            ))
+            .into());
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the manifest {}", path.display()));
+        }
+    };
+    let manifest: Manifest = match serde_json::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => {
+            if looks_like_spec(&text) {
+                return Err(UsageError(format!(
+                    "{} is a spec, not a manifest; render it first (nixarr-units render --spec \
+                     {} --out DIR) and pass DIR/share/nixarr-units/manifest.json, or put the spec \
+                     in /etc/nixarr-units/ and let the generator write {RUN_MANIFEST}",
+                    path.display(),
+                    path.display()
+                ))
+                .into());
+            }
+            return Err(e).with_context(|| {
+                format!(
+                    "{} is not a manifest this nixarr-units understands; render it again with \
+                     this version",
+                    path.display()
+                )
+            });
+        }
+    };
     Ok((path, manifest))
+}
+
+/// A spec has `services` at the top and no `stacks`.
+fn looks_like_spec(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| {
+        v.get("stacks").is_none() && (v.get("services").is_some() || v.get("backend").is_some())
+    })
 }
 
 impl Manifest {

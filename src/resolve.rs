@@ -2,7 +2,7 @@
 //! defaults applied, every value checked. After this step nothing can fail
 //! for a reason the user could fix; the renderer only formats.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,149 @@ use crate::spec::{
 const RESERVED_NAMES: &[&str] = &["network", "health", "migrate"];
 const MAX_NAME: usize = 48;
 const MAX_PREFIX: usize = 32;
+/// Units systemd itself gives a meaning, from systemd.special(7) (systemd
+/// 252 to 257): a stack unit with one of these names would replace systemd's
+/// own (`prefix: "multi-user"` would render `multi-user.target`).
+const SYSTEMD_SPECIAL_UNITS: &[&str] = &[
+    "-.mount",
+    "-.slice",
+    "app.slice",
+    "background.slice",
+    "basic.target",
+    "bluetooth.target",
+    "boot-complete.target",
+    "capsule.slice",
+    "cryptsetup-pre.target",
+    "cryptsetup.target",
+    "ctrl-alt-del.target",
+    "dbus.service",
+    "dbus.socket",
+    "default.target",
+    "display-manager.service",
+    "emergency.service",
+    "emergency.target",
+    "exit.target",
+    "factory-reset.target",
+    "final.target",
+    "first-boot-complete.target",
+    "getty-pre.target",
+    "getty.target",
+    "graphical-session-pre.target",
+    "graphical-session.target",
+    "graphical.target",
+    "halt.target",
+    "hibernate.target",
+    "hybrid-sleep.target",
+    "imports-pre.target",
+    "imports.target",
+    "init.scope",
+    "initrd-fs.target",
+    "initrd-root-device.target",
+    "initrd-root-fs.target",
+    "initrd-switch-root.target",
+    "initrd-usr-fs.target",
+    "initrd.target",
+    "integritysetup-pre.target",
+    "integritysetup.target",
+    "kbrequest.target",
+    "kexec.target",
+    "local-fs-pre.target",
+    "local-fs.target",
+    "machine.slice",
+    "machines.target",
+    "multi-user.target",
+    "network-online.target",
+    "network-pre.target",
+    "network.target",
+    "nss-lookup.target",
+    "nss-user-lookup.target",
+    "paths.target",
+    "poweroff.target",
+    "printer.target",
+    "reboot.target",
+    "remote-cryptsetup.target",
+    "remote-fs-pre.target",
+    "remote-fs.target",
+    "remote-veritysetup.target",
+    "rescue.service",
+    "rescue.target",
+    "rpcbind.target",
+    "runlevel0.target",
+    "runlevel1.target",
+    "runlevel2.target",
+    "runlevel3.target",
+    "runlevel4.target",
+    "runlevel5.target",
+    "runlevel6.target",
+    "session.slice",
+    "shutdown.target",
+    "sigpwr.target",
+    "single-user.target",
+    "sleep.target",
+    "slices.target",
+    "smartcard.target",
+    "sockets.target",
+    "soft-reboot.target",
+    "sound.target",
+    "ssh-access.target",
+    "storage-target-mode.target",
+    "suspend-then-hibernate.target",
+    "suspend.target",
+    "swap.target",
+    "sysinit.target",
+    "syslog.socket",
+    "sysroot.mount",
+    "system-update-cleanup.service",
+    "system-update-pre.target",
+    "system-update.target",
+    "system.slice",
+    "time-set.target",
+    "time-sync.target",
+    "timers.target",
+    "tpm2.target",
+    "umount.target",
+    "usb-gadget.target",
+    "user.slice",
+    "veritysetup-pre.target",
+    "veritysetup.target",
+    "xdg-desktop-autostart.target",
+];
+
+/// Why a unit name belongs to systemd, or `None` when the stack may use it.
+pub fn systemd_owned(unit: &str) -> Option<&'static str> {
+    if SYSTEMD_SPECIAL_UNITS.contains(&unit) {
+        Some("a special unit of systemd (systemd.special(7))")
+    } else if unit.starts_with("systemd-") || unit.starts_with("systemd.") {
+        Some("in systemd's own namespace (`systemd-*`, `systemd.*`)")
+    } else if unit.starts_with("dbus") {
+        Some("in the D-Bus daemon's `dbus*` namespace")
+    } else {
+        None
+    }
+}
+
+/// Host trees a container must never get as a bind mount: the root, the
+/// operating system and the kernel's interfaces. `/proc` and `/sys` are
+/// refused with everything below them; the others only as a whole.
+const SYSTEM_TREES: &[&str] = &[
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib64",
+    "/nix",
+    "/nix/store",
+    "/proc",
+    "/run",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/var",
+];
+const KERNEL_TREES: &[&str] = &["/proc", "/sys"];
+
 /// Label keys under this prefix belong to nixarr-units.
 pub const LABEL_PREFIX: &str = "io.nixarr.";
 
@@ -215,11 +358,74 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// An absolute path written the one way the kernel resolves it: no
+    /// `..` or `.` component, no `//`, no trailing `/`. Anything else is
+    /// ambiguous (`/x` and `/x/` are one mount point) or escapes its parent.
+    fn normal_path(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
+        let path = path.as_ref();
+        self.abs_path(path, value)?;
+        if value == "/" {
+            return Ok(());
+        }
+        let parts: Vec<&str> = value[1..].split('/').collect();
+        let problem = if value.ends_with('/') {
+            Some("ends with `/`")
+        } else if parts.contains(&"..") {
+            Some("contains `..`")
+        } else if parts.contains(&".") {
+            Some("contains a `.` component")
+        } else if parts.contains(&"") {
+            Some("contains `//`")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let clean = normalise(value);
+            return Err(self.err(
+                path,
+                format!(
+                    "`{value}` {problem}; write the path without it, e.g. `{clean}` (checked \
+                     literally, so two spellings of one directory cannot slip past the other \
+                     checks)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A host directory given to a container or written by nixarr-units:
+    /// normalised, and not the root, a system tree or a kernel interface.
+    fn host_path(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
+        let path = path.as_ref();
+        self.normal_path(path, value)?;
+        let kernel = KERNEL_TREES
+            .iter()
+            .find(|t| value.strip_prefix(**t).is_some_and(|r| r.starts_with('/')));
+        if SYSTEM_TREES.contains(&value) || kernel.is_some() {
+            let what = if value == "/" {
+                "the root of the host".to_owned()
+            } else {
+                format!(
+                    "the host's system tree {}",
+                    kernel.copied().unwrap_or(value)
+                )
+            };
+            return Err(self.err(
+                path,
+                format!(
+                    "`{value}` is {what}; a container must not get it (or write into it). Use a \
+                     directory of its own, e.g. /var/lib/nixarr or /srv/media"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// A bind-mount side: absolute and free of the `:` and `,` that the
     /// engines' `--volume` syntax cannot carry.
     fn mount_path(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
         let path = path.as_ref();
-        self.abs_path(path, value)?;
+        self.normal_path(path, value)?;
         if let Some(c) = value.chars().find(|c| matches!(c, ':' | ',')) {
             return Err(self.err(
                 path,
@@ -231,6 +437,22 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
+
+/// `value` with `//`, `.` and `..` resolved lexically and no trailing `/`,
+/// for the hint of an error.
+fn normalise(value: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in value.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            p => out.push(p),
+        }
+    }
+    format!("/{}", out.join("/"))
 }
 
 fn is_name(s: &str) -> bool {
@@ -343,7 +565,10 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         ));
     }
     cx.mount_path("paths.stateDir", &spec.paths.state_dir)?;
+    cx.host_path("paths.stateDir", &spec.paths.state_dir)?;
     cx.mount_path("paths.dataDir", &spec.paths.data_dir)?;
+    cx.host_path("paths.dataDir", &spec.paths.data_dir)?;
+    check_prefix_units(&cx, &spec.prefix)?;
 
     let mut services = BTreeMap::new();
     for (name, svc) in &spec.services {
@@ -367,6 +592,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
                 ),
             ));
         }
+        check_service_units(&cx, &spec.prefix, name)?;
         let preset = match &svc.app {
             None => None,
             Some(app) => Some(cat.get(app.as_str()).ok_or_else(|| {
@@ -444,6 +670,41 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     })
 }
 
+/// The units named after the prefix alone must not be systemd's.
+fn check_prefix_units(cx: &Ctx, prefix: &str) -> Result<(), SpecError> {
+    let names = crate::render::Names::new(prefix);
+    for unit in names.stack_units() {
+        if let Some(why) = systemd_owned(&unit) {
+            return Err(cx.err(
+                "prefix",
+                format!(
+                    "`{prefix}` would name the unit {unit}, which is {why}: the stack would \
+                     replace it and break the host. Choose another prefix (e.g. \"media\" or \
+                     \"nixarr\")"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The units of one service must not be systemd's.
+fn check_service_units(cx: &Ctx, prefix: &str, name: &str) -> Result<(), SpecError> {
+    let names = crate::render::Names::new(prefix);
+    for unit in names.service_units(name) {
+        if let Some(why) = systemd_owned(&unit) {
+            return Err(cx.err(
+                format!("services.{name}"),
+                format!(
+                    "with the prefix `{prefix}` this service would be the unit {unit}, which is \
+                     {why}; rename the service or choose another prefix"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_id(cx: &Ctx, path: &str, id: u64) -> Result<(), SpecError> {
     if id > u64::from(u32::MAX - 1) {
         return Err(cx.err(path, format!("{id} is not a valid uid/gid")));
@@ -501,22 +762,96 @@ fn preset_ports(preset: &Preset) -> Vec<PortSpec> {
         .collect()
 }
 
-fn preset_volumes(spec: &Spec, name: &str, preset: &Preset) -> Vec<VolumeSpec> {
-    let mut v = vec![VolumeSpec {
-        host: format!("{}/{name}", spec.paths.state_dir),
-        container: preset.config_dir.clone(),
-        read_only: false,
-        create: true,
-    }];
-    if preset.mounts_data {
-        v.push(VolumeSpec {
-            host: spec.paths.data_dir.clone(),
-            container: spec.paths.data_dir.clone(),
+/// A preset's volumes, each with the keys to blame for its host and
+/// container paths: the user wrote `paths.*`, not the preset's volumes.
+fn preset_volumes(spec: &Spec, name: &str, preset: &Preset) -> Vec<(VolumeSpec, String, String)> {
+    let mut v = vec![(
+        VolumeSpec {
+            host: format!("{}/{name}", spec.paths.state_dir),
+            container: preset.config_dir.clone(),
             read_only: false,
-            create: false,
-        });
+            create: true,
+        },
+        "paths.stateDir".to_owned(),
+        format!("services.{name}.app"),
+    )];
+    if preset.mounts_data {
+        v.push((
+            VolumeSpec {
+                host: spec.paths.data_dir.clone(),
+                container: spec.paths.data_dir.clone(),
+                read_only: false,
+                create: false,
+            },
+            "paths.dataDir".to_owned(),
+            "paths.dataDir".to_owned(),
+        ));
     }
     v
+}
+
+/// Whether the repository part of `image` (after a registry host, before
+/// the tag or digest) has an uppercase letter.
+fn repository_has_uppercase(image: &str) -> bool {
+    let name = image.split('@').next().unwrap_or(image);
+    let name = match name.rsplit_once(':') {
+        Some((n, tag)) if !tag.contains('/') => n,
+        _ => name,
+    };
+    let repo = match name.split_once('/') {
+        Some((host, rest)) if host.contains(['.', ':']) || host == "localhost" => rest,
+        _ => name,
+    };
+    repo.chars().any(|c| c.is_ascii_uppercase())
+}
+
+/// An image reference as the distribution reference grammar defines it
+/// (the one the engines parse): lowercase repository, a tag of 1-128
+/// characters, a digest of the right length.
+fn check_image(cx: &Ctx, path: &str, image: &str) -> Result<(), SpecError> {
+    use oci_spec::distribution::{ParseError, Reference};
+    let Err(e) = image.parse::<Reference>() else {
+        return Ok(());
+    };
+    let why = match e {
+        ParseError::DigestInvalidLength => {
+            "its digest has the wrong length (sha256 takes 64 hex digits)"
+        }
+        ParseError::DigestUnsupported | ParseError::DigestInvalidFormat => {
+            "its digest is not `sha256:` (or `sha384:`/`sha512:`) followed by hex digits"
+        }
+        ParseError::NameTooLong => "its name is longer than 255 characters",
+        ParseError::NameEmpty => "it is empty",
+        ParseError::TagInvalidFormat => {
+            "its tag may only hold letters, digits, `_`, `.` and `-` (at most 128)"
+        }
+        _ if image.split('@').next().is_some_and(|n| n.ends_with(':')) => "its tag is empty",
+        _ if image.split_once('@').is_some_and(|(_, d)| {
+            let (alg, hex) = d.split_once(':').unwrap_or(("", d));
+            let want = match alg {
+                "sha256" => 64,
+                "sha384" => 96,
+                "sha512" => 128,
+                _ => 0,
+            };
+            want != 0 && hex.len() != want
+        }) =>
+        {
+            "its digest has the wrong length (sha256 takes 64 hex digits, sha512 128)"
+        }
+        ParseError::NameContainsUppercase => "the repository name has uppercase letters",
+        _ if repository_has_uppercase(image) => {
+            "the repository name has uppercase letters (only the registry host and the tag may)"
+        }
+        _ => "it does not follow the reference grammar ([registry/]repository[:tag][@digest])",
+    };
+    Err(cx.err(
+        path,
+        format!(
+            "`{image}` is not a valid image reference: {why}; write it like \
+             \"ghcr.io/owner/app:1.2\" or \"docker.io/library/nginx@sha256:<64 hex digits>\""
+        ),
+    ))
 }
 
 fn resolve_service(
@@ -552,14 +887,9 @@ fn resolve_service(
             )
         })?;
     cx.text(p("image"), &image)?;
-    if image.is_empty() || image.starts_with('-') || image.chars().any(char::is_whitespace) {
-        return Err(cx.err(
-            p("image"),
-            format!("`{image}` is not an image reference; write e.g. \"ghcr.io/owner/app:tag\""),
-        ));
-    }
+    check_image(cx, &p("image"), &image)?;
     if let Some(f) = &svc.image_file {
-        cx.abs_path(p("imageFile"), f)?;
+        cx.normal_path(p("imageFile"), f)?;
     }
 
     let description = svc
@@ -585,22 +915,45 @@ fn resolve_service(
     };
     let ports = resolve_ports(cx, &path, &port_specs)?;
 
-    let volume_specs = match (&svc.volumes, preset) {
-        (Some(v), _) => v.clone(),
+    // Each volume with the keys its host and container paths came from: the
+    // user's own `volumes[i]`, or the `paths.*` that filled in a preset's.
+    let volume_specs: Vec<(VolumeSpec, String, String)> = match (&svc.volumes, preset) {
+        (Some(v), _) => v
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let vp = format!("{path}.volumes[{i}]");
+                (v.clone(), format!("{vp}.host"), format!("{vp}.container"))
+            })
+            .collect(),
         (None, Some(preset)) => preset_volumes(spec, name, preset),
         (None, None) => Vec::new(),
     };
     let mut volumes = Vec::with_capacity(volume_specs.len());
-    let mut targets = BTreeSet::new();
-    for (i, v) in volume_specs.iter().enumerate() {
-        let vp = format!("{path}.volumes[{i}]");
-        cx.mount_path(format!("{vp}.host"), &v.host)?;
-        cx.mount_path(format!("{vp}.container"), &v.container)?;
-        if !targets.insert(v.container.clone()) {
+    let mut targets: BTreeMap<String, &str> = BTreeMap::new();
+    for (v, host_key, container_key) in &volume_specs {
+        cx.mount_path(host_key, &v.host)?;
+        cx.host_path(host_key, &v.host)?;
+        cx.mount_path(container_key, &v.container)?;
+        if v.container == "/" {
             return Err(cx.err(
-                format!("{vp}.container"),
+                container_key,
+                "`/` would cover the whole container; mount the volume at a directory",
+            ));
+        }
+        if let Some(first) = targets.insert(v.container.clone(), container_key) {
+            let other = if first.ends_with(".app") {
                 format!(
-                    "`{}` is mounted twice; give each volume its own container path",
+                    "where the catalog app `{}` of service {name} keeps its config",
+                    svc.app.as_deref().unwrap_or(name)
+                )
+            } else {
+                format!("also the container path of {first}")
+            };
+            return Err(cx.err(
+                container_key,
+                format!(
+                    "`{}` is {other}; give each volume its own container path",
                     v.container
                 ),
             ));
@@ -645,7 +998,7 @@ fn resolve_service(
     }
     let environment_files = svc.environment_files.clone().unwrap_or_default();
     for (i, f) in environment_files.iter().enumerate() {
-        cx.abs_path(format!("{path}.environmentFiles[{i}]"), f)?;
+        cx.normal_path(format!("{path}.environmentFiles[{i}]"), f)?;
     }
 
     let mut depends_on = svc.depends_on.clone().unwrap_or_default();
@@ -715,7 +1068,11 @@ fn resolve_service(
     let vpn = svc.vpn.unwrap_or(false);
     let health = match health_spec {
         None => None,
-        Some(h) => Some(resolve_health(cx, &p("health"), &h, &ports)?),
+        Some(h) => {
+            // A preset's probe the user never wrote: blame what they did write.
+            let preset_app = svc.health.is_none().then_some(svc.app.as_deref()).flatten();
+            Some(resolve_health(cx, &p("health"), &h, &ports, preset_app)?)
+        }
     };
 
     let stop_timeout = svc.stop_timeout.unwrap_or(60);
@@ -800,7 +1157,7 @@ fn resolve_secrets(
                 format!("`{name}` is not a valid variable name; use letters, digits and `_`"),
             ));
         }
-        cx.abs_path(format!("{sp}.file"), &s.file)?;
+        cx.normal_path(format!("{sp}.file"), &s.file)?;
         let mode = s.mode.unwrap_or(if file_env.is_some() {
             SecretMode::File
         } else {
@@ -883,6 +1240,7 @@ fn resolve_health(
     path: &str,
     h: &HealthSpec,
     ports: &[Port],
+    preset_app: Option<&str>,
 ) -> Result<Health, SpecError> {
     let dur = |field: &str, value: &Option<String>, default: &str| -> Result<String, SpecError> {
         let v = value.clone().unwrap_or_else(|| default.to_owned());
@@ -920,11 +1278,23 @@ fn resolve_health(
         let port = ports
             .iter()
             .find(|p| u64::from(p.container) == cport && p.protocol == Protocol::Tcp)
-            .ok_or_else(|| {
-                cx.err(
+            .ok_or_else(|| match preset_app {
+                Some(app) => cx.err(
+                    path.strip_suffix(".health").map_or_else(
+                        || format!("{path}.port"),
+                        |svc| format!("{svc}.ports"),
+                    ),
+                    format!(
+                        "the catalog app `{app}` probes its health on container port {cport}, \
+                         which these ports do not publish (tcp); publish it (e.g. \
+                         {{\"host\": {cport}, \"container\": {cport}}}), or give the service \
+                         its own `health` (or null for none)"
+                    ),
+                ),
+                None => cx.err(
                     format!("{path}.port"),
                     format!("container port {cport} is not published (tcp) in `ports`; publish it or probe another port"),
-                )
+                ),
             })?;
         let host = match port.address {
             None => "127.0.0.1".to_owned(),
@@ -1055,7 +1425,7 @@ fn resolve_migration(
                 "is missing; give the native service's data directory",
             )
         })?;
-    cx.abs_path(format!("{mp}.legacyDataDir"), &legacy_data_dir)?;
+    cx.host_path(format!("{mp}.legacyDataDir"), &legacy_data_dir)?;
     let target_dir = given
         .and_then(|m| m.target_dir.clone())
         .or_else(|| config_dir.map(str::to_owned))
@@ -1065,7 +1435,7 @@ fn resolve_migration(
                 "is missing; give the host directory the container keeps its config in",
             )
         })?;
-    cx.abs_path(format!("{mp}.targetDir"), &target_dir)?;
+    cx.host_path(format!("{mp}.targetDir"), &target_dir)?;
     Ok(Some(Migration {
         legacy_units,
         legacy_data_dir,
@@ -1278,6 +1648,158 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("services.a.vpn"), "{e}");
+    }
+
+    fn err(json: &str) -> String {
+        stack(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn units_that_would_shadow_systemd_are_refused() {
+        for (prefix, unit) in [
+            ("multi-user", "multi-user.target"),
+            ("network", "network.target"),
+            ("default", "default.target"),
+            ("systemd-x", "systemd-x.target"),
+            ("dbus", "dbus.target"),
+            ("dbus-broker", "dbus-broker.target"),
+        ] {
+            let e = err(&format!(
+                r#"{{"version":1,"prefix":"{prefix}","services":{{"a":{{"image":"x"}}}}}}"#
+            ));
+            assert!(
+                e.contains(&format!("prefix: `{prefix}` would name the unit {unit}")),
+                "{e}"
+            );
+            assert!(e.contains("Choose another prefix"), "{e}");
+        }
+        // A service whose unit lands in systemd's namespace.
+        let e = err(r#"{"version":1,"prefix":"systemd","services":{}}"#);
+        assert!(e.contains("prefix: `systemd`"), "{e}");
+        stack(r#"{"version":1,"prefix":"db","services":{"us":{"image":"x"}}}"#).unwrap();
+        assert_eq!(systemd_owned("nixarr.target"), None);
+        assert!(systemd_owned("systemd-journald.service").is_some());
+        assert!(systemd_owned("dbus.service").is_some());
+    }
+
+    #[test]
+    fn dangerous_or_unnormalised_host_paths_are_refused() {
+        for (json, needle) in [
+            (
+                r#"{"version":1,"paths":{"dataDir":"/"},"services":{"s":{"app":"sonarr"}}}"#,
+                "paths.dataDir: `/` is the root of the host",
+            ),
+            (
+                r#"{"version":1,"paths":{"stateDir":"/etc"},"services":{}}"#,
+                "paths.stateDir: `/etc` is the host's system tree /etc",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/usr","container":"/u"}]}}}"#,
+                "services.a.volumes[0].host: `/usr` is the host's system tree",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/proc/1","container":"/u"}]}}}"#,
+                "`/proc/1` is the host's system tree /proc",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/run","container":"/u"}]}}}"#,
+                "`/run` is the host's system tree",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/../etc","container":"/u"}]}}}"#,
+                "`/srv/../etc` contains `..`; write the path without it, e.g. `/etc`",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv//a","container":"/u"}]}}}"#,
+                "`/srv//a` contains `//`",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/./a","container":"/u"}]}}}"#,
+                "`/srv/./a` contains a `.` component",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/a/","container":"/u"}]}}}"#,
+                "`/srv/a/` ends with `/`; write the path without it, e.g. `/srv/a`",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/a","container":"/"}]}}}"#,
+                "services.a.volumes[0].container: `/` would cover the whole container",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/a","container":"/x"},{"host":"/srv/b","container":"/x/"}]}}}"#,
+                "services.a.volumes[1].container: `/x/` ends with `/`",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/a","container":"/x"},{"host":"/srv/b","container":"/x"}]}}}"#,
+                "services.a.volumes[1].container: `/x` is also the container path of services.a.volumes[0].container",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"app":"sonarr","migration":{"targetDir":"/var"}}}}"#,
+                "services.a.migration.targetDir: `/var` is the host's system tree",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","secrets":{"K":{"file":"/run/secrets/../k"}}}}}"#,
+                "services.a.secrets.K.file: `/run/secrets/../k` contains `..`",
+            ),
+        ] {
+            let e = err(json);
+            assert!(e.contains(needle), "{needle}\n{e}");
+        }
+        // Secrets come from under /run; a file under /etc is fine to read.
+        stack(r#"{"version":1,"services":{"a":{"image":"x","secrets":{"K":{"file":"/run/secrets/k"}}}}}"#).unwrap();
+    }
+
+    #[test]
+    fn an_error_names_the_key_the_user_wrote() {
+        let e = err(
+            r#"{"version":1,"paths":{"dataDir":"/config"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+        );
+        assert!(
+            e.contains("paths.dataDir: `/config` is where the catalog app `sonarr` of service sonarr keeps its config"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"version":1,"paths":{"stateDir":"/etc"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+        );
+        assert!(e.contains("paths.stateDir"), "{e}");
+        // The catalog's probe targets a port the user no longer publishes.
+        let e = err(
+            r#"{"version":1,"services":{"sonarr":{"app":"sonarr","ports":[{"container":1234}]}}}"#,
+        );
+        assert!(e.contains("services.sonarr.ports: "), "{e}");
+        assert!(e.contains("8989"), "{e}");
+    }
+
+    #[test]
+    fn image_references_follow_the_distribution_grammar() {
+        for (image, why) in [
+            ("Nginx:1", "uppercase"),
+            ("ghcr.io/Owner/app:1", "uppercase"),
+            ("nginx@sha256:abc", "digest has the wrong length"),
+            ("nginx:", "tag is empty"),
+            ("nginx:a b", "not a valid image reference"),
+            ("-x", "not a valid image reference"),
+            ("", "not a valid image reference"),
+        ] {
+            let e = err(&format!(
+                r#"{{"version":1,"services":{{"a":{{"image":"{image}"}}}}}}"#
+            ));
+            assert!(e.contains("services.a.image: "), "{e}");
+            assert!(e.contains(why), "{image}: {e}");
+        }
+        for good in [
+            "x",
+            "nginx:Latest",
+            "localhost:5000/x/y:1",
+            "LOCALHOST.example:5000/x/y",
+            "docker.io/library/nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "lscr.io/linuxserver/sonarr:4.0.15",
+        ] {
+            stack(&format!(
+                r#"{{"version":1,"services":{{"a":{{"image":"{good}"}}}}}}"#
+            ))
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     #[test]

@@ -354,6 +354,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Spec, SpecError> {
         column: e.column(),
         message: strip_position(&e.to_string()),
     })?;
+    refuse_duplicate_keys(text, origin)?;
     match value.get("version") {
         None => {
             return Err(SpecError::at(
@@ -381,6 +382,120 @@ pub fn parse(text: &str, origin: &str) -> Result<Spec, SpecError> {
         let path = e.path().to_string();
         SpecError::at(origin, &path, explain_serde(e.inner()))
     })
+}
+
+/// serde_json keeps the last of two equal keys in an object without a word
+/// (two `"sonarr"` services: one silently replaces the other). Walk the
+/// document once with a visitor that tracks the JSON path and refuses the
+/// second occurrence of a key in any object, wherever it is.
+fn refuse_duplicate_keys(text: &str, origin: &str) -> Result<(), SpecError> {
+    use std::cell::RefCell;
+    let found: RefCell<Option<(String, String)>> = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let seed = UniqueKeys {
+        path: String::new(),
+        found: &found,
+    };
+    match serde::de::DeserializeSeed::deserialize(seed, &mut de) {
+        Ok(()) => Ok(()),
+        Err(e) => match found.into_inner() {
+            Some((path, key)) => Err(SpecError::at(
+                origin,
+                &path,
+                format!(
+                    "the key `{key}` appears twice (line {}); JSON would silently keep only \
+                     the last one, so remove or rename one of them",
+                    e.line()
+                ),
+            )),
+            None => Err(SpecError::Syntax {
+                origin: origin.to_owned(),
+                line: e.line(),
+                column: e.column(),
+                message: strip_position(&e.to_string()),
+            }),
+        },
+    }
+}
+
+/// A visitor over any JSON value that fails on a repeated object key and
+/// records where (the path of the object, and the key).
+struct UniqueKeys<'a> {
+    path: String,
+    found: &'a std::cell::RefCell<Option<(String, String)>>,
+}
+
+impl UniqueKeys<'_> {
+    fn child(&self, step: &str) -> Self {
+        UniqueKeys {
+            path: if self.path.is_empty() {
+                step.to_owned()
+            } else if step.starts_with('[') {
+                format!("{}{step}", self.path)
+            } else {
+                format!("{}.{step}", self.path)
+            },
+            found: self.found,
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while seq
+            .next_element_seed(self.child(&format!("[{i}]")))?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                let at = if self.path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{}.{key}", self.path)
+                };
+                *self.found.borrow_mut() = Some((at, key));
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            map.next_value_seed(self.child(&key))?;
+        }
+        Ok(())
+    }
 }
 
 /// serde_json appends " at line L column C"; the path already says where.
@@ -467,6 +582,32 @@ mod tests {
     fn wrong_version_is_rejected() {
         let e = parse(r#"{"version":2}"#, "t.json").unwrap_err().to_string();
         assert!(e.contains("unsupported spec version 2"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_wherever_they_are() {
+        for (json, path) in [
+            (
+                r#"{"version":1,"services":{"sonarr":{"image":"a"},"sonarr":{"image":"b"}}}"#,
+                "services.sonarr: the key `sonarr` appears twice",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","environment":{"K":"1","K":"2"}}}}"#,
+                "services.a.environment.K: the key `K` appears twice",
+            ),
+            (
+                r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/a","host":"/b","container":"/c"}]}}}"#,
+                "services.a.volumes[0].host: the key `host` appears twice",
+            ),
+            (
+                r#"{"version":1,"version":1}"#,
+                "version: the key `version` appears twice",
+            ),
+        ] {
+            let e = parse(json, "t.json").unwrap_err().to_string();
+            assert!(e.contains(path), "{e}");
+            assert!(e.contains("remove or rename one"), "{e}");
+        }
     }
 
     #[test]

@@ -206,7 +206,7 @@ fn missing_spec_file_is_a_clear_error() {
             "/tmp/x",
         ])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("cannot read the spec"));
 }
 
@@ -553,4 +553,203 @@ fn own_ids() -> (u32, u32) {
     let t = tempfile::NamedTempFile::new().unwrap();
     let m = t.as_file().metadata().unwrap();
     (m.uid(), m.gid())
+}
+
+// ---- Refuse what is dangerous (issue 13) ----
+
+#[test]
+fn a_prefix_that_would_shadow_a_systemd_unit_is_refused() {
+    rejects(
+        r#"{"version":1,"prefix":"multi-user","services":{"a":{"image":"x"}}}"#,
+        &[
+            "prefix: `multi-user` would name the unit multi-user.target, which is a special unit of systemd",
+        ],
+    );
+    rejects(
+        r#"{"version":1,"prefix":"systemd-media","services":{"a":{"image":"x"}}}"#,
+        &["prefix: `systemd-media`", "`systemd-*`"],
+    );
+    rejects(
+        r#"{"version":1,"prefix":"dbus","services":{}}"#,
+        &["prefix: `dbus` would name the unit dbus.target", "`dbus*`"],
+    );
+}
+
+#[test]
+fn duplicate_keys_are_refused_not_silently_merged() {
+    rejects(
+        r#"{"version":1,"services":{
+            "sonarr":{"app":"sonarr"},
+            "sonarr":{"app":"radarr"}}}"#,
+        &["services.sonarr: the key `sonarr` appears twice (line 3)"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"a":{"image":"x","labels":{"k":"1","k":"2"}}}}"#,
+        &["services.a.labels.k: the key `k` appears twice"],
+    );
+}
+
+#[test]
+fn the_host_root_and_system_trees_are_never_mounted() {
+    rejects(
+        r#"{"version":1,"paths":{"dataDir":"/"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+        &["paths.dataDir: `/` is the root of the host"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/etc","container":"/etc"}]}}}"#,
+        &["services.a.volumes[0].host: `/etc` is the host's system tree /etc"],
+    );
+    rejects(
+        r#"{"version":1,"services":{"a":{"image":"x","volumes":[{"host":"/srv/x/..","container":"/x"}]}}}"#,
+        &[
+            "services.a.volumes[0].host: `/srv/x/..` contains `..`; write the path without it, e.g. `/srv`",
+        ],
+    );
+    rejects(
+        r#"{"version":1,"services":{"a":{"image":"x","volumes":[
+            {"host":"/srv/a","container":"/x"},{"host":"/srv/b","container":"/x/"}]}}}"#,
+        &["services.a.volumes[1].container: `/x/` ends with `/`"],
+    );
+}
+
+#[test]
+fn an_error_blames_the_key_the_user_wrote() {
+    rejects(
+        r#"{"version":1,"paths":{"dataDir":"/config"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+        &[
+            "paths.dataDir: `/config` is where the catalog app `sonarr` of service sonarr keeps its config",
+        ],
+    );
+}
+
+#[test]
+fn invalid_image_references_are_refused() {
+    for (image, why) in [
+        ("Docker.io/Library/Nginx", "uppercase"),
+        ("nginx@sha256:abc", "digest has the wrong length"),
+        ("nginx:", "tag is empty"),
+    ] {
+        rejects(
+            &format!(r#"{{"version":1,"services":{{"a":{{"image":"{image}"}}}}}}"#),
+            &[
+                &format!("services.a.image: `{image}` is not a valid image reference"),
+                why,
+            ],
+        );
+    }
+}
+
+/// Every usage error exits 2 (docs/status.md), not 1.
+#[test]
+fn usage_errors_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"services":{"a":{"image":"x"}}}"#,
+    );
+    let spec = spec.to_str().unwrap();
+    let missing = t.path().join("missing.json");
+    let missing = missing.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["validate", "--spec", missing],
+            "check the path given to --spec",
+        ),
+        (
+            vec!["render", "--spec", missing, "--out", "/nonexistent/out"],
+            "check the path given to --spec",
+        ),
+        (
+            vec!["status", "--probe-timeout", "0"],
+            "not a positive number of seconds",
+        ),
+        (
+            vec!["start", "--all", "--timeout", "0"],
+            "not a positive whole number of seconds",
+        ),
+        (
+            vec!["reload", "--timeout", "0"],
+            "not a positive whole number of seconds",
+        ),
+        (
+            vec!["migration", "--timeout", "0", "status"],
+            "not a positive whole number of seconds",
+        ),
+        (
+            vec!["status", "--bus-address", "garbage"],
+            "`garbage` is not a D-Bus address",
+        ),
+        (
+            vec!["status", "--manifest", spec],
+            "is a spec, not a manifest; render it first",
+        ),
+        (vec!["status", "--manifest", missing], "no such file"),
+    ] {
+        let out = bin()
+            .args(&args)
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected {needle:?} in {stderr}"
+        );
+    }
+}
+
+/// In generator mode a unit the host already has (any name, not only
+/// systemd's) is not generated over: that spec is refused, the others
+/// still render. A mask (symlink to /dev/null) is the host's choice and
+/// does not count.
+#[test]
+fn generator_refuses_a_unit_the_host_already_has() {
+    let t = tempfile::tempdir().unwrap();
+    let specs = t.path().join("etc");
+    std::fs::create_dir(&specs).unwrap();
+    write(
+        &specs,
+        "clash.json",
+        r#"{"version":1,"prefix":"web","services":{"nginx":{"image":"nginx"}}}"#,
+    );
+    write(
+        &specs,
+        "fine.json",
+        r#"{"version":1,"prefix":"app","services":{"a":{"image":"x"}}}"#,
+    );
+    write(
+        &specs,
+        "masked.json",
+        r#"{"version":1,"prefix":"m","services":{"a":{"image":"x"}}}"#,
+    );
+    let sys = t.path().join("usr-lib-systemd-system");
+    std::fs::create_dir(&sys).unwrap();
+    write(
+        &sys,
+        "web-nginx.service",
+        "[Service]\nExecStart=/bin/true\n",
+    );
+    std::os::unix::fs::symlink("/dev/null", sys.join("m-a.service")).unwrap();
+    let normal = t.path().join("normal");
+    let assert = bin()
+        .arg("generator")
+        .arg(&normal)
+        .arg("--system-unit-dirs")
+        .arg(format!("/nonexistent:{}", sys.display()))
+        .env("NIXARR_UNITS_SPEC_DIR", &specs)
+        .env("NIXARR_UNITS_MANIFEST", t.path().join("manifest.json"))
+        .assert()
+        .code(1)
+        .stdout("");
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("clash.json: unit web-nginx.service already exists as"),
+        "{stderr}"
+    );
+    let names: Vec<String> = tree(&normal).into_iter().map(|(n, _)| n).collect();
+    assert!(!names.iter().any(|n| n.starts_with("web")), "{names:?}");
+    assert!(names.contains(&"app-a.service".to_owned()), "{names:?}");
+    assert!(names.contains(&"m-a.service".to_owned()), "{names:?}");
 }

@@ -153,6 +153,24 @@ impl<'a> Names<'a> {
     pub fn target(&self) -> String {
         format!("{}.target", self.prefix)
     }
+    /// The migration template unit (`<prefix>-migrate@<service>`).
+    pub fn migrate_template(&self) -> String {
+        format!("{}-migrate@.service", self.prefix)
+    }
+    /// Every unit named after the prefix alone, whatever the backend.
+    pub fn stack_units(&self) -> Vec<String> {
+        vec![
+            self.target(),
+            self.network_unit(),
+            self.health_unit("service"),
+            self.health_unit("timer"),
+            self.migrate_template(),
+        ]
+    }
+    /// Every unit a service may get.
+    pub fn service_units(&self, svc: &str) -> Vec<String> {
+        vec![self.unit(svc), self.secrets_unit(svc)]
+    }
 }
 
 #[derive(Serialize)]
@@ -279,7 +297,7 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
                 }
             })?;
         units.insert(
-            format!("{}-migrate@.service", stack.prefix),
+            names.migrate_template(),
             Entry::File(fill(
                 "migrate@.service",
                 &MigrateCtx {
