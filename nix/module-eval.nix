@@ -30,17 +30,10 @@ package.overrideAttrs (old: {
   nativeCheckInputs = (old.nativeCheckInputs or [ ]) ++ [ pkgs.nix ];
 
   # nix-instantiate needs a store of its own in the sandbox (as nixpkgs'
-  # lib tests do); evaluation only reads files, it builds nothing.
+  # lib tests do); evaluation only reads files, it builds nothing. The same
+  # script gives tests/run.sh its second, flake-like run of this suite.
   preCheck = (old.preCheck or "") + ''
-    export TEST_ROOT=$(mktemp -d)
-    export HOME=$TEST_ROOT/home
-    export NIX_CONF_DIR=$TEST_ROOT/etc
-    export NIX_LOCALSTATE_DIR=$TEST_ROOT/var
-    export NIX_LOG_DIR=$TEST_ROOT/var/log/nix
-    export NIX_STATE_DIR=$TEST_ROOT/var/nix
-    export NIX_STORE_DIR=$TEST_ROOT/store
-    mkdir -p $HOME
-    nix-store --init
+    . tests/nix/private-store.sh "$(mktemp -d)"
     export NIXPKGS_LIB=${pkgs.path}/lib
   '';
 
@@ -49,11 +42,15 @@ package.overrideAttrs (old: {
     "nix_eval"
   ];
 
-  # Nothing to install: the check is the product.
+  # Nothing to install: the check is the product. The package's own
+  # install hooks (the nixarr-migrate link into $out/bin) do not apply to a
+  # file (tests/nix_eval.rs, module_eval_check_install_phase_runs).
   installPhase = ''
     runHook preInstall
     touch $out
     runHook postInstall
   '';
+  preInstall = "";
+  postInstall = "";
   doInstallCheck = false;
 })

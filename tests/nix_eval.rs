@@ -370,3 +370,43 @@ fn options_doc_is_current() {
         "docs/options.md is stale; regenerate it with\n  UPDATE_OPTIONS_DOC=1 cargo test --test nix_eval options_doc"
     );
 }
+
+/// The flake's module-eval check installs nothing but `$out` (a file): its
+/// install phase, with every hook nix/package.nix adds, must succeed the
+/// way stdenv runs it (the package's `ln -s … $out/bin/nixarr-migrate`
+/// once failed there with "Not a directory").
+#[test]
+fn module_eval_check_install_phase_runs() {
+    let Some(lib) = nixpkgs_lib("module_eval_check_install_phase_runs") else {
+        return;
+    };
+    let phases = json(
+        &nix_eval(&lib, "tests/nix/module-eval-phases.nix", &[]),
+        "module-eval phases",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // stdenv's runHook runs a hook variable's text as shell code.
+    let script = r#"set -eu
+runHook() { eval "${!1:-}"; }
+eval "$installPhase"
+test -e "$out"
+"#;
+    let run = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir.path())
+        .env("out", &out)
+        .env("installPhase", phases["installPhase"].as_str().unwrap())
+        .env("preInstall", phases["preInstall"].as_str().unwrap())
+        .env("postInstall", phases["postInstall"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "the module-eval check's install phase fails:\n{}\ninstallPhase:\n{}\npostInstall:\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        phases["installPhase"],
+        phases["postInstall"]
+    );
+}

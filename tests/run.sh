@@ -51,3 +51,17 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked --no-fail-fast -- --test-threads=2
+# The module evaluation once more as the flake's module-eval check runs it
+# (nix/module-eval.nix): on a private, empty store, so builtins.storeDir is
+# not /nix/store. A scenario that assumes /nix/store fails here, not only
+# in `nix flake check`.
+if [ -n "${NIXPKGS_LIB:-}" ] && command -v nix-store >/dev/null; then
+  echo "== cargo test --test nix_eval (private store, as nix flake check)"
+  private_store=$(mktemp -d)
+  (
+    # shellcheck source=tests/nix/private-store.sh
+    . tests/nix/private-store.sh "$private_store"
+    cargo test --test nix_eval --locked -- --test-threads=2
+  )
+  rm -rf "$private_store"
+fi

@@ -6,7 +6,9 @@
       enable = true;
       containers.app = {
         image = "docker.io/library/nginx:1.27";
-        secrets.API_KEY.file = "/nix/store/00000000000000000000000000000000-api-key";
+        # The store of the evaluating Nix: /nix/store, or the private one of
+        # the flake's module-eval check (tests/nix/private-store.sh).
+        secrets.API_KEY.file = "${builtins.storeDir}/00000000000000000000000000000000-api-key";
       };
     };
   };
