@@ -14,9 +14,7 @@
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
     in
     {
-      overlays.default = final: _prev: {
-        nixarr-units = final.callPackage ./nix/package.nix { };
-      };
+      overlays.default = import ./nix/overlay.nix;
 
       packages = forAllSystems (pkgs: rec {
         nixarr-units = pkgs.callPackage ./nix/package.nix { };
@@ -25,10 +23,13 @@
 
       # The module alone is ./modules (its package option defaults to
       # pkgs.nixarr-units, e.g. from the overlay); this one also brings the
-      # package of this flake.
+      # package of this flake. Its key makes importing it twice (say as
+      # both names below) import it once.
       nixosModules.default =
         { lib, pkgs, ... }:
         {
+          key = "${toString ./flake.nix}#nixosModules.default";
+          _file = "${toString ./flake.nix}#nixosModules.default";
           imports = [ ./modules ];
           services.nixarr-units.package =
             lib.mkDefault

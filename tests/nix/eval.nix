@@ -10,13 +10,38 @@
 
 let
   lib = import nixpkgsLib;
-  s = import (./scenarios + "/${scenario}.nix") { inherit lib; };
+  # The flake's outputs, with stand-ins for nixpkgs (for scenarios that
+  # import its modules: `{ lib, flake }:`).
+  flake =
+    let
+      outputs = (import ../../flake.nix).outputs {
+        self = outputs;
+        nixpkgs = {
+          inherit lib;
+          outPath = "/nixpkgs";
+          legacyPackages = lib.genAttrs [
+            "x86_64-linux"
+            "aarch64-linux"
+          ] (_: import ./stub-pkgs.nix { inherit lib; });
+        };
+      };
+    in
+    outputs;
+  file = ./scenarios + "/${scenario}.nix";
+  s = import file (
+    { inherit lib; } // lib.optionalAttrs (lib.functionArgs (import file) ? flake) { inherit flake; }
+  );
   evaluated = lib.evalModules {
     modules = [
-      (import ./stubs.nix { withSops = s.sops or true; })
-      ../../modules
-      s.config
-    ];
+      (import ./stubs.nix {
+        withSops = s.sops or true;
+        pkgs = s.pkgs or (p: p);
+      })
+    ]
+    # The entry for users without flakes, unless the scenario brings the
+    # flake's modules instead.
+    ++ lib.optional (s.nonFlakeEntry or true) ../../modules
+    ++ [ s.config ];
   };
   config = evaluated.config;
   failed = map (a: a.message) (lib.filter (a: !a.assertion) config.assertions);

@@ -6,36 +6,20 @@
 # withSops: also declare the sops-nix options the module reads and writes
 # (secrets.<name>.path, .restartUnits), and templates and placeholders,
 # which it must leave alone (no secret value goes through a template).
-{ withSops ? true }:
+#
+# pkgs: a function of the stub package set (tests/nix/stub-pkgs.nix) giving
+# the `pkgs` the modules see (a scenario may drop or overlay packages).
+{
+  withSops ? true,
+  pkgs ? (p: p),
+}:
 { config, lib, ... }:
 
 let
   inherit (lib) mkOption types;
 
-  # A fake derivation: enough for string interpolation, lib.getExe and
-  # types.package; never built.
-  fakeDrv =
-    name: attrs:
-    {
-      type = "derivation";
-      inherit name;
-      outPath = "/nix/store/00000000000000000000000000000000-${name}";
-      drvPath = "/nix/store/00000000000000000000000000000000-${name}.drv";
-      meta = { };
-    }
-    // attrs;
-
-  pkgs = {
-    nixarr-units = fakeDrv "nixarr-units-0.1.0" {
-      pname = "nixarr-units";
-      version = "0.1.0";
-      meta.mainProgram = "nixarr-units";
-    };
-    podman = fakeDrv "podman-5.4.2" { version = "5.4.2"; };
-    docker = fakeDrv "docker-27.5.1" { version = "27.5.1"; };
-    writeText = name: text: fakeDrv name { inherit text; };
-    runCommand = name: env: script: fakeDrv name { inherit env script; };
-  };
+  stubPkgs = import ./stub-pkgs.nix { inherit lib; };
+  pkgs' = pkgs stubPkgs;
 
   anything = mkOption {
     type = types.attrsOf types.anything;
@@ -108,14 +92,14 @@ in
         enable = flag;
         package = mkOption {
           type = types.package;
-          default = pkgs.podman;
+          default = stubPkgs.podman;
         };
       };
       virtualisation.docker = {
         enable = flag;
         package = mkOption {
           type = types.package;
-          default = pkgs.docker;
+          default = stubPkgs.docker;
         };
       };
       services = lib.genAttrs native (_: {
@@ -162,7 +146,7 @@ in
     };
 
   config = {
-    _module.args.pkgs = pkgs;
+    _module.args.pkgs = pkgs';
   }
   // lib.optionalAttrs withSops {
     # As sops-nix does: one placeholder per declared secret.
