@@ -696,7 +696,17 @@ in
       '';
     };
 
-    package = lib.mkPackageOption pkgs "nixarr-units" { };
+    package = mkOption {
+      type = types.package;
+      default = pkgs.nixarr-units or (pkgs.callPackage ../nix/package.nix { });
+      defaultText = literalMD "`pkgs.nixarr-units`, or built from this source tree (`nix/package.nix`) when pkgs has none";
+      description = ''
+        The nixarr-units package (the renderer, `nixarr-units` and
+        `nixarr-migrate`). The flake's module sets it to the flake's own
+        package; without flakes it is `pkgs.nixarr-units` (the overlay
+        `nix/overlay.nix` adds it) or else built from this source tree.
+      '';
+    };
 
     backend = mkOption {
       type = types.enum [

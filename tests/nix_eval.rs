@@ -291,6 +291,9 @@ scenarios! {
     type_error_unknown_app => "type-app",
     type_error_volume_path => "type-volume",
     type_error_secret_in_store => "type-secret-store",
+    flake_modules_imported_together => "flake-both-modules",
+    non_flake_import_builds_the_package => "non-flake",
+    non_flake_import_with_overlay => "non-flake-overlay",
 }
 
 /// A scenario file without a test here would silently not run.
