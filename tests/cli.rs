@@ -753,3 +753,60 @@ fn generator_refuses_a_unit_the_host_already_has() {
     assert!(names.contains(&"app-a.service".to_owned()), "{names:?}");
     assert!(names.contains(&"m-a.service".to_owned()), "{names:?}");
 }
+
+/// Every nixarr-migrate subcommand checks the service name against the
+/// manifest before it builds a path from it: `../escaped` never becomes
+/// JOURNAL_DIR/../escaped/lock, and a typo gets the nearest name.
+#[test]
+fn nixarr_migrate_checks_the_service_before_building_a_path() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(example())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let manifest = out.join("share/nixarr-units/manifest.json");
+    let journals = t.path().join("journals");
+    std::fs::create_dir(&journals).unwrap();
+    let link = t.path().join("nixarr-migrate");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_nixarr-units"), &link).unwrap();
+    for sub in [
+        vec!["finalize"],
+        vec!["rollback"],
+        vec!["migrate"],
+        vec!["plan"],
+    ] {
+        for (name, needle) in [
+            ("../escaped", "no such service `../escaped` in the manifest"),
+            (
+                "sonar",
+                "no such service `sonar` in the manifest. Did you mean `sonarr`?",
+            ),
+        ] {
+            let assert = Command::new(&link)
+                .args(&sub)
+                .arg(name)
+                .arg("--journal-dir")
+                .arg(&journals)
+                .arg("--manifest")
+                .arg(&manifest)
+                .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+                .assert()
+                .code(2);
+            let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+            assert!(stderr.contains(needle), "{sub:?} {name}: {stderr}");
+        }
+    }
+    assert!(
+        !t.path().join("escaped").exists(),
+        "a path was built from ../escaped"
+    );
+    assert_eq!(
+        std::fs::read_dir(&journals).unwrap().count(),
+        0,
+        "nothing in the journal dir"
+    );
+}

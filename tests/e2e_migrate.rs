@@ -55,6 +55,10 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
         "6 the container never turns healthy: migrate rolls back by itself",
         never_healthy,
     ),
+    (
+        "7 migrate again after a rollback: earlier snapshot kept (dropped when identical) until finalize",
+        again_after_rollback,
+    ),
 ];
 const MOUNT_POINTS: &str =
     "5 native dir and target are mount points: contents swapped, kept, restored";
@@ -1310,4 +1314,110 @@ fn never_healthy(sc: &mut Scenario) -> Result<()> {
     );
     finalize(sc)?;
     same_tree(m, &before, "after finalize")
+}
+
+/// What an earlier, rolled-back run set aside beside the target, renamed
+/// for the `n`th earlier run.
+fn earlier_copy(sc: &Scenario, n: u32) -> String {
+    format!(
+        "{}/.sonarr.nixarr-migrate-container-copy.earlier-{n}",
+        state_dir(sc)
+    )
+}
+
+/// Trying again after a rollback is the normal path: migrate → rollback →
+/// migrate (the earlier snapshot hashes the same: replaced; the container
+/// copy the earlier run set aside is kept) → rollback → change the native
+/// data → migrate (earlier snapshot kept) → rollback → finalize removes
+/// everything of every run.
+fn again_after_rollback(sc: &mut Scenario) -> Result<()> {
+    let m = sc.m;
+    let port = free_port()?;
+    install_legacy(m, port, None)?;
+    install_spec(sc, port)?;
+    legacy_serves(m, port)?;
+    let before = tree_state(m, LEGACY_DIR)?;
+
+    mig(m, &["migrate", "sonarr"])?.ok("first migrate")?;
+    container_serves(sc, port)?;
+    mig(m, &["rollback", "sonarr"])?.ok("first rollback")?;
+    rolled_back(sc, port, &before, "after the first rollback")?;
+
+    let again = mig(m, &["migrate", "sonarr"])?.ok("migrate after a rollback")?;
+    ensure!(
+        again
+            .stderr
+            .contains("the earlier migration was rolled back")
+            && again.stderr.contains(&format!("{JOURNAL_DIR}/earlier-1")),
+        "migrate after a rollback does not say what it keeps:\n{}",
+        again.stderr
+    );
+    sc.notes.push(format!(
+        "second migrate said: {}",
+        again
+            .stderr
+            .lines()
+            .find(|l| l.contains("earlier"))
+            .unwrap_or_default()
+    ));
+    ensure!(phase(m).as_deref() == Some("done"), "phase {:?}", phase(m));
+    container_serves(sc, port)?;
+    check_target(m, &before, &target(sc))?;
+    same_tree(m, &before, "after migrating again")?;
+    ensure!(
+        exists(m, &format!("{JOURNAL_DIR}/earlier-1/journal.json")),
+        "the earlier run's journal is not kept"
+    );
+    ensure!(
+        !exists(m, &format!("{JOURNAL_DIR}/earlier-1/snapshot")),
+        "the earlier snapshot has the same NAR hash and should have been replaced"
+    );
+    ensure!(
+        exists(m, &earlier_copy(sc, 1)),
+        "the container copy the earlier run set aside is gone: {}",
+        earlier_copy(sc, 1)
+    );
+
+    let rb = mig(m, &["rollback", "sonarr"])?.ok("second rollback")?;
+    rolled_back(sc, port, &before, "after the second rollback")?;
+    ensure!(
+        rb.stdout.contains("migrate sonarr` tries again"),
+        "rollback: {}",
+        rb.stdout
+    );
+
+    // The native service changed its data meanwhile: the next snapshot
+    // differs, so the earlier one stays.
+    let extra = m
+        .root()
+        .join(LEGACY_DIR.trim_start_matches('/'))
+        .join("written-after-rollback.txt");
+    fs_err::write(&extra, "new native data\n")?;
+    let changed = tree_state(m, LEGACY_DIR)?;
+    ensure!(
+        changed.nar != before.nar,
+        "the change did not change the hash"
+    );
+    mig(m, &["migrate", "sonarr"])?.ok("third migrate")?;
+    ensure!(phase(m).as_deref() == Some("done"), "phase {:?}", phase(m));
+    container_serves(sc, port)?;
+    ensure!(
+        exists(m, &format!("{JOURNAL_DIR}/earlier-2/snapshot")),
+        "the earlier snapshot (another NAR hash) must be kept until finalize"
+    );
+    mig(m, &["rollback", "sonarr"])?.ok("third rollback")?;
+    rolled_back(sc, port, &changed, "after the third rollback")?;
+
+    finalize(sc)?;
+    for p in [
+        format!("{JOURNAL_DIR}/earlier-1"),
+        format!("{JOURNAL_DIR}/earlier-2"),
+        earlier_copy(sc, 1),
+        earlier_copy(sc, 2),
+    ] {
+        ensure!(!exists(m, &p), "finalize left {p}");
+    }
+    same_tree(m, &changed, "after finalize")?;
+    fs_err::remove_file(&extra)?;
+    Ok(())
 }

@@ -106,11 +106,59 @@ pub struct Dir {
     pub path: PathBuf,
 }
 
+/// Whether `name` can be a service's directory name: a service name as the
+/// spec allows it (`[a-z][a-z0-9-]*`), so it never climbs out of the root.
+pub fn is_service_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && name.len() <= 64
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 impl Dir {
-    pub fn new(root: &Path, service: &str) -> Self {
-        Dir {
-            path: root.join(service),
+    /// The directory of one service's migration. The name must be a service
+    /// name (the callers check it against the manifest first); anything else
+    /// is refused before a path is built from it.
+    pub fn new(root: &Path, service: &str) -> Result<Self> {
+        if !is_service_name(service) {
+            return Err(super::Refusal(format!(
+                "`{service}` is not a service name (lowercase letters, digits and `-`)"
+            ))
+            .into());
         }
+        Ok(Dir {
+            path: root.join(service),
+        })
+    }
+
+    /// Where the record of the `n`th earlier, rolled-back migration is kept
+    /// until finalize (its snapshot, snapshot.json, journal.json, and
+    /// kept.json listing what it set aside elsewhere).
+    pub fn earlier(&self, n: u32) -> PathBuf {
+        self.path.join(format!("earlier-{n}"))
+    }
+
+    /// The earlier migrations kept, oldest first: (number, directory).
+    pub fn earlier_runs(&self) -> Result<Vec<(u32, PathBuf)>> {
+        let rd = match fs_err::read_dir(&self.path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for entry in rd {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some(n) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("earlier-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                out.push((n, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
     pub fn journal(&self) -> PathBuf {
         self.path.join("journal.json")

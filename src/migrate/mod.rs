@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::health::{self, Check};
 use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
 use crate::nixfmt::nar_hash;
+use crate::output::write_atomic;
 use crate::spec::Protocol;
 use crate::status::host_check;
 use crate::systemd::{Systemd, UnitState, Verb};
@@ -71,15 +72,29 @@ fn find<'a>(manifest: &'a Manifest, service: &str) -> Result<Found<'a>> {
             name: (*name).clone(),
             svc,
         }),
-        [] => Err(refuse(format!(
-            "no service `{service}` in the manifest; known: {}",
-            manifest
+        [] => {
+            let known: Vec<&str> = manifest
                 .services()
                 .filter(|(_, _, s)| s.migration.is_some())
                 .map(|(_, n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+                .collect();
+            let nearest = manifest
+                .services()
+                .map(|(_, n, _)| (strsim::jaro_winkler(service, n), n.as_str()))
+                .filter(|(score, _)| *score >= 0.7)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, n)| format!(" Did you mean `{n}`?"))
+                .unwrap_or_default();
+            Err(refuse(format!(
+                "no such service `{service}` in the manifest.{nearest} Services with migration \
+                 facts: {}",
+                if known.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )))
+        }
         _ => Err(refuse(format!(
             "`{service}` exists in several stacks; migrate it with a unique name"
         ))),
@@ -253,7 +268,7 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Resul
             target.display()
         )));
     }
-    let dir = Dir::new(&ctx.journal_root, &f.name);
+    let dir = Dir::new(&ctx.journal_root, &f.name)?;
     let need_snapshot = bytes + bytes / 20 + (1 << 20);
     let journal_fs = tree::statvfs_nearest(&dir.path)?;
     let target_fs = tree::statvfs_nearest(&target)?;
@@ -417,11 +432,25 @@ async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Res
 pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
     let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
     let f = find(&manifest, service)?;
-    let dir = Dir::new(&ctx.journal_root, &f.name);
+    let dir = Dir::new(&ctx.journal_root, &f.name)?;
     let _lock = dir.lock()?;
     zbus::block_on(async {
         let sd = connect(ctx).await?;
-        let mut j = match dir.load()? {
+        let mut loaded = dir.load()?;
+        if let Some(j) = loaded.as_ref().filter(|j| j.phase == Phase::RolledBack) {
+            // Trying again after a rollback is the normal path: the earlier
+            // run's record and what it kept move out of the way, and stay
+            // until finalize.
+            let kept = archive_rolled_back(&dir, j)?;
+            eprintln!(
+                "{service}: the earlier migration was rolled back; its snapshot and what it set \
+                 aside are kept in {} until `nixarr-migrate finalize {service}` (its snapshot \
+                 is dropped if the native data still hashes the same)",
+                kept.display()
+            );
+            loaded = None;
+        }
+        let mut j = match loaded {
             Some(j) if j.phase == Phase::Done => {
                 return Err(refuse(format!(
                     "{service} is already migrated; `nixarr-migrate rollback {service}` undoes \
@@ -430,9 +459,9 @@ pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
             }
             Some(j) if j.phase >= Phase::RollingBack => {
                 return Err(refuse(format!(
-                    "a rolled-back migration of {service} still keeps its snapshot; run \
-                     `nixarr-migrate rollback {service}` to complete it or `nixarr-migrate \
-                     finalize {service}` before migrating again"
+                    "the rollback of {service} was interrupted (phase {}); run `nixarr-migrate \
+                     rollback {service}` to complete it, then migrate again",
+                    j.phase.name()
                 )));
             }
             Some(j) => {
@@ -486,12 +515,13 @@ pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
             "{service} now runs in its container ({}); its native unit {} stays masked until \
              reboot.\nTo make it permanent, in configuration.nix:\n  services.{}.enable = \
              false;\n  services.nixarr-units.{app}.enable = true;\nthen `nixos-rebuild switch`, \
-             and `nixarr-migrate finalize {service}` to delete the snapshot in {}.\nThe data: {} \
-             (was {}).",
+             and `nixarr-migrate finalize {service}` to delete the snapshot in {}{}.\nThe data: \
+             {} (was {}).",
             j.container_unit,
             j.legacy_unit,
             j.legacy_unit.trim_end_matches(".service"),
             dir.snapshot().display(),
+            earlier_note(&dir)?,
             m.target_dir,
             j.source
         );
@@ -553,6 +583,7 @@ async fn run_steps(
                 entries.len()
             ),
         )?;
+        drop_identical_earlier_snapshots(dir, j, &hash)?;
     }
     if j.phase < Phase::Copied {
         let target = PathBuf::from(&j.target);
@@ -675,13 +706,17 @@ pub fn order(ctx: &Ctx, services: &[String], all: bool, reverse: bool) -> Result
         let mut v = Vec::new();
         for (_, name, svc) in manifest.services() {
             if svc.migration.is_some()
-                && (!reverse || Dir::new(&ctx.journal_root, name).journal().exists())
+                && (!reverse || Dir::new(&ctx.journal_root, name)?.journal().exists())
             {
                 v.push(name.clone());
             }
         }
         v
     } else {
+        // Every name is checked before anything is built from it.
+        for s in services {
+            find(&manifest, s)?;
+        }
         services.to_vec()
     };
     // Depth-first: a service after everything it depends on.
@@ -710,7 +745,7 @@ pub fn order(ctx: &Ctx, services: &[String], all: bool, reverse: bool) -> Result
 
 /// Undo a migration in any phase.
 pub fn rollback(ctx: &Ctx, service: &str) -> Result<()> {
-    let dir = Dir::new(&ctx.journal_root, service);
+    let dir = journal_dir(ctx, service)?;
     let _lock = dir.lock()?;
     let mut j = dir.load()?.ok_or_else(|| {
         refuse(format!(
@@ -728,9 +763,11 @@ pub fn rollback(ctx: &Ctx, service: &str) -> Result<()> {
     })?;
     println!(
         "{service} runs again as {} with its data unchanged (NAR hash verified); the snapshot \
-         stays in {} until `nixarr-migrate finalize {service}`",
+         stays in {}{} until `nixarr-migrate finalize {service}`; `nixarr-migrate migrate \
+         {service}` tries again",
         j.legacy_unit,
-        dir.snapshot().display()
+        dir.snapshot().display(),
+        earlier_note(&dir)?
     );
     Ok(())
 }
@@ -842,7 +879,7 @@ fn restore_source(dir: &Dir, source: &Path) -> Result<()> {
 
 /// Delete the snapshot and everything kept for rollback; only when asked.
 pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
-    let dir = Dir::new(&ctx.journal_root, service);
+    let dir = journal_dir(ctx, service)?;
     let _lock = dir.lock()?;
     let j = dir
         .load()?
@@ -883,9 +920,166 @@ pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
     for p in kept {
         tree::remove_tree(&p)?;
     }
+    let earlier = dir.earlier_runs()?;
+    for (_, e) in &earlier {
+        for p in read_kept(e)? {
+            tree::remove_tree(&p)?;
+        }
+        tree::remove_tree(e)?;
+    }
     fs_err::remove_file(dir.snapshot_manifest()).ok();
     fs_err::remove_file(dir.journal())?;
-    println!("{service}: snapshot and journal deleted");
+    if earlier.is_empty() {
+        println!("{service}: snapshot and journal deleted");
+    } else {
+        println!(
+            "{service}: snapshot and journal deleted, and those of {} earlier rolled-back \
+             migration(s)",
+            earlier.len()
+        );
+    }
+    Ok(())
+}
+
+/// The journal directory of `service`, once the name is known: a service
+/// of the manifest, or (for a service since removed from the spec) a
+/// service name whose journal exists. Nothing is built from an unchecked
+/// name (`../escaped` is refused here).
+fn journal_dir(ctx: &Ctx, service: &str) -> Result<Dir> {
+    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+    match find(&manifest, service) {
+        Ok(f) => Dir::new(&ctx.journal_root, &f.name),
+        Err(e) => {
+            if journal::is_service_name(service) {
+                let dir = Dir::new(&ctx.journal_root, service)?;
+                if dir.journal().exists() {
+                    tracing::warn!(
+                        "{service} is not in the manifest any more; using its journal in {}",
+                        dir.path.display()
+                    );
+                    return Ok(dir);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `kept.json` of an earlier run: what it set aside beside the target and
+/// the source.
+fn read_kept(earlier: &Path) -> Result<Vec<PathBuf>> {
+    match fs_err::read_to_string(earlier.join("kept.json")) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged", earlier.join("kept.json").display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// " (and N earlier snapshot(s) in …)" for the messages, or "".
+fn earlier_note(dir: &Dir) -> Result<String> {
+    let with_snapshot: Vec<String> = dir
+        .earlier_runs()?
+        .into_iter()
+        .filter(|(_, p)| p.join("snapshot").exists())
+        .map(|(_, p)| p.join("snapshot").display().to_string())
+        .collect();
+    Ok(if with_snapshot.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (and the snapshot of {} earlier rolled-back migration(s): {})",
+            with_snapshot.len(),
+            with_snapshot.join(", ")
+        )
+    })
+}
+
+/// Move the record of a completed rollback out of the way, so a new
+/// migration starts from scratch without losing anything: what it set aside
+/// beside the target and the source is renamed `<name>.earlier-N` (same
+/// directory, same file system) and listed in `earlier-N/kept.json`; its
+/// snapshot, snapshot.json and journal move into `earlier-N/`, the journal
+/// last. Every step is a rename that is skipped once done, so a run killed
+/// in the middle finishes the move the next time.
+fn archive_rolled_back(dir: &Dir, j: &Journal) -> Result<PathBuf> {
+    let runs = dir.earlier_runs()?;
+    // An interrupted archive (no journal moved yet) is finished, not redone.
+    let n = match runs.iter().find(|(_, p)| !p.join("journal.json").exists()) {
+        Some((n, _)) => *n,
+        None => runs.last().map_or(1, |(n, _)| n + 1),
+    };
+    let to = dir.earlier(n);
+    fs_err::create_dir_all(&to)?;
+    let suffix = format!(".earlier-{n}");
+    let renamed = |p: &Path| -> PathBuf {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(&suffix);
+        p.with_file_name(name)
+    };
+    let target = Slot::new(Path::new(&j.target))?;
+    let source = Slot::new(Path::new(&j.source))?;
+    let mut asides = vec![
+        target.aside("previous"),
+        target.aside("container-copy"),
+        source.aside("before-restore"),
+    ];
+    asides.extend(j.previous_target.as_ref().map(PathBuf::from));
+    asides.sort();
+    asides.dedup();
+    let mut kept = read_kept(&to)?;
+    for a in &asides {
+        let new = renamed(a);
+        if fs_err::symlink_metadata(a).is_ok() && fs_err::symlink_metadata(&new).is_err() {
+            if !kept.contains(&new) {
+                kept.push(new.clone());
+                write_atomic(
+                    &to.join("kept.json"),
+                    serde_json::to_string_pretty(&kept)?.as_bytes(),
+                    0o600,
+                )?;
+            }
+            place::rename_durably(a, &new)?;
+        }
+    }
+    for name in [
+        "snapshot",
+        "snapshot.json",
+        "native-before-restore",
+        "container-copy",
+        "previous-target",
+        "journal.json",
+    ] {
+        let from = dir.path.join(name);
+        if fs_err::symlink_metadata(&from).is_ok() {
+            place::rename_durably(&from, &to.join(name))?;
+        }
+    }
+    Ok(to)
+}
+
+/// After a new snapshot: an earlier run's snapshot with the same NAR hash
+/// holds the same bytes, so this one replaces it (its journal and what it
+/// set aside stay until finalize).
+fn drop_identical_earlier_snapshots(dir: &Dir, j: &mut Journal, hash: &str) -> Result<()> {
+    for (n, e) in dir.earlier_runs()? {
+        let same = fs_err::read_to_string(e.join("journal.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Journal>(&t).ok())
+            .is_some_and(|old| old.nar_hash.as_deref() == Some(hash));
+        if same && e.join("snapshot").exists() {
+            tree::remove_tree(&e.join("snapshot"))?;
+            fs_err::remove_file(e.join("snapshot.json")).ok();
+            j.advance(
+                dir,
+                Phase::Snapshotted,
+                format!(
+                    "the snapshot of earlier migration {n} had the same NAR hash; this one \
+                     replaces it"
+                ),
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -924,8 +1118,8 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
                 .and_then(|s| tree::inventory(s).ok())
                 .map(|e| tree::total_size(&e));
             let phase = Dir::new(&ctx.journal_root, name)
-                .load()
                 .ok()
+                .and_then(|d| d.load().ok())
                 .flatten()
                 .map(|j| j.phase.name().to_owned());
             let container_state = container
@@ -1007,4 +1201,103 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
         println!("{}", line.trim_end());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(t: &Path, phase: Phase, hash: &str) -> Journal {
+        Journal {
+            version: 1,
+            service: "sonarr".into(),
+            phase,
+            legacy_unit: "sonarr.service".into(),
+            container_unit: "nixarr-sonarr.service".into(),
+            source: t.join("native").display().to_string(),
+            target: t.join("target").display().to_string(),
+            uid: 0,
+            gid: 0,
+            nar_hash: Some(hash.into()),
+            files: 1,
+            bytes: 1,
+            previous_target: None,
+            target_replaced: true,
+            legacy_was_active: true,
+            copy_moved_aside: true,
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn journal_dirs_only_for_service_names() {
+        let t = tempfile::tempdir().unwrap();
+        for bad in ["../escaped", "a/b", "", ".", "Sonarr", "-x"] {
+            let e = Dir::new(t.path(), bad).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref()
+                    .is_some_and(|e| e.contains("is not a service name")),
+                "{bad}: {e:?}"
+            );
+        }
+        assert!(Dir::new(t.path(), "sonarr-4k").is_ok());
+    }
+
+    /// A completed rollback's record moves out of the way (snapshot and
+    /// journal into earlier-1/, what it set aside renamed beside), a second
+    /// one goes to earlier-2/, an interrupted move is finished, and an
+    /// identical new snapshot replaces the earlier one.
+    #[test]
+    fn a_rolled_back_migration_is_kept_when_trying_again() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = Dir::new(&t.path().join("journals"), "sonarr").unwrap();
+        let j = journal(t.path(), Phase::RolledBack, "hash-a");
+        dir.save(&j).unwrap();
+        std::fs::create_dir_all(dir.snapshot()).unwrap();
+        std::fs::write(dir.snapshot().join("config.xml"), "a").unwrap();
+        std::fs::write(dir.snapshot_manifest(), "{}").unwrap();
+        let copy = beside(&t.path().join("target"), "container-copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::write(copy.join("sonarr.db"), "changed in the container").unwrap();
+
+        let kept = archive_rolled_back(&dir, &j).unwrap();
+        assert_eq!(kept, dir.earlier(1));
+        assert!(!dir.journal().exists() && !dir.snapshot().exists());
+        assert_eq!(
+            std::fs::read_to_string(kept.join("snapshot/config.xml")).unwrap(),
+            "a"
+        );
+        assert!(kept.join("journal.json").exists());
+        let renamed = copy.with_file_name(format!(
+            "{}.earlier-1",
+            copy.file_name().unwrap().to_string_lossy()
+        ));
+        assert!(!copy.exists());
+        assert_eq!(
+            std::fs::read_to_string(renamed.join("sonarr.db")).unwrap(),
+            "changed in the container"
+        );
+        assert_eq!(read_kept(&kept).unwrap(), vec![renamed.clone()]);
+        assert!(earlier_note(&dir).unwrap().contains("earlier-1/snapshot"));
+
+        // A second rollback, interrupted after the snapshot moved: the next
+        // try finishes the move into the same earlier-2.
+        let j2 = journal(t.path(), Phase::RolledBack, "hash-b");
+        dir.save(&j2).unwrap();
+        std::fs::create_dir_all(dir.snapshot()).unwrap();
+        std::fs::create_dir_all(dir.earlier(2)).unwrap();
+        std::fs::rename(dir.snapshot(), dir.earlier(2).join("snapshot")).unwrap();
+        assert_eq!(archive_rolled_back(&dir, &j2).unwrap(), dir.earlier(2));
+        assert!(dir.earlier(2).join("journal.json").exists());
+        assert!(!dir.journal().exists());
+
+        // The new run's snapshot hashes like the first: that one goes, the
+        // second (another hash) stays.
+        let mut j3 = journal(t.path(), Phase::Snapshotted, "hash-a");
+        drop_identical_earlier_snapshots(&dir, &mut j3, "hash-a").unwrap();
+        assert!(!dir.earlier(1).join("snapshot").exists());
+        assert!(dir.earlier(1).join("journal.json").exists());
+        assert!(dir.earlier(2).join("snapshot").exists());
+        assert!(j3.history.iter().any(|h| h.contains("same NAR hash")));
+    }
 }
