@@ -118,6 +118,19 @@ rec {
     httpProbe = matching "(/|https?://)[^\n\r]*" "path on the published port (`/ping`) or URL (`http://…`)";
   };
 
+  # The bridge of the stack's network: `br-<network>`, or when longer than
+  # the kernel's 15 characters, `br-` + 7 characters + `-` + 4 hex digits
+  # of its sha256 (the binary's default_interface in src/resolve.rs).
+  bridgeName =
+    network:
+    let
+      full = "br-${network}";
+    in
+    if lib.stringLength full <= 15 then
+      full
+    else
+      "br-${lib.substring 0 7 network}-${lib.substring 0 4 (builtins.hashString "sha256" network)}";
+
   # Escape a path for a systemd.tmpfiles line (whitespace and `%`).
   tmpfilesPath = p: lib.replaceStrings [ "%" " " "\t" "\\" ] [ "%%" "\\x20" "\\x09" "\\\\" ] p;
 

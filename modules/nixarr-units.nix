@@ -361,10 +361,17 @@ let
   enabled = lib.filter (e: e.enable) entries;
   enabledNames = map (e: e.name) enabled;
 
+  # The network is named after the prefix; its bridge is named here so that
+  # the firewall below can open the engine's DNS on it.
+  bridge = nl.bridgeName cfg.prefix;
+  # podman names the bridge from 4.5 on (--interface-name).
+  bridgeNamed = !(engine ? version) || lib.versionAtLeast engine.version "4.5";
+
   spec = {
     version = 1;
     inherit (cfg) backend prefix;
     engine = engine;
+    network.interface = bridge;
     defaults = {
       inherit (cfg.defaults)
         puid
@@ -645,6 +652,16 @@ in
 
         networking.firewall.allowedTCPPorts = firewallPorts "tcp";
         networking.firewall.allowedUDPPorts = firewallPorts "udp";
+        # Containers resolve each other (and the host's names) through
+        # aardvark-dns, which podman runs on the stack network's bridge;
+        # NixOS opens port 53 only on podman0, the default network's. Docker
+        # needs nothing: its DNS server lives in each container's namespace.
+        networking.firewall.interfaces = lib.mkIf (cfg.backend == "podman" && bridgeNamed) {
+          ${bridge} = {
+            allowedUDPPorts = [ 53 ];
+            allowedTCPPorts = [ 53 ];
+          };
+        };
       }
       (lib.optionalAttrs hasSops {
         # A changed sops secret restarts the container that uses it.

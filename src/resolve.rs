@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::catalog::{self, Legacy, PathMap, Preset};
 use crate::duration::parse_duration;
@@ -171,6 +172,9 @@ pub struct Stack {
     pub prefix: String,
     pub engine: Engine,
     pub network: String,
+    /// The network's bridge interface on the host (a firewall opens the
+    /// engine's DNS on it).
+    pub network_interface: String,
     pub defaults: Defaults,
     pub services: BTreeMap<String, Service>,
     /// The VPN service, when any service uses it.
@@ -194,6 +198,12 @@ impl Engine {
     /// rejects it as an unknown flag).
     pub fn has_network_create_ignore(&self, backend: Backend) -> bool {
         backend == Backend::Podman && self.version.is_none_or(|v| v >= (4, 4))
+    }
+
+    /// podman ≥ 4.5 has `podman network create --interface-name` (the
+    /// bridge's name); Docker has `-o com.docker.network.bridge.name`.
+    pub fn can_name_bridge(&self, backend: Backend) -> bool {
+        backend == Backend::Docker || self.version.is_none_or(|v| v >= (4, 5))
     }
 }
 
@@ -522,6 +532,22 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             ),
         ));
     }
+    let network_interface = match &spec.network.interface {
+        Some(name) => {
+            check_interface_name(name).map_err(|why| {
+                cx.err(
+                    "network.interface",
+                    format!(
+                        "`{name}` {why}; give another name, or leave it out for \
+                         `{}`",
+                        default_interface(&network)
+                    ),
+                )
+            })?;
+            name.clone()
+        }
+        None => default_interface(&network),
+    };
     let engine_path = spec
         .engine
         .path
@@ -664,10 +690,53 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             version,
         },
         network,
+        network_interface,
         defaults: defaults.clone(),
         services,
         vpn_service,
     })
+}
+
+/// The kernel's limit for an interface name (IFNAMSIZ less the NUL).
+pub const MAX_INTERFACE: usize = 15;
+
+/// The bridge of network `network` when the spec names none: `br-<network>`,
+/// or when that is longer than the kernel allows, `br-` with the first 7
+/// characters and 4 hex digits of the name's sha256 (the NixOS module
+/// derives the same name, modules/lib.nix `bridgeName`).
+pub fn default_interface(network: &str) -> String {
+    let full = format!("br-{network}");
+    if full.len() <= MAX_INTERFACE {
+        return full;
+    }
+    let digest = sha2::Sha256::digest(network.as_bytes());
+    let head: String = network.chars().take(7).collect();
+    format!("br-{head}-{:02x}{:02x}", digest[0], digest[1])
+}
+
+/// Why `name` cannot be a network interface's name, if it cannot.
+fn check_interface_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_INTERFACE {
+        return Err(format!(
+            "is {} characters long; an interface name has 1 to {MAX_INTERFACE} (the kernel's limit)",
+            name.len()
+        ));
+    }
+    let ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(
+            "is not a valid interface name; use letters, digits, `_`, `.` and `-`, starting \
+             with a letter or digit"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 /// The units named after the prefix alone must not be systemd's.
@@ -1616,6 +1685,43 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("dependency cycle a -> b -> c -> a"), "{e}");
+    }
+
+    #[test]
+    fn network_interface_is_derived_within_the_kernel_limit() {
+        let s = stack(r#"{"version":1,"services":{"a":{"image":"x"}}}"#).unwrap();
+        assert_eq!(s.network_interface, "br-nixarr");
+        let long =
+            stack(r#"{"version":1,"prefix":"media-stack-at-home","services":{"a":{"image":"x"}}}"#)
+                .unwrap();
+        // The NixOS module derives the same name (tests/nix/scenarios/dns-firewall.nix).
+        assert_eq!(long.network_interface, "br-media-s-e21a");
+        assert_eq!(long.network_interface.len(), MAX_INTERFACE);
+        let given = stack(
+            r#"{"version":1,"network":{"name":"media","interface":"media0"},"services":{"a":{"image":"x"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(given.network_interface, "media0");
+    }
+
+    #[test]
+    fn network_interface_too_long_or_odd_is_refused() {
+        for (iface, why) in [
+            ("a-very-long-bridge", "is 18 characters long"),
+            ("", "is 0 characters long"),
+            ("-x", "not a valid interface name"),
+            ("br/0", "not a valid interface name"),
+            ("br 0", "not a valid interface name"),
+        ] {
+            let e = stack(&format!(
+                r#"{{"version":1,"network":{{"interface":"{iface}"}},"services":{{"a":{{"image":"x"}}}}}}"#
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("network.interface"), "{e}");
+            assert!(e.contains(why), "{iface}: {e}");
+            assert!(e.contains("`br-nixarr`"), "{e}");
+        }
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct EngineSpec {
 pub struct NetworkSpec {
     /// Name of the container network; defaults to the prefix.
     pub name: Option<String>,
+    /// Host-side bridge interface of the network (at most 15 characters);
+    /// defaults to `br-<name>`, shortened with a hash when too long.
+    pub interface: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -172,3 +172,39 @@ fn systemd_analyze_verify_every_golden_unit() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The stack network's bridge gets a fixed name (a firewall opens DNS on
+/// it) where the engine can name it: podman ≥ 4.5 and Docker.
+#[test]
+fn network_bridge_is_named_where_the_engine_can() {
+    for (backend, version, expected) in [
+        ("podman", "4.4.4", None),
+        ("podman", "4.5.0", Some("--interface-name=media0")),
+        ("podman", "5.4.2", Some("--interface-name=media0")),
+        (
+            "docker",
+            "20.10.24",
+            Some("--opt=com.docker.network.bridge.name=media0"),
+        ),
+    ] {
+        let r = render_json(&format!(
+            r#"{{"version":1,"backend":"{backend}","network":{{"interface":"media0"}},
+                "engine":{{"path":"/usr/bin/{backend}","version":"{version}"}},
+                "services":{{"a":{{"image":"x"}}}}}}"#
+        ));
+        let Entry::File(unit) = &r.units["nixarr-network.service"] else {
+            panic!("network unit is not a file");
+        };
+        let create = unit
+            .lines()
+            .find(|l| l.contains(" network create "))
+            .unwrap();
+        match expected {
+            Some(flag) => assert!(
+                create.contains(&format!(" {flag} nixarr")),
+                "{backend} {version}: {create}"
+            ),
+            None => assert!(!create.contains("media0"), "{backend} {version}: {create}"),
+        }
+    }
+}

@@ -294,6 +294,8 @@ scenarios! {
     flake_modules_imported_together => "flake-both-modules",
     non_flake_import_builds_the_package => "non-flake",
     non_flake_import_with_overlay => "non-flake-overlay",
+    dns_open_on_the_stack_bridge_podman => "dns-firewall",
+    dns_docker_needs_no_firewall_rule => "dns-firewall-docker",
 }
 
 /// A scenario file without a test here would silently not run.

@@ -373,12 +373,32 @@ fn network_ctx(stack: &Stack) -> Result<NetworkCtx, EscapeError> {
     let names = Names::new(&stack.prefix);
     let engine = &stack.engine.path;
     let net = &stack.network;
+    // `podman network create [--ignore] [--interface-name=…] NAME`: a
+    // bridge named in advance, so that a firewall can let the containers
+    // reach the DNS server on it (aardvark-dns listens on the bridge's
+    // address; NixOS opens port 53 only on the interfaces it is told).
+    let mut create = vec![engine.as_str(), "network", "create"];
+    let ignore = stack.engine.has_network_create_ignore(stack.backend);
+    if ignore {
+        create.push("--ignore");
+    }
+    let bridge = match stack.backend {
+        Backend::Podman => format!("--interface-name={}", stack.network_interface),
+        Backend::Docker => format!(
+            "--opt=com.docker.network.bridge.name={}",
+            stack.network_interface
+        ),
+    };
+    if stack.engine.can_name_bridge(stack.backend) {
+        create.push(&bridge);
+    }
+    create.push(net);
     let (after, requires, exec_start) = match stack.backend {
-        Backend::Podman if stack.engine.has_network_create_ignore(Backend::Podman) => (
+        // `--ignore` makes a second start a no-op.
+        Backend::Podman if ignore => (
             vec!["network-online.target".to_owned()],
             vec![],
-            // `--ignore` makes a second start a no-op.
-            vec![exec_line(&[engine, "network", "create", "--ignore", net])?],
+            vec![exec_line(&create)?],
         ),
         // podman < 4.4 has no --ignore: create (failing when it exists),
         // then check that it does exist, as for docker.
@@ -386,7 +406,7 @@ fn network_ctx(stack: &Stack) -> Result<NetworkCtx, EscapeError> {
             vec!["network-online.target".to_owned()],
             vec![],
             vec![
-                format!("-{}", exec_line(&[engine, "network", "create", net])?),
+                format!("-{}", exec_line(&create)?),
                 exec_line(&[engine, "network", "inspect", "--format={{.Name}}", net])?,
             ],
         ),
@@ -399,7 +419,7 @@ fn network_ctx(stack: &Stack) -> Result<NetworkCtx, EscapeError> {
             // docker has no --ignore: create (failing when it exists),
             // then check that it does exist.
             vec![
-                format!("-{}", exec_line(&[engine, "network", "create", net])?),
+                format!("-{}", exec_line(&create)?),
                 exec_line(&[engine, "network", "inspect", "--format={{.Name}}", net])?,
             ],
         ),

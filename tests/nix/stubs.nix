@@ -88,6 +88,15 @@ in
       };
       networking.firewall.allowedTCPPorts = list types.port;
       networking.firewall.allowedUDPPorts = list types.port;
+      networking.firewall.interfaces = mkOption {
+        type = types.attrsOf (
+          types.submodule {
+            options.allowedTCPPorts = list types.port;
+            options.allowedUDPPorts = list types.port;
+          }
+        );
+        default = { };
+      };
       virtualisation.podman = {
         enable = flag;
         package = mkOption {
