@@ -32,7 +32,10 @@ let
   inherit (nl) catalog dropNulls;
 
   opt = "services.nixarr-units";
-  hasSops = options ? sops;
+  # sops-nix's module is imported (this module itself declares only
+  # sops.secrets, to add restartUnits to secrets declared elsewhere).
+  hasSops = options ? sops && options.sops ? defaultSopsFile;
+  sopsDeclared = name: hasSops && config.sops.secrets ? ${name};
 
   reservedNames = [
     "network"
@@ -42,12 +45,13 @@ let
 
   unitOf = name: "${cfg.prefix}-${name}.service";
 
-  # The source file of a secret. Without sops-nix a `sopsSecret` fails an
-  # assertion (secretChecks); the fallback only keeps evaluation going.
+  # The source file of a secret. Without sops-nix, or for a secret sops-nix
+  # does not declare, a `sopsSecret` fails an assertion (secretChecks); the
+  # fallback only keeps evaluation going.
   secretSource =
     s:
     if s.sopsSecret != null then
-      (if hasSops then config.sops.secrets.${s.sopsSecret}.path else "/run/secrets/${s.sopsSecret}")
+      (if sopsDeclared s.sopsSecret then config.sops.secrets.${s.sopsSecret}.path else "/run/secrets/${s.sopsSecret}")
     else if s.file != null then
       toString s.file
     else
@@ -532,6 +536,12 @@ let
               message = "${sp}.sopsSecret = \"${toString s.sopsSecret}\" needs sops-nix, whose NixOS module is not imported: add sops-nix.nixosModules.sops to your imports, or give the decrypted file's path instead: ${sp}.file = \"/run/…\" (agenix: config.age.secrets.<name>.path).";
             }
             {
+              assertion = s.sopsSecret == null || !hasSops || sopsDeclared s.sopsSecret;
+              message = "${sp}.sopsSecret = \"${toString s.sopsSecret}\": sops-nix has no secret of that name. Declare it where you keep your sops secrets (sops.secrets.\"${toString s.sopsSecret}\" = { }; with its sopsFile, or sops.defaultSopsFile), or correct the name (declared: ${
+                lib.concatStringsSep ", " (lib.attrNames (if hasSops then config.sops.secrets else { }))
+              }). nixarr-units only reads the secret's path and adds its unit to the secret's restartUnits.";
+            }
+            {
               assertion = s.mode != "podmanSecret" || cfg.backend == "podman";
               message = "${sp}.mode = \"podmanSecret\" needs the podman backend, but services.nixarr-units.backend is \"${cfg.backend}\"; use mode = \"file\" or \"envFile\" (or null for the app's default) with Docker.";
             }
@@ -614,10 +624,37 @@ let
     e: map (d: "d ${nl.tmpfilesPath d} 0750 ${toString e.uid} ${toString e.gid} -") e.dirs
   ) enabled;
 
-  withSecrets = lib.filter (e: e.secrets != { }) enabled;
+  # sops-nix secret name → the units that use it (restarted when it changes).
+  sopsRestarts = lib.foldAttrs (a: b: a ++ b) [ ] (
+    lib.concatMap (
+      e:
+      lib.mapAttrsToList (_: s: { ${s.sopsSecret} = [ (unitOf e.name) ]; }) (
+        lib.filterAttrs (_: s: s.sopsSecret != null) e.secrets
+      )
+    ) enabled
+  );
 in
 {
   imports = [ ./options.nix ];
+
+  # A changed sops secret restarts the containers that use it. This extends
+  # the submodule of every sops.secrets.<name> declared elsewhere (by the
+  # user, with its sopsFile): it adds to restartUnits and never declares a
+  # secret itself (a secret sops-nix does not know fails an assertion
+  # instead, naming the option). Only the type is given here, so that this
+  # merges with sops-nix's own declaration of sops.secrets.
+  options.sops.secrets = lib.mkOption {
+    type = lib.types.attrsOf (
+      lib.types.submodule (
+        { name, ... }:
+        {
+          config = lib.mkIf (cfg.enable && sopsRestarts ? ${name}) {
+            restartUnits = sopsRestarts.${name};
+          };
+        }
+      )
+    );
+  };
 
   config = lib.mkIf cfg.enable (
     lib.mkMerge [
@@ -663,17 +700,6 @@ in
           };
         };
       }
-      (lib.optionalAttrs hasSops {
-        # A changed sops secret restarts the container that uses it.
-        sops.secrets = lib.mkMerge (
-          lib.concatMap (
-            e:
-            lib.mapAttrsToList (_: s: { ${s.sopsSecret}.restartUnits = [ (unitOf e.name) ]; }) (
-              lib.filterAttrs (_: s: s.sopsSecret != null) e.secrets
-            )
-          ) withSecrets
-        );
-      })
     ]
   );
 }

@@ -48,8 +48,12 @@ let
             Name of the sops-nix secret (`sops.secrets.<name>`) holding the
             value of `${name}`: its `path` becomes the source, and the
             container's unit is added to its `restartUnits`, so a changed
-            secret restarts the container. Needs sops-nix's NixOS module.
-            Give exactly one of `sopsSecret` and `file`.
+            secret restarts the container. Needs sops-nix's NixOS module,
+            and the secret declared there as usual (with its `sopsFile`, or
+            `sops.defaultSopsFile`): this module never declares a secret, so
+            a misspelt name fails evaluation naming this option instead of
+            creating a new, empty secret. Give exactly one of `sopsSecret`
+            and `file`.
           '';
         };
         file = mkOption {

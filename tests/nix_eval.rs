@@ -296,6 +296,8 @@ scenarios! {
     non_flake_import_with_overlay => "non-flake-overlay",
     dns_open_on_the_stack_bridge_podman => "dns-firewall",
     dns_docker_needs_no_firewall_rule => "dns-firewall-docker",
+    assertion_sops_secret_not_declared => "assert-sops-undeclared",
+    sops_secret_with_own_file_without_default => "sops-no-default-file",
 }
 
 /// A scenario file without a test here would silently not run.

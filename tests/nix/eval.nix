@@ -58,5 +58,9 @@ in
     spec =
       if failed == [ ] && config.services.nixarr-units.enable then config.services.nixarr-units.spec else null;
     checks = if failed == [ ] then (s.checks or (_: { })) config else { };
+    # What sops-nix's manifest reads of every secret: a secret without a
+    # sopsFile (and no sops.defaultSopsFile) fails here, as it would there.
+    sopsFiles =
+      if failed == [ ] && (s.sops or true) then lib.mapAttrs (_: v: toString v.sopsFile) config.sops.secrets else { };
   };
 }

@@ -3,9 +3,10 @@
 # NixOS). Declarations are loose on purpose (the real ones live in NixOS);
 # what matters here is that the module's own options are typed.
 #
-# withSops: also declare the sops-nix options the module reads and writes
-# (secrets.<name>.path, .restartUnits), and templates and placeholders,
-# which it must leave alone (no secret value goes through a template).
+# withSops: also declare sops-nix's options in their real shapes (secrets,
+# defaultSopsFile), and templates and placeholders, which the module must
+# leave alone (no secret value goes through a template). tests/nix/eval.nix
+# reads every secret's sopsFile, as sops-nix's manifest does.
 #
 # pkgs: a function of the stub package set (tests/nix/stub-pkgs.nix) giving
 # the `pkgs` the modules see (a scenario may drop or overlay packages).
@@ -19,6 +20,7 @@ let
   inherit (lib) mkOption types;
 
   stubPkgs = import ./stub-pkgs.nix { inherit lib; };
+  sopsCfg = config.sops;
   pkgs' = pkgs stubPkgs;
 
   anything = mkOption {
@@ -117,21 +119,63 @@ in
     }
     // lib.optionalAttrs withSops {
       sops = {
+        # As sops-nix declares it (modules/sops/default.nix): attrsOf a
+        # submodule whose sopsFile falls back to sops.defaultSopsFile, which
+        # has no default, so a secret declared without either fails.
         secrets = mkOption {
           type = types.attrsOf (
             types.submodule (
-              { name, ... }:
+              { config, name, ... }:
               {
-                options.restartUnits = list types.str;
-                options.path = mkOption {
-                  type = types.str;
-                  default = "/run/secrets/${name}";
+                options = {
+                  name = mkOption {
+                    type = types.str;
+                    default = name;
+                  };
+                  key = mkOption {
+                    type = types.str;
+                    default = name;
+                  };
+                  path = mkOption {
+                    type = types.str;
+                    default = "/run/secrets/${config.name}";
+                  };
+                  format = mkOption {
+                    type = types.enum [
+                      "yaml"
+                      "json"
+                      "binary"
+                      "dotenv"
+                      "ini"
+                    ];
+                    default = "yaml";
+                  };
+                  mode = mkOption {
+                    type = types.str;
+                    default = "0400";
+                  };
+                  owner = mkOption {
+                    type = types.nullOr types.str;
+                    default = null;
+                  };
+                  group = mkOption {
+                    type = types.nullOr types.str;
+                    default = null;
+                  };
+                  sopsFile = mkOption {
+                    type = types.path;
+                    default = sopsCfg.defaultSopsFile;
+                  };
+                  restartUnits = list types.str;
+                  reloadUnits = list types.str;
+                  neededForUsers = flag;
                 };
               }
             )
           );
           default = { };
         };
+        defaultSopsFile = mkOption { type = types.path; };
         templates = mkOption {
           type = types.attrsOf (
             types.submodule (

@@ -2,6 +2,8 @@
 {
   description = "assertions: a podman secret with the docker backend; a VPN secret clashing with a provider setting";
   config = {
+    sops.defaultSopsFile = "/etc/nixos/secrets.yaml";
+    sops.secrets."vpn/wireguard-key" = { };
     services.nixarr-units = {
       enable = true;
       backend = "docker";

@@ -2,6 +2,9 @@
 {
   description = "assertions: secret rules of the binary (environment clash, sources, podmanSecretType, /run/secrets shared)";
   config = {
+    sops.defaultSopsFile = "/etc/nixos/secrets.yaml";
+    sops.secrets."sonarr/api-key" = { };
+    sops.secrets."radarr/db" = { };
     services.nixarr-units = {
       enable = true;
       sonarr = {

@@ -3,6 +3,16 @@
   description = "every catalog app, Gluetun VPN for the download clients, secrets from sops-nix by name and from plain files";
   config = {
     time.timeZone = "Europe/Berlin";
+    # The user's sops-nix declarations; the module only reads them.
+    sops.defaultSopsFile = "/etc/nixos/secrets.yaml";
+    sops.secrets = {
+      "vpn/wireguard-key" = { };
+      "sonarr/api-key" = { };
+      "radarr/api-key".sopsFile = "/etc/nixos/radarr.yaml";
+      "lidarr/api-key" = { };
+      # Not used by any container: left alone.
+      "backup/password" = { };
+    };
     services.nixarr-units = {
       enable = true;
       openFirewall = true;
@@ -140,12 +150,16 @@
           "nixarr-sabnzbd.service"
           "nixarr-sonarr.service"
         ];
-      restart-units-only-sops = lib.attrNames config.sops.secrets == [
+      # The module declares no secret of its own.
+      only-the-users-secrets = lib.attrNames config.sops.secrets == [
+        "backup/password"
         "lidarr/api-key"
         "radarr/api-key"
         "sonarr/api-key"
         "vpn/wireguard-key"
       ];
+      unused-secret-untouched = config.sops.secrets."backup/password".restartUnits == [ ];
+      users-sops-file-kept = config.sops.secrets."radarr/api-key".sopsFile == "/etc/nixos/radarr.yaml";
       vpn-flags = spec.services.qbittorrent.vpn && spec.services.prowlarr.vpn && !spec.services.sonarr.vpn;
       transmission-port = (builtins.head spec.services.transmission.ports).host == 9092;
       firewall-tcp =

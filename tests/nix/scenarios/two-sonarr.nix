@@ -2,6 +2,9 @@
 {
   description = "two Sonarr instances (one for 4K), generic containers with secrets, docker backend";
   config = {
+    sops.defaultSopsFile = "/etc/nixos/secrets.yaml";
+    sops.secrets."sonarr-4k/api-key" = { };
+    sops.secrets."db/password" = { };
     services.nixarr-units = {
       enable = true;
       backend = "docker";
