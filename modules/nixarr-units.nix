@@ -45,6 +45,17 @@ let
 
   unitOf = name: "${cfg.prefix}-${name}.service";
 
+  # Directories the module creates: its own (owner and mode enforced) and
+  # the user's (only created; see tmpfilesDir).
+  ownDir = path: {
+    inherit path;
+    createOnly = false;
+  };
+  userDir = path: {
+    inherit path;
+    createOnly = true;
+  };
+
   # The source file of a secret. Without sops-nix, or for a secret sops-nix
   # does not declare, a `sopsSecret` fails an assertion (secretChecks); the
   # fallback only keeps evaluation going.
@@ -148,7 +159,7 @@ let
       gid = idOf "pgid" preset c;
       fileEnv = preset.secretFileEnv or null;
       catalogEnv = presetEnvNames preset;
-      dirs = [ "${cfg.stateDir}/${name}" ];
+      dirs = [ (ownDir "${cfg.stateDir}/${name}") ];
       native =
         if kind == "app" && c.migrateFrom == null && legacy != null then
           map (lib.removeSuffix ".service") legacy.units
@@ -236,9 +247,9 @@ let
       catalogEnv = presetEnvNames preset;
       dirs =
         if c.volumes != null then
-          map (v: v.host) (lib.filter (v: v.create) c.volumes)
+          map (v: userDir v.host) (lib.filter (v: v.create) c.volumes)
         else if preset != null then
-          [ "${cfg.stateDir}/${name}" ]
+          [ (ownDir "${cfg.stateDir}/${name}") ]
         else
           [ ];
       native = [ ];
@@ -336,7 +347,7 @@ let
       gid = cfg.defaults.pgid;
       fileEnv = catalog.gluetun.secretFileEnv or null;
       catalogEnv = presetEnvNames catalog.gluetun;
-      dirs = [ "${cfg.stateDir}/gluetun" ];
+      dirs = [ (ownDir "${cfg.stateDir}/gluetun") ];
       native = [ ];
       checks = [ ];
       service = dropNulls {
@@ -616,13 +627,25 @@ let
       ) enabled
     );
 
+  # systemd-tmpfiles applies a `d` line's mode and owner to an existing
+  # directory at every boot and switch. That is right for a container's own
+  # config directory (its owner must follow the container's uid), wrong for
+  # the trees that are the user's to manage (stateDir, dataDir, the host
+  # side of `create` volumes): there a `:` before mode, user and group
+  # makes them apply only when the directory is created, so a later chown
+  # or chmod of the user's stays.
+  tmpfilesDir =
+    mode: user: group: d:
+    let
+      keep = lib.optionalString d.createOnly ":";
+    in
+    "d ${nl.tmpfilesPath d.path} ${keep}${mode} ${keep}${toString user} ${keep}${toString group} -";
+
   tmpfilesRules = [
-    "d ${nl.tmpfilesPath cfg.stateDir} 0755 root root -"
-    "d ${nl.tmpfilesPath cfg.dataDir} 2775 root ${cfg.group} -"
+    (tmpfilesDir "0755" "root" "root" (userDir cfg.stateDir))
+    (tmpfilesDir "2775" "root" cfg.group (userDir cfg.dataDir))
   ]
-  ++ lib.concatMap (
-    e: map (d: "d ${nl.tmpfilesPath d} 0750 ${toString e.uid} ${toString e.gid} -") e.dirs
-  ) enabled;
+  ++ lib.concatMap (e: map (tmpfilesDir "0750" e.uid e.gid) e.dirs) enabled;
 
   # sops-nix secret name → the units that use it (restarted when it changes).
   sopsRestarts = lib.foldAttrs (a: b: a ++ b) [ ] (

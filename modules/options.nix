@@ -363,7 +363,9 @@ let
         default = false;
         description = ''
           Create the host directory (owned by the container's puid:pgid,
-          mode 0750) when it does not exist.
+          mode 0750) when it does not exist. Only then: an existing
+          directory keeps its owner and mode at every boot and switch, so a
+          `chown` or `chmod` of yours stays.
         '';
       };
     };
@@ -767,7 +769,14 @@ in
     stateDir = mkOption {
       type = t.mountPath;
       default = "/var/lib/nixarr";
-      description = "Parent of every app's config directory (`<stateDir>/<name>`).";
+      description = ''
+        Parent of every app's config directory (`<stateDir>/<name>`).
+        Created root-owned, mode 0755, when missing; after that its owner
+        and mode are yours (never reset at boot or switch). Each app's own
+        directory `<stateDir>/<name>` is set to the container's uid:gid,
+        mode 0750, at every boot and switch, so it follows a changed
+        `puid`/`pgid`.
+      '';
     };
 
     dataDir = mkOption {
@@ -776,7 +785,10 @@ in
       description = ''
         The one media tree (downloads and library), mounted at the same path
         in every media app so that moves are atomic and hardlinks work.
-        Created owned by root:`group`, mode 2775.
+        Created owned by root:`group`, mode 2775, when missing. Only then:
+        an existing directory keeps its owner and mode at every boot and
+        switch (systemd-tmpfiles' create-only `:` prefix), so a `chown` or
+        `chmod` of yours stays.
       '';
     };
 

@@ -417,3 +417,86 @@ test -e "$out"
         phases["postInstall"]
     );
 }
+
+/// The module's tmpfiles rules, applied twice by the real systemd-tmpfiles
+/// (on a scratch root): the first run creates every directory with the
+/// module's owner and mode; after the user changes them, the second run
+/// leaves the user's trees (dataDir, stateDir) alone and puts the
+/// container's config directory back to the container's owner.
+#[test]
+fn tmpfiles_rules_keep_the_users_choice() {
+    let Some(lib) = nixpkgs_lib("tmpfiles_rules_keep_the_users_choice") else {
+        return;
+    };
+    if !is_root() {
+        skipped("tmpfiles_rules_keep_the_users_choice: needs root (chown)");
+        return;
+    }
+    let result = json(&eval_scenario(&lib, "one-app", "result"), "one-app");
+    let rules: Vec<&str> = result["tmpfilesRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir_all(r.join("etc/tmpfiles.d")).unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(r.join("etc/group"), "root:x:0:\nmedia:x:169:\n").unwrap();
+    std::fs::write(
+        r.join("etc/tmpfiles.d/nixarr-units.conf"),
+        rules.join("\n") + "\n",
+    )
+    .unwrap();
+    let apply = || {
+        let out = Command::new("systemd-tmpfiles")
+            .arg("--create")
+            .arg(format!("--root={}", r.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "systemd-tmpfiles failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let stat = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(r.join(p)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    apply();
+    assert_eq!(stat("data"), (0o2775, 0, 169), "dataDir on creation");
+    assert_eq!(
+        stat("var/lib/nixarr"),
+        (0o755, 0, 0),
+        "stateDir on creation"
+    );
+    assert_eq!(stat("var/lib/nixarr/sonarr"), (0o750, 568, 169));
+
+    for p in ["data", "var/lib/nixarr", "var/lib/nixarr/sonarr"] {
+        std::os::unix::fs::chown(r.join(p), Some(1000), Some(1000)).unwrap();
+        let perms = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        std::fs::set_permissions(r.join(p), perms).unwrap();
+    }
+    apply();
+    assert_eq!(stat("data"), (0o700, 1000, 1000), "the user's dataDir");
+    assert_eq!(
+        stat("var/lib/nixarr"),
+        (0o700, 1000, 1000),
+        "the user's stateDir"
+    );
+    assert_eq!(
+        stat("var/lib/nixarr/sonarr"),
+        (0o750, 568, 169),
+        "the container's config directory follows its uid"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -58,6 +58,7 @@ in
     spec =
       if failed == [ ] && config.services.nixarr-units.enable then config.services.nixarr-units.spec else null;
     checks = if failed == [ ] then (s.checks or (_: { })) config else { };
+    tmpfilesRules = if failed == [ ] then config.systemd.tmpfiles.rules else [ ];
     # What sops-nix's manifest reads of every secret: a secret without a
     # sopsFile (and no sops.defaultSopsFile) fails here, as it would there.
     sopsFiles =

@@ -23,8 +23,14 @@
     manifest-in-etc = lib.hasSuffix "/share/nixarr-units/manifest.json" config.environment.etc."nixarr-units/manifest.json".source;
     render-command = lib.hasInfix "nixarr-units render --spec" config.services.nixarr-units.units.script;
     media-group = config.users.groups.media.gid == 169;
-    tmpfiles = lib.elem "d /var/lib/nixarr/sonarr 0750 568 169 -" config.systemd.tmpfiles.rules
-      && lib.elem "d /data 2775 root media -" config.systemd.tmpfiles.rules;
+    # The container's config directory follows its uid; the user's trees are
+    # only created (`:`), so a later chown or chmod of theirs stays.
+    tmpfiles =
+      lib.sort lib.lessThan config.systemd.tmpfiles.rules == [
+        "d /data :2775 :root :media -"
+        "d /var/lib/nixarr :0755 :root :root -"
+        "d /var/lib/nixarr/sonarr 0750 568 169 -"
+      ];
     package-installed = map (p: p.name) config.environment.systemPackages == [ "nixarr-units-0.1.0" ];
   };
 }

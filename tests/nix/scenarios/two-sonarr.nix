@@ -78,7 +78,9 @@
       health-disabled = spec.services.radarr-anime ? health && spec.services.radarr-anime.health == null;
       health-kept = !(spec.services.sonarr ? health);
       target = config.systemd.targets.media.wantedBy == [ "multi-user.target" ];
-      tmpfiles-escaped = lib.elem "d /srv/media\\x20state/homepage 0750 568 169 -" config.systemd.tmpfiles.rules;
+      # A `create` volume is the user's directory: created, never re-chowned.
+      tmpfiles-escaped = lib.elem "d /srv/media\\x20state/homepage :0750 :568 :169 -" config.systemd.tmpfiles.rules;
+      tmpfiles-own-dir = lib.elem "d /srv/media\\x20state/sonarr-4k 0750 568 169 -" config.systemd.tmpfiles.rules;
       no-firewall = config.networking.firewall.allowedTCPPorts == [ ];
       homepage-secret = spec.services.homepage.secrets == { HOMEPAGE_VAR_SONARR_KEY.file = "/run/agenix/homepage-sonarr-key"; };
       db-secret-file-env =
