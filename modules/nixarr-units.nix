@@ -103,6 +103,26 @@ let
     address = p.address or null;
   };
 
+  # Where a port without an address of its own is published: on every
+  # address when the firewall is opened for it, else only on
+  # `bindAddress` (loopback by default). The engines publish ports with
+  # DNAT rules in the nat table, before the INPUT chain that the NixOS
+  # firewall filters, so a port published on the LAN's address is reachable
+  # from the LAN whatever the firewall says; not publishing it there is the
+  # only way to keep it closed.
+  withAddress =
+    openFirewall: p:
+    p
+    // {
+      address =
+        if p.address != null then
+          p.address
+        else if openFirewall then
+          null
+        else
+          cfg.bindAddress;
+    };
+
   # Ports of a catalog app with its web port moved to `port`/`bindAddress`.
   appPorts =
     app: c:
@@ -135,7 +155,7 @@ let
     kind: path: name: app: c:
     let
       preset = catalog.${app};
-      ports = appPorts app c;
+      ports = map (withAddress c.openFirewall) (appPorts app c);
       legacy = preset.legacy or null;
     in
     {
@@ -203,13 +223,14 @@ let
     let
       path = "${opt}.containers.${name}";
       preset = if c.app != null then catalog.${c.app} else null;
-      ports =
+      ports = map (withAddress c.openFirewall) (
         if c.ports != null then
           map normPort c.ports
         else if preset != null then
           map normPort preset.ports
         else
-          [ ];
+          [ ]
+      );
       health =
         if c.health != null then
           (if c.health.enable then c.health else null)
@@ -316,7 +337,8 @@ let
           secretFileEnv
           ;
         imageFile = if c.imageFile == null then null else toString c.imageFile;
-        ports = if c.ports == null then null else map dropNulls c.ports;
+        # The catalog's ports too, when they get an address here.
+        ports = if c.ports == null && ports == [ ] then null else map dropNulls ports;
         volumes = if c.volumes == null then null else c.volumes;
         environmentFiles = c.environmentFiles;
         secrets = secretsSpec c.secrets;
@@ -342,7 +364,7 @@ let
       dependsOn = [ ];
       openFirewall = false;
       labels = { };
-      ports = map normPort catalog.gluetun.ports;
+      ports = map (withAddress false) (map normPort catalog.gluetun.ports);
       uid = cfg.defaults.puid;
       gid = cfg.defaults.pgid;
       fileEnv = catalog.gluetun.secretFileEnv or null;
@@ -364,6 +386,7 @@ let
         // v.environment;
         environmentFiles = v.environmentFiles;
         secrets = secretsSpec v.secrets;
+        ports = map dropNulls vpnEntry.ports;
       };
     };
 

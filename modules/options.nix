@@ -217,8 +217,17 @@ let
       default = cfg.openFirewall;
       defaultText = literalExpression "config.services.nixarr-units.openFirewall";
       description = ''
-        Open this container's published host ports (those not bound to a
-        loopback address) in the firewall.
+        Whether this container's ports are open to the network: published
+        on every address and opened in the firewall (except ports bound to
+        a loopback address).
+
+        When false, every port without an address of its own is published
+        only on `services.nixarr-units.bindAddress` (127.0.0.1 unless you
+        change it), so the app is reachable from this host (and a reverse
+        proxy on it) but not from the LAN. Closing the firewall alone would
+        not do: podman and Docker publish ports with DNAT rules that act
+        before the firewall's INPUT chain, so a port published on all
+        addresses is reachable from the LAN whatever the firewall says.
       '';
     };
   };
@@ -261,7 +270,11 @@ let
           type = types.nullOr t.ipAddress;
           default = null;
           example = "127.0.0.1";
-          description = "Host address the web port is published on; null means all addresses.";
+          description = ''
+            Host address the web port is published on. Null means: every
+            address when `openFirewall` is true, else
+            `services.nixarr-units.bindAddress` (127.0.0.1 by default).
+          '';
         };
         image = mkOption {
           type = t.image;
@@ -338,7 +351,11 @@ let
         type = types.nullOr t.ipAddress;
         default = null;
         example = "127.0.0.1";
-        description = "Host address to bind; null means all addresses.";
+        description = ''
+          Host address to bind. Null means: every address when the
+          container's `openFirewall` is true, else
+          `services.nixarr-units.bindAddress` (127.0.0.1 by default).
+        '';
       };
     };
   };
@@ -795,7 +812,32 @@ in
     openFirewall = mkOption {
       type = types.bool;
       default = false;
-      description = "Default of every container's `openFirewall`.";
+      description = ''
+        Default of every container's `openFirewall`: whether its ports are
+        published on every address and opened in the firewall. When false
+        they are published on `bindAddress` only (see there why).
+      '';
+    };
+
+    bindAddress = mkOption {
+      type = t.ipAddress;
+      default = "127.0.0.1";
+      example = "192.168.1.10";
+      description = ''
+        Host address the ports of containers whose firewall is not opened
+        (`openFirewall = false`) are published on, unless a port or app
+        sets its own address. The default, loopback, keeps those apps
+        reachable from this host only (e.g. behind a reverse proxy here).
+
+        Why not simply all addresses behind a closed firewall: podman and
+        Docker publish ports with DNAT rules in the `nat` table, which act
+        before the `INPUT` chain that the NixOS firewall filters, so a port
+        published on all addresses is reachable from the LAN even when
+        `networking.firewall` does not open it. For the same reason an
+        address given here is reachable by everyone who can reach that
+        address, whatever the firewall says: choose one only you can reach
+        (a VPN's or a management network's, say).
+      '';
     };
 
     vpn = mkOption {

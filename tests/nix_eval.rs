@@ -298,6 +298,8 @@ scenarios! {
     dns_docker_needs_no_firewall_rule => "dns-firewall-docker",
     assertion_sops_secret_not_declared => "assert-sops-undeclared",
     sops_secret_with_own_file_without_default => "sops-no-default-file",
+    closed_firewall_publishes_on_loopback => "firewall-closed",
+    closed_firewall_publishes_on_bind_address => "firewall-bind-address",
 }
 
 /// A scenario file without a test here would silently not run.
