@@ -473,15 +473,34 @@ let
     }) (lib.attrNames e.environment ++ lib.attrNames e.secrets)
   ) enabled;
 
+  # The native service of a catalog app still running beside its
+  # container: enabled through its NixOS option (services.<n>.enable), or
+  # defined as a plain systemd unit, as nixarr does for some apps (bazarr,
+  # jellyseerr) without that option. The catalog's legacy.units name them.
   nativeChecks = lib.concatMap (
     e:
-    map (n: {
-      assertion = !(lib.attrByPath [ "services" n "enable" ] false config);
-      message = ''
-        ${e.path}.enable and services.${n}.enable are both true: the native NixOS service and the container would serve the same port (${toString (builtins.head e.ports).host}) and manage the same data.
-        To move to the container, set ${e.path}.migrateFrom = "nixpkgs" (or "nixarr"), switch, run `nixarr-migrate migrate ${e.name}`, then disable services.${n}.
-        Otherwise disable one of the two.'';
-    }) e.native
+    map (
+      n:
+      let
+        byOption = lib.attrByPath [ "services" n "enable" ] false config;
+        unit = config.systemd.services.${n} or null;
+        byUnit = unit != null && (unit.enable or true);
+        clash =
+          if byOption then
+            "${e.path}.enable and services.${n}.enable are both true"
+          else
+            "${e.path}.enable is true and the native unit systemd.services.${n} is enabled too (defined by another module, e.g. nixarr)";
+      in
+      {
+        assertion = !(byOption || byUnit);
+        message = ''
+          ${clash}: the native service and the container would serve the same port (${toString (builtins.head e.ports).host}) and manage the same data.
+          To move to the container, set ${e.path}.migrateFrom = "nixpkgs" (or "nixarr"), switch, run `nixarr-migrate migrate ${e.name}`, then disable the native service${
+            lib.optionalString (!byOption) " (for nixarr: nixarr.${n}.enable = false)"
+          }.
+          Otherwise disable one of the two.'';
+      }
+    ) e.native
   ) enabled;
 
   portRefs = lib.concatMap (

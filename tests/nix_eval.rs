@@ -300,6 +300,7 @@ scenarios! {
     sops_secret_with_own_file_without_default => "sops-no-default-file",
     closed_firewall_publishes_on_loopback => "firewall-closed",
     closed_firewall_publishes_on_bind_address => "firewall-bind-address",
+    assertion_native_plain_systemd_unit => "assert-native-unit",
 }
 
 /// A scenario file without a test here would silently not run.

@@ -70,7 +70,19 @@ in
         default = { };
       };
       systemd.packages = list types.package;
-      systemd.services = anything;
+      # As NixOS: a unit is enabled unless it says otherwise.
+      systemd.services = mkOption {
+        type = types.attrsOf (
+          types.submodule {
+            freeformType = types.attrsOf types.anything;
+            options.enable = mkOption {
+              type = types.bool;
+              default = true;
+            };
+          }
+        );
+        default = { };
+      };
       systemd.targets = mkOption {
         type = types.attrsOf (types.submodule { options.wantedBy = list types.str; });
         default = { };

@@ -24,6 +24,6 @@
     in
     {
       nixpkgs-source = spec.services.sonarr.migration == { };
-      nixarr-source = spec.services.seerr.migration == { legacyDataDir = "/data/.state/nixarr/seerr"; };
+      nixarr-source = spec.services.seerr.migration == { legacyDataDir = "/data/.state/nixarr/jellyseerr"; };
     };
 }
