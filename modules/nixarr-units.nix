@@ -56,6 +56,19 @@ let
     createOnly = true;
   };
 
+  # A secret file's path variable when neither the container nor its
+  # catalog app names another: the LinuxServer.io convention, as the binary.
+  defaultFileEnv = "FILE__{name}";
+  # The mode the binary picks when `mode` is null: always `file`.
+  secretMode = s: if s.mode != null then s.mode else "file";
+  # podman >= 5.3 hides type=env secrets from inspect (an unknown version is
+  # the current podman, as in the binary).
+  hidesEnv =
+    cfg.backend == "podman" && (!(engine ? version) || lib.versionAtLeast engine.version "5.3");
+  # Whether the value would be in the container's environment as `inspect`
+  # shows it.
+  exposedSecret = s: secretMode s == "envFile" || (secretMode s == "env" && !hidesEnv);
+
   # The source file of a secret. Without sops-nix, or for a secret sops-nix
   # does not declare, a `sopsSecret` fails an assertion (secretChecks); the
   # fallback only keeps evaluation going.
@@ -78,7 +91,8 @@ let
         _: s:
         dropNulls {
           file = secretSource s;
-          inherit (s) mode podmanSecretType;
+          inherit (s) mode podmanSecretType fileEnv;
+          allowEnvironmentValue = if s.allowEnvironmentValue then true else null;
         }
       ) secrets;
 
@@ -177,7 +191,7 @@ let
       labels = { };
       uid = idOf "puid" preset c;
       gid = idOf "pgid" preset c;
-      fileEnv = preset.secretFileEnv or null;
+      fileEnv = preset.secretFileEnv or defaultFileEnv;
       catalogEnv = presetEnvNames preset;
       dirs = [ (ownDir "${cfg.stateDir}/${name}") ];
       native =
@@ -262,9 +276,9 @@ let
         if c.secretFileEnv != null then
           c.secretFileEnv
         else if preset != null then
-          preset.secretFileEnv or null
+          preset.secretFileEnv or defaultFileEnv
         else
-          null;
+          defaultFileEnv;
       catalogEnv = presetEnvNames preset;
       dirs =
         if c.volumes != null then
@@ -367,7 +381,7 @@ let
       ports = map (withAddress false) (map normPort catalog.gluetun.ports);
       uid = cfg.defaults.puid;
       gid = cfg.defaults.pgid;
-      fileEnv = catalog.gluetun.secretFileEnv or null;
+      fileEnv = catalog.gluetun.secretFileEnv or defaultFileEnv;
       catalogEnv = presetEnvNames catalog.gluetun;
       dirs = [ (ownDir "${cfg.stateDir}/gluetun") ];
       native = [ ];
@@ -547,15 +561,11 @@ let
       moduleEnv = lib.unique (
         e.catalogEnv ++ lib.subtractLists userEnv (lib.attrNames (e.service.environment or { }))
       );
-      # The mode the binary picks when `mode` is null.
-      effectiveMode =
-        s:
-        if s.mode != null then
-          s.mode
-        else if e.fileEnv != null then
-          "file"
-        else
-          "envFile";
+      effectiveMode = secretMode;
+      exposed = exposedSecret;
+      pathVar =
+        name: s:
+        if s.fileEnv != null then s.fileEnv else lib.replaceStrings [ "{name}" ] [ name ] e.fileEnv;
       # The binary mounts podman secrets unless told `env`.
       isMount =
         s: cfg.backend == "podman" && effectiveMode s == "podmanSecret" && s.podmanSecretType != "env";
@@ -571,9 +581,7 @@ let
             vars = [
               name
             ]
-            ++ lib.optional (effectiveMode s == "file" && e.fileEnv != null) (
-              lib.replaceStrings [ "{name}" ] [ name ] e.fileEnv
-            );
+            ++ lib.optional (effectiveMode s == "file") (pathVar name s);
           in
           [
             {
@@ -596,7 +604,7 @@ let
             }
             {
               assertion = s.mode != "podmanSecret" || cfg.backend == "podman";
-              message = "${sp}.mode = \"podmanSecret\" needs the podman backend, but services.nixarr-units.backend is \"${cfg.backend}\"; use mode = \"file\" or \"envFile\" (or null for the app's default) with Docker.";
+              message = "${sp}.mode = \"podmanSecret\" needs the podman backend, but services.nixarr-units.backend is \"${cfg.backend}\"; use mode = \"file\" (the default, or null) with Docker.";
             }
             {
               assertion =
@@ -605,6 +613,18 @@ let
                 || !(engine ? version)
                 || lib.versionAtLeast engine.version "5.3";
               message = "${sp}.podmanSecretType = \"env\": podman ${engine.version or "?"} shows the values of env secrets in `podman inspect` (fixed in podman 5.3); use podmanSecretType = \"mount\" (the default) or mode = \"file\".";
+            }
+            {
+              assertion = !(exposed s) || s.allowEnvironmentValue;
+              message = "${sp}.mode = \"${effectiveMode s}\" would put the value of ${name} in the container's environment, where `${cfg.backend} inspect` shows it; drop mode to deliver it as the file /run/secrets/${name} (its path in ${pathVar name s}), or set ${sp}.allowEnvironmentValue = true to accept that.";
+            }
+            {
+              assertion = !s.allowEnvironmentValue || exposed s;
+              message = "${sp}.allowEnvironmentValue only applies to mode = \"env\" on Docker or podman before 5.3, or to mode = \"envFile\": nothing here puts the value where `inspect` shows it; remove it.";
+            }
+            {
+              assertion = s.fileEnv == null || effectiveMode s == "file";
+              message = "${sp}.fileEnv only applies to mode = \"file\" (the default); remove it or ${sp}.mode.";
             }
             {
               assertion = s.podmanSecretType == null || s.mode == "podmanSecret";
@@ -727,6 +747,15 @@ in
         services.nixarr-units = {
           inherit spec units;
         };
+
+        # render's warning, as a build warning: acknowledged exposures.
+        warnings = lib.concatMap (
+          e:
+          lib.mapAttrsToList (
+            name: _:
+            "${e.path}.secrets.${name}: the value is delivered as an environment variable, which `${cfg.backend} inspect` shows to anyone allowed to run it (allowEnvironmentValue = true); drop mode for the default file delivery."
+          ) (lib.filterAttrs (_: s: exposedSecret s && s.allowEnvironmentValue) e.secrets)
+        ) enabled;
 
         assertions =
           nameChecks

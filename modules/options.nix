@@ -71,31 +71,55 @@ let
           type = types.nullOr (
             types.enum [
               "file"
+              "env"
               "envFile"
               "podmanSecret"
             ]
           );
           default = null;
           description = ''
-            How the value reaches the container; null means the app's
-            default: `file` for apps that read variables from files
-            (LinuxServer.io images: `FILE__<VAR>`; Gluetun:
-            `<VAR>_SECRETFILE`; see `secretFileEnv` of `containers`),
-            `envFile` otherwise.
+            How the value reaches the container; null means `file`, for
+            every container (catalog app or not): no secret value is ever in
+            a container's environment unless asked for here.
 
             - `file`: a 0400 copy in `/run/nixarr-units/secrets/<container>/`,
-              mounted read-only at `/run/secrets/<VAR>`; the container's
-              environment holds only that path (e.g.
-              `FILE__<VAR>=/run/secrets/<VAR>`), so `podman inspect` and
-              `docker inspect` never show the value.
+              mounted read-only at `/run/secrets/${name}`; the container's
+              environment holds only that path, in the variable `fileEnv`
+              names (default: the container's `secretFileEnv`, e.g.
+              `FILE__${name}`), so `podman inspect` and `docker inspect`
+              never show the value.
+            - `env`: the value as the variable `${name}`. With podman 5.3 or
+              later a podman secret of type `env`, which `podman inspect`
+              does not show. With Docker or an older podman the engine shows
+              it in `inspect`: refused unless `allowEnvironmentValue` is
+              set, and then the build prints a warning.
             - `envFile`: a 0400 env file in `/run/nixarr-units/env/` passed
-              with `--env-file`. The value becomes part of the container's
-              configuration: **`podman inspect` / `docker inspect` show it**
-              to anyone allowed to run them. Values with a line break are
-              refused. For apps that read only plain variables.
+              with `--env-file`; `inspect` shows the value, so it needs
+              `allowEnvironmentValue`. Values with a line break are refused.
             - `podmanSecret` (podman backend only): a podman secret
               (`podman secret create`) passed with `--secret` as a variable
               or a file (`podmanSecretType`).
+          '';
+        };
+        fileEnv = mkOption {
+          type = types.nullOr t.envName;
+          default = null;
+          example = "POSTGRES_PASSWORD_FILE";
+          description = ''
+            With `mode = "file"` (the default): the variable that carries the
+            file's path, for images with their own convention (the official
+            postgres image reads `POSTGRES_PASSWORD_FILE`). Null means the
+            container's `secretFileEnv` pattern.
+          '';
+        };
+        allowEnvironmentValue = mkOption {
+          type = types.bool;
+          default = false;
+          description = ''
+            Accept that `mode = "env"` on Docker or podman before 5.3, or
+            `mode = "envFile"`, puts the value where `docker inspect` /
+            `podman inspect` show it to anyone allowed to run them. The
+            build prints a warning naming the container and the secret.
           '';
         };
         podmanSecretType = mkOption {
@@ -588,9 +612,10 @@ let
             For an image that reads a variable's value from a file: the
             variable that carries the file's path, with `{name}` standing for
             the secret's name (`FILE__{name}` for LinuxServer.io images,
-            `{name}_FILE` for many official images). It makes `file` the
-            default `mode` of this container's `secrets`. Null means the
-            catalog's (none without `app`: secrets default to `envFile`).
+            `{name}_FILE` for many official images). It is the path
+            variable of every `file` secret of this container (a secret's
+            own `fileEnv` wins). Null means the catalog's, and `FILE__{name}`
+            (the LinuxServer.io convention) without `app`.
           '';
         };
         health = mkOption {
@@ -692,7 +717,7 @@ let
           `OPENVPN_CLIENTCRT`, `OPENVPN_ENCRYPTED_KEY`,
           `OPENVPN_KEY_PASSPHRASE`, `HTTPPROXY_USER`, `HTTPPROXY_PASSWORD`,
           `SHADOWSOCKS_PASSWORD` (its wiki's "Docker secrets" page); for any
-          other variable set its `mode = "envFile"`.
+          other variable set its `mode = "env"`.
 
           ${secretsNote}
         '';

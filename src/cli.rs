@@ -17,7 +17,7 @@ use crate::generator::{self, DEFAULT_SPEC_DIR, GeneratorConfig};
 use crate::health::{self, Check};
 use crate::manifest::{Manifest, RUN_MANIFEST};
 use crate::render::{self, Options, Rendered};
-use crate::resolve::{Stack, resolve};
+use crate::resolve::{Stack, exposure_warnings, resolve};
 use crate::spec::{self, Backend};
 use crate::systemd::Verb;
 
@@ -521,6 +521,9 @@ pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)>
     };
     let spec = spec::parse(&text, &origin)?;
     let stack = resolve(&spec, &origin)?;
+    for w in exposure_warnings(&stack) {
+        eprintln!("warning: {origin}: {w}");
+    }
     let rendered = render::render(
         &stack,
         &Options {

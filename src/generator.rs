@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use crate::manifest::Manifest;
 use crate::output::{write_atomic, write_units};
 use crate::render::{self, Entry, Options, Rendered};
-use crate::resolve::{parse_version, resolve};
+use crate::resolve::{exposure_warnings, parse_version, resolve};
 use crate::spec::{self, Backend, Spec};
 
 pub const DEFAULT_SPEC_DIR: &str = "/etc/nixarr-units";
@@ -85,6 +85,9 @@ fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
     let mut spec = spec::parse(&text, &origin)?;
     detect_engine_version(&mut spec);
     let stack = resolve(&spec, &origin)?;
+    for w in exposure_warnings(&stack) {
+        tracing::warn!("{origin}: {w}");
+    }
     Ok(render::render(
         &stack,
         &Options {

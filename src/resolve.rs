@@ -285,6 +285,9 @@ pub struct Secret {
 pub const SECRETS_DIR: &str = "/run/nixarr-units/secrets";
 /// Where the bridge renders env files, per container.
 pub const ENV_DIR: &str = "/run/nixarr-units/env";
+/// The variable that carries a secret file's path when neither the service
+/// nor its catalog app names another: the LinuxServer.io convention.
+pub const DEFAULT_SECRET_FILE_ENV: &str = "FILE__{name}";
 /// Largest secret file the bridge accepts.
 pub const SECRET_MAX_BYTES: u64 = 1024 * 1024;
 
@@ -1194,6 +1197,37 @@ fn resolve_service(
     })
 }
 
+/// Secrets delivered where `inspect` shows the value (`envFile`, or `env`
+/// without a hiding engine), acknowledged with `allowEnvironmentValue`:
+/// one warning line each for `render`, `validate` and the generator.
+pub fn exposure_warnings(stack: &Stack) -> Vec<String> {
+    let engine = stack.backend.name();
+    stack
+        .services
+        .values()
+        .flat_map(|svc| {
+            svc.secrets
+                .iter()
+                .filter(|s| s.mode == SecretMode::EnvFile)
+                .map(move |s| {
+                    format!(
+                        "services.{}.secrets.{}: the value is delivered as an environment \
+                         variable, which `{engine} inspect` shows to anyone allowed to run it \
+                         (allowEnvironmentValue is set); drop `mode` for the default file \
+                         delivery ({})",
+                        svc.name,
+                        s.name,
+                        if stack.backend == Backend::Podman {
+                            "or use podman >= 5.3, where `env` hides it"
+                        } else {
+                            "/run/secrets/<name> and FILE__<name>"
+                        }
+                    )
+                })
+        })
+        .collect()
+}
+
 fn resolve_secrets(
     cx: &Ctx,
     backend: Backend,
@@ -1203,9 +1237,15 @@ fn resolve_secrets(
     preset: Option<&Preset>,
     environment: &BTreeMap<String, String>,
 ) -> Result<Vec<Secret>, SpecError> {
+    // The variable that carries a file's path: the service's, the
+    // catalog's, else the LinuxServer convention, for every service.
     let file_env = match &svc.secret_file_env {
         Some(v) => v.clone(),
-        None => preset.and_then(|p| p.secret_file_env.clone()),
+        None => Some(
+            preset
+                .and_then(|p| p.secret_file_env.clone())
+                .unwrap_or_else(|| DEFAULT_SECRET_FILE_ENV.to_owned()),
+        ),
     };
     if let Some(pattern) = &file_env
         && !pattern.contains("{name}")
@@ -1215,6 +1255,9 @@ fn resolve_secrets(
             format!("`{pattern}` lacks `{{name}}`; write e.g. \"FILE__{{name}}\""),
         ));
     }
+    // podman hides type=env secrets from inspect from 5.3 on; absent
+    // means the current podman.
+    let hides_env = backend == Backend::Podman && version.is_none_or(|v| v >= (5, 3));
     let mut out = Vec::new();
     let mut mounted_podman = None;
     let mut file_mode = None;
@@ -1227,25 +1270,83 @@ fn resolve_secrets(
             ));
         }
         cx.normal_path(format!("{sp}.file"), &s.file)?;
-        let mode = s.mode.unwrap_or(if file_env.is_some() {
-            SecretMode::File
-        } else {
-            SecretMode::EnvFile
-        });
-        if mode == SecretMode::PodmanSecret && backend != Backend::Podman {
+        let written = s.mode.unwrap_or(SecretMode::File);
+        if written == SecretMode::PodmanSecret && backend != Backend::Podman {
             return Err(cx.err(
                 format!("{sp}.mode"),
-                "`podmanSecret` needs the podman backend; use `file` or `envFile` with Docker",
+                "`podmanSecret` needs the podman backend; use `file` (the default) with Docker",
             ));
         }
-        if s.podman_secret_type.is_some() && mode != SecretMode::PodmanSecret {
+        if s.podman_secret_type.is_some() && written != SecretMode::PodmanSecret {
             return Err(cx.err(
                 format!("{sp}.podmanSecretType"),
                 "only applies to mode `podmanSecret`; remove it",
             ));
         }
-        let path_env = match (mode, &file_env) {
-            (SecretMode::File, Some(p)) => Some(p.replace("{name}", name)),
+        if let Some(var) = &s.file_env {
+            if written != SecretMode::File {
+                return Err(cx.err(
+                    format!("{sp}.fileEnv"),
+                    "only applies to mode `file` (the default); remove it or `mode`",
+                ));
+            }
+            if !is_env_name(var) {
+                return Err(cx.err(
+                    format!("{sp}.fileEnv"),
+                    format!("`{var}` is not a valid variable name; use letters, digits and `_`"),
+                ));
+            }
+        }
+        // Where would the value be visible in `inspect`?
+        let (mode, exposed) = match written {
+            SecretMode::Env if hides_env => (SecretMode::PodmanSecret, false),
+            SecretMode::Env | SecretMode::EnvFile => (SecretMode::EnvFile, true),
+            m => (m, false),
+        };
+        if exposed && !s.allow_environment_value {
+            let engine = match (backend, version) {
+                (Backend::Docker, _) => "Docker".to_owned(),
+                (Backend::Podman, Some((major, minor))) => format!("podman {major}.{minor}"),
+                (Backend::Podman, None) => "podman".to_owned(),
+            };
+            let why = if written == SecretMode::Env {
+                format!(
+                    "{engine} has no way to hide an environment value from `inspect` (podman \
+                     does from 5.3)"
+                )
+            } else {
+                "an env file's values are shown by `inspect`".to_owned()
+            };
+            return Err(cx.err(
+                format!("{sp}.mode"),
+                format!(
+                    "`{}` would put the value of {name} in the container's environment, where \
+                     {why}; drop `mode` to deliver it as the file /run/secrets/{name} (its path \
+                     in {}), or add \"allowEnvironmentValue\": true to accept that",
+                    if written == SecretMode::Env {
+                        "env"
+                    } else {
+                        "envFile"
+                    },
+                    s.file_env
+                        .clone()
+                        .or_else(|| file_env.as_ref().map(|p| p.replace("{name}", name)))
+                        .unwrap_or_else(|| format!("FILE__{name}"))
+                ),
+            ));
+        }
+        if s.allow_environment_value && !exposed {
+            return Err(cx.err(
+                format!("{sp}.allowEnvironmentValue"),
+                "only applies to `\"mode\": \"env\"` on Docker or podman before 5.3, or to \
+                 `envFile`: nothing here puts the value where `inspect` shows it; remove it",
+            ));
+        }
+        let path_env = match mode {
+            SecretMode::File => s
+                .file_env
+                .clone()
+                .or_else(|| file_env.as_ref().map(|p| p.replace("{name}", name))),
             _ => None,
         };
         let direct = match mode {
@@ -1265,8 +1366,13 @@ fn resolve_secrets(
         }
         // Mounted by default: podman before 5.3 shows the values of env
         // secrets in `podman inspect` (containers/podman#23788).
-        let podman_secret_type = (mode == SecretMode::PodmanSecret)
-            .then(|| s.podman_secret_type.unwrap_or(PodmanSecretType::Mount));
+        let podman_secret_type = match (mode, written) {
+            (SecretMode::PodmanSecret, SecretMode::Env) => Some(PodmanSecretType::Env),
+            (SecretMode::PodmanSecret, _) => {
+                Some(s.podman_secret_type.unwrap_or(PodmanSecretType::Mount))
+            }
+            _ => None,
+        };
         if podman_secret_type == Some(PodmanSecretType::Env)
             && let Some((major, minor)) = version
             && (major, minor) < (5, 3)
@@ -1505,6 +1611,24 @@ fn resolve_migration(
             )
         })?;
     cx.host_path(format!("{mp}.targetDir"), &target_dir)?;
+    // A migration moves the target aside and swaps it: it must not hold the
+    // native data, nor lie inside it.
+    let within = |a: &str, b: &str| a == b || a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
+    if within(&legacy_data_dir, &target_dir) || within(&target_dir, &legacy_data_dir) {
+        let key = if given.and_then(|m| m.target_dir.as_ref()).is_some() {
+            format!("{mp}.targetDir")
+        } else {
+            "paths.stateDir".to_owned()
+        };
+        return Err(cx.err(
+            key,
+            format!(
+                "the container's config directory {target_dir} and the native data \
+                 {legacy_data_dir} overlap; a migration would move one with the other. Keep \
+                 them apart (e.g. paths.stateDir \"/var/lib/nixarr\")"
+            ),
+        ));
+    }
     Ok(Some(Migration {
         legacy_units,
         legacy_data_dir,
@@ -1856,6 +1980,18 @@ mod tests {
     }
 
     #[test]
+    fn a_migration_target_may_not_overlap_the_native_data() {
+        let e = err(
+            r#"{"version":1,"paths":{"stateDir":"/var/lib"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+        );
+        assert!(e.contains("paths.stateDir: the container's config directory /var/lib/sonarr and the native data /var/lib/sonarr/.config/NzbDrone overlap"), "{e}");
+        let e = err(
+            r#"{"version":1,"services":{"sonarr":{"app":"sonarr","migration":{"targetDir":"/var/lib/sonarr/.config/NzbDrone/x"}}}}"#,
+        );
+        assert!(e.contains("services.sonarr.migration.targetDir: "), "{e}");
+    }
+
+    #[test]
     fn an_error_names_the_key_the_user_wrote() {
         let e = err(
             r#"{"version":1,"paths":{"dataDir":"/config"},"services":{"sonarr":{"app":"sonarr"}}}"#,
@@ -1906,6 +2042,79 @@ mod tests {
             ))
             .unwrap_or_else(|e| panic!("{good}: {e}"));
         }
+    }
+
+    fn secrets_of(json: &str) -> Vec<Secret> {
+        let s = stack(json).unwrap();
+        s.services.values().next().unwrap().secrets.clone()
+    }
+
+    #[test]
+    fn secrets_default_to_a_mounted_file_for_every_service() {
+        // A generic service (no catalog app): the file, and its path in
+        // FILE__<name>; never the value in the environment.
+        let s = secrets_of(
+            r#"{"version":1,"services":{"web":{"image":"x",
+            "secrets":{"TOKEN":{"file":"/run/secrets/t"}}}}}"#,
+        );
+        assert_eq!(s[0].mode, SecretMode::File);
+        assert_eq!(s[0].path_env.as_deref(), Some("FILE__TOKEN"));
+        // The image's own convention, per secret.
+        let s = secrets_of(
+            r#"{"version":1,"services":{"db":{"image":"postgres:17",
+            "secrets":{"POSTGRES_PASSWORD":{"file":"/run/secrets/pg","fileEnv":"POSTGRES_PASSWORD_FILE"}}}}}"#,
+        );
+        assert_eq!(s[0].path_env.as_deref(), Some("POSTGRES_PASSWORD_FILE"));
+        // Same on Docker.
+        let s = secrets_of(
+            r#"{"version":1,"backend":"docker","services":{"web":{"image":"x",
+            "secrets":{"TOKEN":{"file":"/run/secrets/t"}}}}}"#,
+        );
+        assert_eq!(s[0].mode, SecretMode::File);
+    }
+
+    #[test]
+    fn env_values_only_where_hidden_or_acknowledged() {
+        let spec = |backend: &str, version: &str, extra: &str| {
+            format!(
+                r#"{{"version":1,"backend":"{backend}","engine":{{"version":"{version}"}},
+                "services":{{"web":{{"image":"x","secrets":{{"TOKEN":{{"file":"/run/secrets/t",
+                "mode":"env"{extra}}}}}}}}}}}"#
+            )
+        };
+        // podman >= 5.3 hides type=env secrets: no acknowledgement needed.
+        let s = secrets_of(&spec("podman", "5.4.2", ""));
+        assert_eq!(s[0].mode, SecretMode::PodmanSecret);
+        assert_eq!(s[0].podman_secret_type, Some(PodmanSecretType::Env));
+        // Docker and older podman: refused without the acknowledgement.
+        for (backend, version, engine) in [
+            ("docker", "27.5", "Docker"),
+            ("podman", "4.3.1", "podman 4.3"),
+        ] {
+            let e = err(&spec(backend, version, ""));
+            assert!(e.contains("services.web.secrets.TOKEN.mode: `env`"), "{e}");
+            assert!(e.contains(engine), "{e}");
+            assert!(e.contains("\"allowEnvironmentValue\": true"), "{e}");
+            assert!(e.contains("FILE__TOKEN"), "{e}");
+            let st = stack(&spec(backend, version, r#","allowEnvironmentValue":true"#)).unwrap();
+            assert_eq!(st.services["web"].secrets[0].mode, SecretMode::EnvFile);
+            let w = exposure_warnings(&st);
+            assert_eq!(w.len(), 1, "{w:?}");
+            assert!(w[0].contains("services.web.secrets.TOKEN"), "{w:?}");
+            assert!(w[0].contains("inspect"), "{w:?}");
+        }
+        // envFile shows the value everywhere: acknowledged or refused.
+        let e = err(&spec("podman", "5.4.2", "").replace("\"env\"", "\"envFile\""));
+        assert!(e.contains("`envFile` would put the value"), "{e}");
+        // An acknowledgement where nothing is exposed is a mistake.
+        let e = err(&spec("podman", "5.4.2", r#","allowEnvironmentValue":true"#));
+        assert!(
+            e.contains("TOKEN.allowEnvironmentValue: only applies"),
+            "{e}"
+        );
+        // The default file mode has no warning.
+        let st = stack(r#"{"version":1,"services":{"web":{"image":"x","secrets":{"T":{"file":"/run/secrets/t"}}}}}"#).unwrap();
+        assert!(exposure_warnings(&st).is_empty());
     }
 
     #[test]

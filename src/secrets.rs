@@ -120,6 +120,13 @@ fn private_dir(dir: &Path) -> Result<()> {
 /// Deliver every secret of `svc`. Nothing is placed unless all sources are
 /// good.
 pub fn install(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
+    if let Some(s) = svc.secrets.iter().find(|s| s.mode == SecretMode::Env) {
+        bail!(
+            "secret {} has the unresolved mode `env` in the manifest; render the spec again \
+             with this nixarr-units",
+            s.name
+        );
+    }
     let values = svc
         .secrets
         .iter()
@@ -143,7 +150,7 @@ pub fn install(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
                 write_atomic(&dir.join(&s.name), &value, 0o400)
                     .with_context(|| format!("placing secret {}", s.name))?;
             }
-            SecretMode::EnvFile => {
+            SecretMode::EnvFile | SecretMode::Env => {
                 env_file.extend_from_slice(s.name.as_bytes());
                 env_file.push(b'=');
                 env_file.extend(value);
@@ -156,7 +163,7 @@ pub fn install(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
             s.name,
             match s.mode {
                 SecretMode::File => "file",
-                SecretMode::EnvFile => "env file",
+                SecretMode::EnvFile | SecretMode::Env => "env file",
                 SecretMode::PodmanSecret => "podman secret",
             }
         ));

@@ -295,14 +295,24 @@ pub struct SecretSpec {
     /// (sops-nix), `/run/agenix/x`; read at start, never copied elsewhere
     /// than `/run/nixarr-units/`.
     pub file: String,
-    /// How the value reaches the container; defaults to `file` for apps
-    /// that read variables from files, `envFile` otherwise.
+    /// How the value reaches the container; `file` unless asked otherwise,
+    /// for every service.
     pub mode: Option<SecretMode>,
+    /// With `file`: the variable that carries the file's path, for images
+    /// with their own convention (`POSTGRES_PASSWORD_FILE`); default the
+    /// service's `secretFileEnv` (`FILE__<name>`).
+    pub file_env: Option<String>,
     /// For `podmanSecret`: a file at `/run/secrets/<name>` (default) or an
     /// environment variable (podman ≥ 5.3; older ones show it in inspect).
     pub podman_secret_type: Option<PodmanSecretType>,
+    /// Accept that `env` (on Docker or podman before 5.3) or `envFile`
+    /// puts the value where `inspect` shows it.
+    #[serde(default)]
+    pub allow_environment_value: bool,
 }
 
+/// As written in the spec. `env` is resolved into `podmanSecret` (type env)
+/// or `envFile` by the engine; the manifest only holds the last three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum SecretMode {
@@ -310,7 +320,12 @@ pub enum SecretMode {
     /// read-only at /run/secrets, path in `FILE__<name>` (or the app's
     /// convention).
     File,
-    /// An env file rendered by the bridge, passed with `--env-file`.
+    /// The value as an environment variable, the safest way the engine
+    /// has: a podman secret of type env on podman ≥ 5.3, else an env file
+    /// (needs `allowEnvironmentValue`).
+    Env,
+    /// An env file rendered by the bridge, passed with `--env-file` (shown
+    /// by `inspect`; needs `allowEnvironmentValue`).
     EnvFile,
     /// A podman secret (`podman secret create`), `--secret`.
     PodmanSecret,

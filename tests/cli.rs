@@ -810,3 +810,82 @@ fn nixarr_migrate_checks_the_service_before_building_a_path() {
         "nothing in the journal dir"
     );
 }
+
+// ---- No secret value in any container's environment (issue 13) ----
+
+/// A service without a catalog app gets its secret as a mounted file and
+/// only the path in its environment; no --env-file.
+#[test]
+fn a_generic_service_gets_its_secret_as_a_file() {
+    let t = tempfile::tempdir().unwrap();
+    for backend in ["podman", "docker"] {
+        let file = write(
+            t.path(),
+            &format!("{backend}.json"),
+            &format!(
+                r#"{{"version":1,"backend":"{backend}","services":{{"web":{{"image":"nginx",
+                "secrets":{{"TOKEN":{{"file":"/run/secrets/t"}},
+                            "DB_PASSWORD":{{"file":"/run/secrets/db","fileEnv":"DB_PASSWORD_FILE"}}}}}}}}}}"#
+            ),
+        );
+        let out = t.path().join(format!("out-{backend}"));
+        let assert = bin()
+            .args(["render", "--spec"])
+            .arg(&file)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(!stderr.contains("warning"), "{stderr}");
+        let unit =
+            std::fs::read_to_string(out.join("lib/systemd/system/nixarr-web.service")).unwrap();
+        assert!(
+            unit.contains("--env=FILE__TOKEN=/run/secrets/TOKEN"),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("--env=DB_PASSWORD_FILE=/run/secrets/DB_PASSWORD"),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("--volume=/run/nixarr-units/secrets/nixarr-web:/run/secrets:ro"),
+            "{unit}"
+        );
+        assert!(!unit.contains("--env-file"), "{unit}");
+    }
+}
+
+/// An environment value on an engine that shows it in inspect: refused
+/// without the acknowledgement, and with it `render` warns naming the
+/// service and the secret.
+#[test]
+fn an_exposed_environment_value_needs_an_acknowledgement_and_warns() {
+    rejects(
+        r#"{"version":1,"backend":"docker","services":{"web":{"image":"nginx",
+            "secrets":{"TOKEN":{"file":"/run/secrets/t","mode":"env"}}}}}"#,
+        &[
+            "services.web.secrets.TOKEN.mode: `env` would put the value of TOKEN in the container's environment",
+            "\"allowEnvironmentValue\": true",
+        ],
+    );
+    let t = tempfile::tempdir().unwrap();
+    let file = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"backend":"docker","services":{"web":{"image":"nginx",
+            "secrets":{"TOKEN":{"file":"/run/secrets/t","mode":"env","allowEnvironmentValue":true}}}}}"#,
+    );
+    let assert = bin()
+        .args(["render", "--spec"])
+        .arg(&file)
+        .arg("--out")
+        .arg(t.path().join("out"))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("services.web.secrets.TOKEN: the value is delivered as an environment variable, which `docker inspect` shows"),
+        "{stderr}"
+    );
+}

@@ -116,6 +116,8 @@ fn base64(data: &[u8]) -> String {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
+    /// No `mode` in the spec: the default, a file for every service.
+    Default,
     File,
     EnvFile,
     PodmanEnv,
@@ -134,6 +136,8 @@ struct Sec {
     path_env: Option<String>,
     /// File name under /run/secrets.
     source_name: String,
+    /// The secret's own `fileEnv` in the spec.
+    file_env: Option<String>,
 }
 
 impl Sec {
@@ -151,9 +155,17 @@ impl Sec {
     }
     fn spec(&self) -> Value {
         let mut s = json!({ "file": self.source() });
+        if let Some(v) = &self.file_env {
+            s["fileEnv"] = json!(v);
+        }
         match self.mode {
+            Mode::Default => {}
             Mode::File => s["mode"] = json!("file"),
-            Mode::EnvFile => s["mode"] = json!("envFile"),
+            Mode::EnvFile => {
+                // Shown by inspect: only with the acknowledgement.
+                s["mode"] = json!("envFile");
+                s["allowEnvironmentValue"] = json!(true);
+            }
             Mode::PodmanEnv => {
                 s["mode"] = json!("podmanSecret");
                 s["podmanSecretType"] = json!("env");
@@ -186,6 +198,7 @@ fn sec(sc: &Scenario, svc: &str, var: &str, mode: Mode, path_env: Option<&str>) 
         value: random_value(),
         path_env: path_env.map(|p| p.replace("{name}", var)),
         source_name: format!("{}-{svc}-{}", sc.prefix, var.to_lowercase()),
+        file_env: None,
     }
 }
 
@@ -308,7 +321,12 @@ fn check_delivered(port: u16, s: &Sec) -> Result<()> {
     let env = environ(port)?;
     let in_container = format!("/run/secrets/{}", s.var);
     match s.mode {
-        Mode::File | Mode::PodmanMount => {
+        Mode::Default | Mode::File | Mode::PodmanMount => {
+            ensure!(
+                !env.values().any(|v| v.contains(&s.value)),
+                "{}: the value is in the container's environment",
+                s.label()
+            );
             let got = cat(port, &in_container)?;
             ensure!(
                 got.as_deref() == Some(s.value.as_bytes()),
@@ -896,12 +914,20 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
     let podman = sc.m.backend == Backend::Podman;
     let lsio = "FILE__{name}";
     let gluetun = "{name}_SECRETFILE";
+    // "d": a generic service (image only, no secretFileEnv) whose secrets
+    // name no mode: files, FILE__<name> or the secret's own fileEnv, and
+    // never a value in the environment.
+    let mut own_var = sec(sc, "d", "GENERIC_PASSWORD", Mode::Default, None);
+    own_var.file_env = Some("GENERIC_PASSWORD_FILE".to_owned());
+    own_var.path_env = own_var.file_env.clone();
     let mut secrets = vec![
         sec(sc, "f", "API_KEY", Mode::File, Some(lsio)),
         sec(sc, "f", "DB_PASS", Mode::File, Some(lsio)),
         sec(sc, "g", "WIREGUARD_PRIVATE_KEY", Mode::File, Some(gluetun)),
         sec(sc, "e", "TOKEN", Mode::EnvFile, None),
         sec(sc, "e", "OTHER_TOKEN", Mode::EnvFile, None),
+        sec(sc, "d", "GENERIC_TOKEN", Mode::Default, Some(lsio)),
+        own_var,
     ];
     // podman < 5.3 shows env secrets in inspect: the renderer refuses them
     // there (tests/cli.rs: podman_env_secrets_need_podman_5_3).
@@ -914,9 +940,9 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
     }
     write_sources(sc.m, &secrets)?;
     let svcs: Vec<&str> = if podman {
-        vec!["f", "g", "e", "p"]
+        vec!["f", "g", "e", "d", "p"]
     } else {
-        vec!["f", "g", "e"]
+        vec!["f", "g", "e", "d"]
     };
     let mut ports = std::collections::BTreeMap::new();
     let mut services = serde_json::Map::new();
@@ -967,7 +993,10 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
     watch.finish(&mut found, &mut sc.notes);
 
     // The copies are private.
-    for s in secrets.iter().filter(|s| s.mode == Mode::File) {
+    for s in secrets
+        .iter()
+        .filter(|s| matches!(s.mode, Mode::File | Mode::Default))
+    {
         use std::os::unix::fs::PermissionsExt;
         let p = host_path(
             sc.m,
@@ -984,7 +1013,7 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
     }
 
     // Exposure of the bridges.
-    let strict = [("f", "file"), ("e", "envFile")];
+    let strict = [("f", "file"), ("e", "envFile"), ("d", "default")];
     for (svc, what) in strict {
         let unit = format!("{}-{svc}-secrets.service", sc.prefix);
         let e = exposure(sc.m, &unit)?;

@@ -211,7 +211,8 @@ fn strings<'a>(v: &'a Value, path: String, acc: &mut Vec<(String, &'a str)>) {
 }
 
 /// A spec (which lands in the world-readable Nix store) names secrets by
-/// their files only: each secret is `{ file, mode?, podmanSecretType? }`
+/// their files only: each secret is `{ file, mode?, podmanSecretType?,
+/// fileEnv?, allowEnvironmentValue? }`
 /// with an absolute path outside the store, and no string anywhere in the
 /// spec is a sops-nix placeholder (the stub's `<SOPS:…>`) or a value.
 fn secrets_are_paths_only(name: &str, spec: &Value) {
@@ -224,8 +225,11 @@ fn secrets_are_paths_only(name: &str, spec: &Value) {
             let obj = secret.as_object().unwrap();
             for key in obj.keys() {
                 assert!(
-                    matches!(key.as_str(), "file" | "mode" | "podmanSecretType"),
-                    "{where_}: unexpected key `{key}` (only file, mode, podmanSecretType)"
+                    matches!(
+                        key.as_str(),
+                        "file" | "mode" | "podmanSecretType" | "fileEnv" | "allowEnvironmentValue"
+                    ),
+                    "{where_}: unexpected key `{key}` (only file, mode, podmanSecretType, fileEnv, allowEnvironmentValue)"
                 );
             }
             let file = obj["file"].as_str().unwrap();
@@ -235,7 +239,10 @@ fn secrets_are_paths_only(name: &str, spec: &Value) {
             );
             if let Some(m) = obj.get("mode") {
                 assert!(
-                    matches!(m.as_str(), Some("file" | "envFile" | "podmanSecret")),
+                    matches!(
+                        m.as_str(),
+                        Some("file" | "env" | "envFile" | "podmanSecret")
+                    ),
                     "{where_}.mode = {m}"
                 );
             }

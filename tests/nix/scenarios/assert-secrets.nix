@@ -33,6 +33,28 @@
           };
         };
       };
+      bazarr = {
+        enable = true;
+        secrets = {
+          # A value in the environment, not acknowledged.
+          BAZARR_TOKEN = {
+            file = "/run/agenix/bazarr-token";
+            mode = "envFile";
+          };
+          # An acknowledgement where nothing is exposed.
+          BAZARR_KEY = {
+            file = "/run/agenix/bazarr-key";
+            allowEnvironmentValue = true;
+          };
+          # A path variable for a secret that is no file.
+          BAZARR_OTHER = {
+            file = "/run/agenix/bazarr-other";
+            mode = "podmanSecret";
+            podmanSecretType = "env";
+            fileEnv = "BAZARR_OTHER_FILE";
+          };
+        };
+      };
       lidarr = {
         enable = true;
         secrets = {
@@ -53,6 +75,9 @@
     "services.nixarr-units.radarr.secrets.RADARR__AUTH__APIKEY: gives no source"
     "services.nixarr-units.radarr.secrets.RADARR__POSTGRES__PASSWORD: sets both sopsSecret and file"
     "services.nixarr-units.radarr.secrets.RADARR__POSTGRES__USER.podmanSecretType only applies to mode = \"podmanSecret\" (the mode is \"file\")"
+    "services.nixarr-units.bazarr.secrets.BAZARR_TOKEN.mode = \"envFile\" would put the value of BAZARR_TOKEN in the container's environment, where `podman inspect` shows it; drop mode to deliver it as the file /run/secrets/BAZARR_TOKEN (its path in FILE__BAZARR_TOKEN), or set services.nixarr-units.bazarr.secrets.BAZARR_TOKEN.allowEnvironmentValue = true to accept that."
+    "services.nixarr-units.bazarr.secrets.BAZARR_KEY.allowEnvironmentValue only applies to mode = \"env\""
+    "services.nixarr-units.bazarr.secrets.BAZARR_OTHER.fileEnv only applies to mode = \"file\" (the default)"
     "services.nixarr-units.lidarr.secrets: LIDARR__AUTH__APIKEY (podmanSecretType = \"mount\") and the `file` secrets LIDARR__POSTGRES__PASSWORD would all use /run/secrets"
   ];
 }

@@ -11,9 +11,12 @@
       };
       radarr = {
         enable = true;
+        # A value in the environment where inspect shows it: only when
+        # acknowledged, and then with a build warning.
         secrets.RADARR__AUTH__APIKEY = {
           file = "/run/agenix/radarr-api-key";
           mode = "envFile";
+          allowEnvironmentValue = true;
         };
       };
       prowlarr = {
@@ -45,7 +48,11 @@
         spec.services.radarr.secrets.RADARR__AUTH__APIKEY == {
           file = "/run/agenix/radarr-api-key";
           mode = "envFile";
+          allowEnvironmentValue = true;
         };
+      radarr-warning =
+        builtins.length config.warnings == 1
+        && lib.hasPrefix "services.nixarr-units.radarr.secrets.RADARR__AUTH__APIKEY: the value is delivered as an environment variable, which `podman inspect` shows" (builtins.head config.warnings);
       prowlarr =
         spec.services.prowlarr.secrets.PROWLARR__AUTH__APIKEY == {
           file = "/run/agenix/prowlarr-api-key";

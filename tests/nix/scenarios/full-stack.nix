@@ -83,6 +83,7 @@
         secrets.SABNZBD_API_KEY = {
           sopsSecret = "sonarr/api-key";
           mode = "envFile";
+          allowEnvironmentValue = true;
         };
       };
       seerr = {

@@ -41,8 +41,13 @@
         };
         restart = "always";
         dependsOn = [ "sonarr" ];
-        # No secretFileEnv: the secret defaults to an env file.
+        # No app, no secretFileEnv: still a file (FILE__<name>), never a
+        # value in the environment; a secret can name its own variable.
         secrets.HOMEPAGE_VAR_SONARR_KEY.file = "/run/agenix/homepage-sonarr-key";
+        secrets.RADARR_KEY = {
+          file = "/run/agenix/homepage-radarr-key";
+          fileEnv = "HOMEPAGE_FILE_RADARR_KEY";
+        };
       };
       containers.db = {
         image = "docker.io/library/postgres:17";
@@ -82,7 +87,15 @@
       tmpfiles-escaped = lib.elem "d /srv/media\\x20state/homepage :0750 :568 :169 -" config.systemd.tmpfiles.rules;
       tmpfiles-own-dir = lib.elem "d /srv/media\\x20state/sonarr-4k 0750 568 169 -" config.systemd.tmpfiles.rules;
       no-firewall = config.networking.firewall.allowedTCPPorts == [ ];
-      homepage-secret = spec.services.homepage.secrets == { HOMEPAGE_VAR_SONARR_KEY.file = "/run/agenix/homepage-sonarr-key"; };
+      homepage-secret =
+        spec.services.homepage.secrets == {
+          HOMEPAGE_VAR_SONARR_KEY.file = "/run/agenix/homepage-sonarr-key";
+          RADARR_KEY = {
+            file = "/run/agenix/homepage-radarr-key";
+            fileEnv = "HOMEPAGE_FILE_RADARR_KEY";
+          };
+        };
+      no-warnings = config.warnings == [ ];
       db-secret-file-env =
         spec.services.db.secretFileEnv == "{name}_FILE"
         && spec.services.db.secrets == { POSTGRES_PASSWORD.file = "/run/secrets/db/password"; };
