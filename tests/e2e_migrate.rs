@@ -863,7 +863,10 @@ fn refusals(sc: &mut Scenario) -> Result<()> {
     unchanged(sc, port, &before, "after the missing container refusal")?;
 
     // Unknown service, nothing to roll back or finalize.
-    mig(m, &["migrate", "no-such-service"])?.refused("an unknown service", "no service")?;
+    mig(m, &["migrate", "no-such-service"])?.refused(
+        "an unknown service",
+        "no such service `no-such-service` in the manifest",
+    )?;
     mig(m, &["rollback", "sonarr"])?.refused("rollback without a migration", "no migration")?;
     mig(m, &["finalize", "sonarr"])?.refused("finalize without a migration", "no migration")?;
 
