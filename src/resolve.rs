@@ -1133,6 +1133,15 @@ fn resolve_service(
     let version = spec.engine.version.as_deref().and_then(parse_version);
     let secrets = resolve_secrets(cx, spec.backend, version, &path, svc, preset, &environment)?;
 
+    if secrets.iter().any(|s| s.mode == SecretMode::File)
+        && let Some(i) = volumes.iter().position(|v| v.container == "/run/secrets")
+    {
+        return Err(cx.err(
+            format!("{path}.volumes[{i}].container"),
+            "`/run/secrets` is where this service's `file` secrets are mounted; mount the \
+             volume elsewhere",
+        ));
+    }
     let health_spec = match &svc.health {
         Some(h) => h.clone(),
         None => preset.and_then(|p| p.health.clone()),

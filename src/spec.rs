@@ -373,6 +373,15 @@ pub fn parse(text: &str, origin: &str) -> Result<Spec, SpecError> {
         message: strip_position(&e.to_string()),
     })?;
     refuse_duplicate_keys(text, origin)?;
+    if value.get("stacks").is_some() && value.get("services").is_none() {
+        return Err(SpecError::at(
+            origin,
+            "stacks",
+            "this is a manifest (written by `render` or the generator), not a spec; pass the \
+             spec it was rendered from (a NixOS host has no spec file: change the module's \
+             options instead)",
+        ));
+    }
     match value.get("version") {
         None => {
             return Err(SpecError::at(
@@ -626,6 +635,17 @@ mod tests {
             assert!(e.contains(path), "{e}");
             assert!(e.contains("remove or rename one"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_manifest_is_not_a_spec() {
+        let e = parse(
+            r#"{"version":1,"generator":"nixarr-units 0.1.0","stacks":[]}"#,
+            "m.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("this is a manifest"), "{e}");
     }
 
     #[test]

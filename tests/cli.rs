@@ -889,3 +889,25 @@ fn an_exposed_environment_value_needs_an_acknowledgement_and_warns() {
         "{stderr}"
     );
 }
+
+/// The two files are easy to mix up: each says what it is.
+#[test]
+fn a_manifest_passed_as_a_spec_says_so() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(example())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    bin()
+        .args(["validate", "--spec"])
+        .arg(out.join("share/nixarr-units/manifest.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "stacks: this is a manifest (written by `render` or the generator), not a spec",
+        ));
+}
