@@ -709,6 +709,59 @@ let
   ]
   ++ lib.concatMap (e: map (tmpfilesDir "0750" e.uid e.gid) e.dirs) enabled;
 
+  # --- the ids the containers run as -----------------------------------
+
+  # NixOS gives system users and groups without a fixed id one from 400-999
+  # (counting down from 999), and normal users one from 1000 up. A
+  # container's uid in 400-999 is therefore declared as a system user here,
+  # so that NixOS never hands it to another account; ids below 400 are
+  # NixOS's static ones (a puid matching a native service's is deliberate,
+  # to keep file ownership on migration), and ids from 1000 up are left
+  # alone: declaring one could renumber an existing human user, whose id
+  # NixOS remembers but does not fix.
+  autoRange = id: id >= 400 && id <= 999;
+  byUid = lib.groupBy (e: toString e.uid) enabled;
+  userName =
+    uid: es:
+    if uid == toString cfg.defaults.puid then
+      cfg.prefix
+    else
+      "${cfg.prefix}-${builtins.head (lib.sort lib.lessThan (map (e: e.name) es))}";
+  declaredUsers = lib.mapAttrs' (uid: es: lib.nameValuePair (userName uid es) (lib.toInt uid)) (
+    lib.filterAttrs (uid: _: autoRange (lib.toInt uid)) byUid
+  );
+  declaredGroups = lib.filter (gid: autoRange gid && gid != cfg.defaults.pgid) (
+    lib.unique (map (e: e.gid) enabled)
+  );
+
+  otherUsers = lib.filterAttrs (n: _: !(declaredUsers ? ${n})) config.users.users;
+  uidChecks =
+    lib.optionals cfg.createUsers (
+      lib.mapAttrsToList (name: uid: {
+        assertion = lib.all (u: (u.uid or null) != uid) (lib.attrValues otherUsers);
+        message = "services.nixarr-units: containers run as uid ${toString uid} (${
+          lib.concatMapStringsSep ", " (e: e.path) byUid.${toString uid}
+        }), declared as the system user users.users.${name}, but users.users.${
+          lib.concatStringsSep ", " (lib.attrNames (lib.filterAttrs (_: u: (u.uid or null) == uid) otherUsers))
+        } has that uid too. Choose another services.nixarr-units.defaults.puid (or the container's puid), or set services.nixarr-units.createUsers = false to run them as that user.";
+      }) declaredUsers
+    );
+  # A container whose uid is a declared human user's (often seerr's fixed
+  # 1000): allowed (sharing files with your own user may be what you
+  # want), but said.
+  uidWarnings = lib.concatLists (
+    lib.mapAttrsToList (
+      uid: es:
+      let
+        humans = lib.attrNames (
+          lib.filterAttrs (_: u: (u.isNormalUser or false) && toString (u.uid or "") == uid) config.users.users
+        );
+      in
+      lib.optional (humans != [ ])
+        "${lib.concatMapStringsSep ", " (e: e.path) es} run as uid ${uid}, which is users.users.${builtins.head humans}'s: that user can read and change their data in ${cfg.stateDir}. Give them another puid if this is not what you want (Seerr's image runs as 1000 whatever PUID says)."
+    ) byUid
+  );
+
   # sops-nix secret name → the units that use it (restarted when it changes).
   sopsRestarts = lib.foldAttrs (a: b: a ++ b) [ ] (
     lib.concatMap (
@@ -767,7 +820,9 @@ in
           ++ secretChecks
           ++ dependencyChecks
           ++ cycleChecks
+          ++ uidChecks
           ++ lib.concatMap (e: e.checks) enabled;
+        warnings = uidWarnings;
 
         virtualisation.podman.enable = lib.mkIf (cfg.backend == "podman") true;
         virtualisation.docker.enable = lib.mkIf (cfg.backend == "docker") true;
@@ -779,7 +834,20 @@ in
         systemd.targets.${cfg.prefix}.wantedBy = [ "multi-user.target" ];
         systemd.tmpfiles.rules = tmpfilesRules;
 
-        users.groups.${cfg.group}.gid = lib.mkDefault cfg.defaults.pgid;
+        users.groups = {
+          ${cfg.group}.gid = lib.mkDefault cfg.defaults.pgid;
+        }
+        // lib.optionalAttrs cfg.createUsers (
+          lib.listToAttrs (map (gid: lib.nameValuePair "${cfg.prefix}-${toString gid}" { inherit gid; }) declaredGroups)
+        );
+        users.users = lib.mkIf cfg.createUsers (
+          lib.mapAttrs (name: uid: {
+            inherit uid;
+            isSystemUser = true;
+            group = cfg.group;
+            description = "nixarr-units containers (uid ${toString uid})";
+          }) declaredUsers
+        );
 
         networking.firewall.allowedTCPPorts = firewallPorts "tcp";
         networking.firewall.allowedUDPPorts = firewallPorts "udp";

@@ -783,11 +783,35 @@ in
       description = "Group that owns `dataDir`; created with gid `defaults.pgid`.";
     };
 
+    createUsers = mkOption {
+      type = types.bool;
+      default = true;
+      description = ''
+        Declare the ids the containers run as, so that no other account
+        gets them: each container uid from 400 to 999 (NixOS's range for
+        system users without a fixed id; `defaults.puid`, 568, is one)
+        becomes a system user in `group` (named after `prefix` for
+        `defaults.puid`, else `<prefix>-<first service>`), each such gid a
+        group. A uid that another declared user already has fails
+        evaluation; set this to false to run the containers as that user.
+        Ids below 400 (NixOS's static ones, e.g. a native service's, chosen
+        to keep file ownership) and from 1000 up (human users: declaring
+        one could renumber an existing user) are never declared; a
+        container running as a declared human user's uid (Seerr's image
+        always runs as 1000) gets a warning.
+      '';
+    };
+
     defaults = {
       puid = mkOption {
         type = t.id;
         default = 568;
-        description = "User id LinuxServer.io images run as (`PUID`) unless a container sets its own.";
+        description = ''
+          User id LinuxServer.io images run as (`PUID`) unless a container
+          sets its own. With `createUsers` it is declared as the system user
+          named after `prefix`, so NixOS, which picks ids for system users
+          without one from 400-999, never gives it to another account.
+        '';
       };
       pgid = mkOption {
         type = t.id;

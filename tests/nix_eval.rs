@@ -146,6 +146,30 @@ fn scenario(name: &str) {
     assert!(bad.is_empty(), "{name}: checks failed: {bad:?}");
     println!("scenario {name}: {} checks passed", checks.len());
 
+    // Warnings, like assertions: each expected one given, no other.
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let warnings = strs(&result["warnings"]);
+    let expected_warnings = strs(&meta["expectedWarnings"]);
+    for e in &expected_warnings {
+        assert!(
+            warnings.iter().any(|w| w.contains(e.as_str())),
+            "{name}: expected a warning containing\n  {e}\nwarnings:\n  {}",
+            warnings.join("\n  ")
+        );
+    }
+    for w in &warnings {
+        assert!(
+            expected_warnings.iter().any(|e| w.contains(e.as_str())),
+            "{name}: unexpected warning:\n  {w}"
+        );
+    }
+
     // The spec the module produced must be accepted by the binary and render.
     let spec = &result["spec"];
     if meta["noSpec"].as_bool() == Some(true) {
@@ -308,6 +332,9 @@ scenarios! {
     closed_firewall_publishes_on_loopback => "firewall-closed",
     closed_firewall_publishes_on_bind_address => "firewall-bind-address",
     assertion_native_plain_systemd_unit => "assert-native-unit",
+    container_ids_declared_as_system_users => "users-allocated",
+    assertion_uid_collision => "assert-uid-collision",
+    container_ids_not_declared_when_asked => "users-not-created",
 }
 
 /// A scenario file without a test here would silently not run.

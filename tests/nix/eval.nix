@@ -51,10 +51,12 @@ in
     description = s.description;
     evalError = s.evalError or null;
     expectedAssertions = s.assertions or [ ];
+    expectedWarnings = s.warnings or [ ];
     noSpec = s.noSpec or false;
   };
   result = {
     failedAssertions = failed;
+    warnings = if failed == [ ] then config.warnings else [ ];
     spec =
       if failed == [ ] && config.services.nixarr-units.enable then config.services.nixarr-units.spec else null;
     checks = if failed == [ ] then (s.checks or (_: { })) config else { };
