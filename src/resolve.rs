@@ -302,6 +302,9 @@ pub struct Service {
     /// Ports this service asked for (for VPN services they are published on
     /// the VPN container).
     pub ports: Vec<Port>,
+    /// The ports are the catalog app's (the spec has no `ports`): errors
+    /// about them name `app`, the key the user wrote.
+    pub ports_from_preset: bool,
     pub volumes: Vec<Volume>,
     pub environment: BTreeMap<String, String>,
     pub environment_files: Vec<String>,
@@ -1181,6 +1184,7 @@ fn resolve_service(
         image,
         image_file: svc.image_file.clone(),
         ports,
+        ports_from_preset: svc.ports.is_none() && preset.is_some(),
         volumes,
         environment,
         environment_files,
@@ -1749,14 +1753,33 @@ fn check_ports(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), Spe
                     } else {
                         format!("is also used by services.{other}.ports[{j}]")
                     };
-                    return Err(cx.err(
-                        format!("services.{}.ports[{i}].host", s.name),
-                        format!(
-                            "host port {}/{} {what}; give one of them another host port",
-                            p.host,
-                            p.protocol.name()
-                        ),
-                    ));
+                    // The catalog's ports: the user wrote `app`, not them.
+                    let (key, fix) = if s.ports_from_preset {
+                        (
+                            format!("services.{}.app", s.name),
+                            format!(
+                                "the catalog app `{}` publishes host port {}/{}, which {what}; \
+                                 give services.{} its own `ports` (e.g. [{{\"host\": {}, \
+                                 \"container\": {}}}])",
+                                s.app.as_deref().unwrap_or(&s.name),
+                                p.host,
+                                p.protocol.name(),
+                                s.name,
+                                p.host.saturating_add(1),
+                                p.container
+                            ),
+                        )
+                    } else {
+                        (
+                            format!("services.{}.ports[{i}].host", s.name),
+                            format!(
+                                "host port {}/{} {what}; give one of them another host port",
+                                p.host,
+                                p.protocol.name()
+                            ),
+                        )
+                    };
+                    return Err(cx.err(key, fix));
                 }
             }
             entry.push((p.address, &s.name, i));
@@ -1998,6 +2021,18 @@ mod tests {
             r#"{"version":1,"services":{"sonarr":{"app":"sonarr","migration":{"targetDir":"/var/lib/sonarr/.config/NzbDrone/x"}}}}"#,
         );
         assert!(e.contains("services.sonarr.migration.targetDir: "), "{e}");
+    }
+
+    #[test]
+    fn a_catalog_port_clash_names_app_not_ports() {
+        let e = err(
+            r#"{"version":1,"services":{"sonarr":{"app":"sonarr"},"sonarr-4k":{"app":"sonarr"}}}"#,
+        );
+        assert!(
+            e.contains("services.sonarr-4k.app: the catalog app `sonarr` publishes host port 8989/tcp, which is also used by services.sonarr.ports[0]"),
+            "{e}"
+        );
+        assert!(e.contains("give services.sonarr-4k its own `ports`"), "{e}");
     }
 
     #[test]
