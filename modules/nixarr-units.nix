@@ -808,7 +808,8 @@ in
             name: _:
             "${e.path}.secrets.${name}: the value is delivered as an environment variable, which `${cfg.backend} inspect` shows to anyone allowed to run it (allowEnvironmentValue = true); drop mode for the default file delivery."
           ) (lib.filterAttrs (_: s: exposedSecret s && s.allowEnvironmentValue) e.secrets)
-        ) enabled;
+        ) enabled
+        ++ uidWarnings;
 
         assertions =
           nameChecks
@@ -822,7 +823,6 @@ in
           ++ cycleChecks
           ++ uidChecks
           ++ lib.concatMap (e: e.checks) enabled;
-        warnings = uidWarnings;
 
         virtualisation.podman.enable = lib.mkIf (cfg.backend == "podman") true;
         virtualisation.docker.enable = lib.mkIf (cfg.backend == "docker") true;

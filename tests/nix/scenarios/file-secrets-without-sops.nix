@@ -37,6 +37,8 @@
       };
     };
   };
+  # The acknowledged exposure is said at build time.
+  warnings = [ "services.nixarr-units.radarr.secrets.RADARR__AUTH__APIKEY: the value is delivered as an environment variable" ];
   checks =
     config:
     let

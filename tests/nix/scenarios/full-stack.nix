@@ -93,6 +93,8 @@
       };
     };
   };
+  # The acknowledged exposure is said at build time.
+  warnings = [ "services.nixarr-units.sabnzbd.secrets.SABNZBD_API_KEY: the value is delivered as an environment variable" ];
   checks =
     config:
     let
