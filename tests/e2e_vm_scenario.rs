@@ -208,7 +208,8 @@ fn fake_arr_tar(dir: &Path) -> Result<PathBuf> {
 
 /// What services.nixarr-units of nix/vm-test.nix turns into (the module's
 /// `spec`): catalog apps with image, imageFile and LISTEN_PORT overridden,
-/// the web port moved to the instance's `port`, the module's defaults.
+/// the web port moved to the instance's `port` (on 127.0.0.1: the firewall
+/// is not opened), the network's bridge named, the module's defaults.
 fn spec(image_file: &str) -> Value {
     let services: serde_json::Map<String, Value> = STACK
         .iter()
@@ -220,7 +221,8 @@ fn spec(image_file: &str) -> Value {
                     "image": FAKE_ARR,
                     "imageFile": image_file,
                     "environment": { "LISTEN_PORT": listen.to_string() },
-                    "ports": [{ "host": host_port, "container": listen, "protocol": "tcp" }],
+                    // openFirewall is false: published on loopback only.
+                    "ports": [{ "host": host_port, "container": listen, "protocol": "tcp", "address": "127.0.0.1" }],
                     "dependsOn": deps,
                     "vpn": false,
                     "extraArgs": [],
@@ -236,6 +238,7 @@ fn spec(image_file: &str) -> Value {
         "version": 1,
         "backend": "podman",
         "prefix": PREFIX,
+        "network": { "interface": "br-nixarr" },
         "defaults": { "puid": PUID, "pgid": PGID, "tz": "Etc/UTC", "umask": "002" },
         "paths": { "stateDir": "/var/lib/nixarr", "dataDir": "/data" },
         "services": services,
