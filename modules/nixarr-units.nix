@@ -117,6 +117,28 @@ let
     address = p.address or null;
   };
 
+  # The native data directory where the nixpkgs module lets it move and the
+  # catalog's (one path) cannot say it; null means the catalog's. nixpkgs'
+  # Seerr (services.seerr, formerly services.jellyseerr, unit seerr.service)
+  # keeps it in `configDir`: /var/lib/seerr/ from stateVersion 26.05 on,
+  # /var/lib/jellyseerr/config (the catalog's) before. It runs with
+  # DynamicUser, so the files live under /var/lib/private.
+  nativeDataDir =
+    app:
+    if app == "seerr" && options ? services.seerr.configDir then
+      privateStateDir config.services.seerr.configDir
+    else
+      null;
+  privateStateDir =
+    p:
+    let
+      dir = lib.removeSuffix "/" (toString p);
+    in
+    if lib.hasPrefix "/var/lib/" dir && !lib.hasPrefix "/var/lib/private/" dir then
+      "/var/lib/private/${lib.removePrefix "/var/lib/" dir}"
+    else
+      dir;
+
   # Where a port without an address of its own is published: on every
   # address when the firewall is opened for it, else only on
   # `bindAddress` (loopback by default). The engines publish ports with
@@ -227,7 +249,7 @@ let
                 else if c.migrateFrom == "nixarr" then
                   legacy.nixarr.stateDir
                 else
-                  null;
+                  nativeDataDir app;
             };
       };
     };

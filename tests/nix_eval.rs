@@ -335,6 +335,7 @@ scenarios! {
     container_ids_declared_as_system_users => "users-allocated",
     assertion_uid_collision => "assert-uid-collision",
     container_ids_not_declared_when_asked => "users-not-created",
+    migration_seerr_from_nixpkgs_config_dir => "migrate-seerr-nixpkgs",
 }
 
 /// A scenario file without a test here would silently not run.
