@@ -118,6 +118,9 @@ fn base64(data: &[u8]) -> String {
 enum Mode {
     /// No `mode` in the spec: the default, a file for every service.
     Default,
+    /// `"mode": "env"`; `true` where the engine would show the value (Docker,
+    /// podman < 5.3), so the spec acknowledges it.
+    Env(bool),
     File,
     EnvFile,
     PodmanEnv,
@@ -160,6 +163,12 @@ impl Sec {
         }
         match self.mode {
             Mode::Default => {}
+            Mode::Env(exposed) => {
+                s["mode"] = json!("env");
+                if exposed {
+                    s["allowEnvironmentValue"] = json!(true);
+                }
+            }
             Mode::File => s["mode"] = json!("file"),
             Mode::EnvFile => {
                 // Shown by inspect: only with the acknowledgement.
@@ -338,7 +347,7 @@ fn check_delivered(port: u16, s: &Sec) -> Result<()> {
                 }
             );
         }
-        Mode::EnvFile | Mode::PodmanEnv => {
+        Mode::EnvFile | Mode::PodmanEnv | Mode::Env(_) => {
             let got = env.get(&s.var);
             ensure!(
                 got.map(String::as_str) == Some(s.value.as_str()),
@@ -732,7 +741,7 @@ fn scan_inspect(sc: &Scenario, secrets: &[Sec], found: &mut Findings) -> Result<
                         sc.container(svc)
                     ));
                 }
-            } else if s.mode == Mode::EnvFile {
+            } else if matches!(s.mode, Mode::EnvFile | Mode::Env(true)) {
                 for l in hits(out.as_bytes(), &needles) {
                     found.notes.insert(format!(
                         "FINDING (inherent to env files, documented): {l} shown by \
@@ -929,6 +938,10 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
         sec(sc, "d", "GENERIC_TOKEN", Mode::Default, Some(lsio)),
         own_var,
     ];
+    // `"mode": "env"`: a hidden podman secret on podman >= 5.3, elsewhere
+    // an acknowledged env file.
+    let env_hidden = podman && podman_masks_env_secrets(sc.m)?;
+    secrets.push(sec(sc, "e", "ENV_TOKEN", Mode::Env(!env_hidden), None));
     // podman < 5.3 shows env secrets in inspect: the renderer refuses them
     // there (tests/cli.rs: podman_env_secrets_need_podman_5_3).
     let env_secrets = podman && podman_masks_env_secrets(sc.m)?;
