@@ -640,7 +640,7 @@ let
         stopTimeout = mkOption {
           type = types.nullOr (types.ints.between 1 3600);
           default = null;
-          description = "Seconds the container gets to stop; null means 60.";
+          description = "Seconds the container gets between its stop signal and SIGKILL; null means 60 for a catalog app and 10 (the engines' default) for any other image.";
         };
         startTimeout = mkOption {
           type = types.nullOr (types.ints.between 10 86400);

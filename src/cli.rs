@@ -84,6 +84,23 @@ enum Command {
     /// Wait until a container passes its health probe (used by the units).
     #[command(hide = true)]
     WaitHealthy(WaitHealthyArgs),
+    /// Stop a container with its grace period (the units' ExecStop=).
+    #[command(hide = true)]
+    StopContainer(StopContainerArgs),
+    /// Judge how a container ended (the units' ExecStopPost=).
+    #[command(hide = true)]
+    ContainerStopped { container: String },
+}
+
+#[derive(Debug, Args)]
+struct StopContainerArgs {
+    /// The engine binary.
+    #[arg(long)]
+    engine: String,
+    /// Seconds between the stop signal and SIGKILL.
+    #[arg(long)]
+    time: u64,
+    container: String,
 }
 
 /// `nixarr-units migration`, and the whole of `nixarr-migrate`.
@@ -501,7 +518,10 @@ fn jobs(verb: Verb, a: JobArgs) -> Result<ExitCode> {
     )
 }
 
-/// Parse, validate and render one spec file, writing nothing.
+/// Parse, validate and render one spec file, writing nothing. Where the
+/// spec does not say which engine version the units are for, the installed
+/// engine is asked, as the generator does; when there is none to ask, a
+/// note says what was assumed.
 pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)> {
     let origin = path.display().to_string();
     let text = match std::fs::read_to_string(path) {
@@ -519,7 +539,10 @@ pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)>
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read the spec {origin}")),
     };
-    let spec = spec::parse(&text, &origin)?;
+    let mut spec = spec::parse(&text, &origin)?;
+    if let Some(note) = generator::detect_engine(&mut spec) {
+        eprintln!("note: {origin}: {note}");
+    }
     let stack = resolve(&spec, &origin)?;
     for w in exposure_warnings(&stack) {
         eprintln!("warning: {origin}: {w}");
@@ -528,6 +551,7 @@ pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)>
         &stack,
         &Options {
             self_exe: self_exe.to_owned(),
+            source_path: None,
         },
     )
     .map_err(|e| SpecError::at(&origin, "services", e.to_string()))?;
@@ -680,6 +704,31 @@ fn run(cmd: Command) -> Result<ExitCode> {
             let mode = u32::from_str_radix(&a.mode, 8)
                 .with_context(|| format!("--mode {}: not an octal mode", a.mode))?;
             health::ensure_dirs(&a.paths, uid, gid, mode)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::StopContainer(a) => {
+            crate::stop::stop_container(
+                &a.engine,
+                a.time,
+                &a.container,
+                std::env::var("MAINPID").ok().as_deref(),
+                Path::new(crate::stop::MARKER_DIR),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ContainerStopped { container } => {
+            let var = |k: &str| std::env::var(k).ok();
+            let (result, code, status) =
+                (var("SERVICE_RESULT"), var("EXIT_CODE"), var("EXIT_STATUS"));
+            crate::stop::container_stopped(
+                &container,
+                &crate::stop::Exit {
+                    service_result: result.as_deref(),
+                    exit_code: code.as_deref(),
+                    exit_status: status.as_deref(),
+                },
+                Path::new(crate::stop::MARKER_DIR),
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::WaitHealthy(a) => {

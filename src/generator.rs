@@ -49,16 +49,25 @@ fn existing_unit(rendered: &Rendered, dirs: &[PathBuf]) -> Option<(String, PathB
         })
 }
 
-/// Ask the engine binary for its version when the spec does not say.
-fn detect_engine_version(spec: &mut Spec) {
-    if spec.engine.version.is_some() || spec.backend != Backend::Podman {
-        return;
+/// The engine the units will call and its version, when the spec leaves
+/// them out: the backend's binary found on `PATH`, asked for its version
+/// (podman's decides between `--sdnotify=healthy` and the `ExecStartPost=`
+/// health gate). Returns a note for the user when there is no engine to
+/// ask: the units are then rendered for the newest supported version.
+pub fn detect_engine(spec: &mut Spec) -> Option<String> {
+    let name = spec.backend.name();
+    if spec.engine.path.is_none() {
+        spec.engine.path = find_on_path(name).and_then(|p| p.to_str().map(str::to_owned));
     }
-    let path = spec
-        .engine
-        .path
-        .clone()
-        .unwrap_or_else(|| format!("/usr/bin/{}", spec.backend.name()));
+    if spec.engine.version.is_some() || spec.backend != Backend::Podman {
+        return None;
+    }
+    let newest = "rendering for podman 5, the newest supported version; if the units are for \
+                  another podman, set \"engine\": {\"version\": \"4.3.1\"} (its `podman \
+                  --version`) in the spec";
+    let Some(path) = spec.engine.path.clone() else {
+        return Some(format!("no {name} found on PATH: {newest}"));
+    };
     match Command::new(&path)
         .arg("--version")
         .stdin(Stdio::null())
@@ -69,21 +78,41 @@ fn detect_engine_version(spec: &mut Spec) {
             let text = String::from_utf8_lossy(&out.stdout);
             if parse_version(&text).is_some() {
                 spec.engine.version = Some(text.trim().to_owned());
+                None
+            } else {
+                Some(format!(
+                    "`{path} --version` printed no version ({:?}): {newest}",
+                    text.trim()
+                ))
             }
         }
-        Ok(_) | Err(_) => {
-            tracing::warn!(
-                "could not ask {path} for its version; rendering for current podman (5.x)"
-            );
-        }
+        Ok(out) => Some(format!(
+            "`{path} --version` failed ({}): {newest}",
+            out.status
+        )),
+        Err(e) => Some(format!("cannot run `{path} --version` ({e}): {newest}")),
     }
+}
+
+/// The first executable `name` in `$PATH`.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
     let origin = path.display().to_string();
     let text = fs_err::read_to_string(path)?;
     let mut spec = spec::parse(&text, &origin)?;
-    detect_engine_version(&mut spec);
+    if let Some(note) = detect_engine(&mut spec) {
+        tracing::warn!("{origin}: {note}");
+    }
     let stack = resolve(&spec, &origin)?;
     for w in exposure_warnings(&stack) {
         tracing::warn!("{origin}: {w}");
@@ -92,6 +121,7 @@ fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
         &stack,
         &Options {
             self_exe: self_exe.to_owned(),
+            source_path: Some(origin),
         },
     )?)
 }

@@ -195,17 +195,24 @@ pub fn wait_healthy(
     let mut last: Option<String> = None;
     let mut delay = Duration::from_millis(250);
     let mut seen_running = false;
+    let mut tries = 0u64;
     loop {
         let per_try = Duration::from_secs(5).min(timeout);
+        tries += 1;
         match check_once(check, per_try) {
             Ok(()) => {
-                tracing::info!(
-                    "{what} is healthy after {:.1}s",
-                    start.elapsed().as_secs_f32()
-                );
+                let took = start.elapsed().as_secs_f32();
+                tracing::info!("{what} is healthy after {took:.1}s");
+                sd_notify_status(&format!("healthy after {took:.1}s"));
                 return Ok(());
             }
             Err(reason) => {
+                // `systemctl status` shows why the unit is still activating.
+                sd_notify_status(&format!(
+                    "waiting for health: try {tries}, {}s of {}s, last: {reason}",
+                    start.elapsed().as_secs(),
+                    timeout.as_secs()
+                ));
                 if last.as_deref() != Some(reason.as_str()) {
                     tracing::info!("{what} not healthy yet: {reason}");
                     last = Some(reason);
@@ -249,6 +256,35 @@ pub fn wait_healthy(
     }
 }
 
+/// Send `STATUS=<text>` to systemd (sd_notify(3)) when `$NOTIFY_SOCKET`
+/// says where; the unit needs `NotifyAccess=` for it to count. Best effort:
+/// a status line is never worth failing the gate.
+pub fn sd_notify_status(text: &str) {
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    notify_status_to(&socket, text);
+}
+
+fn notify_status_to(socket: &std::ffi::OsStr, text: &str) {
+    let message = format!("STATUS={}", text.replace('\n', " "));
+    let sent = (|| -> std::io::Result<()> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let bytes = socket.as_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(std::path::Path::new(socket))?,
+        };
+        UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)?;
+        Ok(())
+    })();
+    if let Err(e) = sent {
+        tracing::debug!("sd_notify to {}: {e}", socket.to_string_lossy());
+    }
+}
+
 /// Create each directory that does not exist yet, owned by `uid:gid` with
 /// `mode`; parents are created root-owned 0755. An existing directory is
 /// never touched (it may hold data a migration put there).
@@ -274,10 +310,12 @@ pub fn ensure_dirs(paths: &[std::path::PathBuf], uid: u32, gid: u32, mode: u32) 
                 .create(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::DirBuilder::new()
-            .mode(mode)
-            .create(path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        match std::fs::DirBuilder::new().mode(mode).create(path) {
+            Ok(()) => {}
+            // Another unit that mounts the same tree made it a moment ago.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+        }
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
             .with_context(|| format!("chown {uid}:{gid} {}", path.display()))?;
         // The process umask may have narrowed the mode given at creation.
@@ -327,6 +365,23 @@ mod tests {
         assert_eq!(
             check_once(&bad, Duration::from_secs(2)),
             Err("HTTP 503".into())
+        );
+    }
+
+    #[test]
+    fn status_reaches_the_notify_socket_on_one_line() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        notify_status_to(
+            path.as_os_str(),
+            "waiting for health: try 3\nlast: HTTP 503",
+        );
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buf[..n]).unwrap(),
+            "STATUS=waiting for health: try 3 last: HTTP 503"
         );
     }
 

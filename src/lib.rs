@@ -21,4 +21,5 @@ pub mod resolve;
 pub mod secrets;
 pub mod spec;
 pub mod status;
+pub mod stop;
 pub mod systemd;

@@ -19,6 +19,10 @@ use crate::spec::{
 /// Service names that would collide with the stack's own units.
 const RESERVED_NAMES: &[&str] = &["network", "health", "migrate"];
 const MAX_NAME: usize = 48;
+/// Seconds between SIGTERM and SIGKILL for a catalog app.
+pub const DEFAULT_APP_STOP_TIMEOUT: u64 = 60;
+/// … and for any other container: what `podman stop` and `docker stop` wait.
+pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
 const MAX_PREFIX: usize = 32;
 /// Units systemd itself gives a meaning, from systemd.special(7) (systemd
 /// 252 to 257): a stack unit with one of these names would replace systemd's
@@ -176,6 +180,10 @@ pub struct Stack {
     /// engine's DNS on it).
     pub network_interface: String,
     pub defaults: Defaults,
+    /// The shared data tree (`paths.dataDir`): created root:`defaults.pgid`,
+    /// mode 2775, by the first unit that mounts it, as the NixOS module's
+    /// tmpfiles rule does.
+    pub data_dir: String,
     pub services: BTreeMap<String, Service>,
     /// The VPN service, when any service uses it.
     pub vpn_service: Option<String>,
@@ -698,6 +706,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         network,
         network_interface,
         defaults: defaults.clone(),
+        data_dir: spec.paths.data_dir.clone(),
         services,
         vpn_service,
     })
@@ -1159,7 +1168,13 @@ fn resolve_service(
         }
     };
 
-    let stop_timeout = svc.stop_timeout.unwrap_or(60);
+    // Catalog apps get a minute to save their databases; anything else the
+    // engines' own default grace.
+    let stop_timeout = svc.stop_timeout.unwrap_or(if preset.is_some() {
+        DEFAULT_APP_STOP_TIMEOUT
+    } else {
+        DEFAULT_STOP_TIMEOUT
+    });
     if !(1..=3600).contains(&stop_timeout) {
         return Err(cx.err(
             p("stopTimeout"),

@@ -377,12 +377,27 @@ fn generator_renders_every_good_spec_and_reports_the_bad_one() {
         .arg(&out)
         .assert()
         .success();
+    // … but for SourcePath=, which only the generator knows: systemd then
+    // says when the spec changed since the last daemon-reload.
+    let source = format!(
+        "[Unit]\nSourcePath={}\n",
+        specs.join("media.json").display()
+    );
     for (name, text) in tree(&out.join("lib/systemd/system")) {
+        if name.contains(".wants/") {
+            continue;
+        }
         let generated_text = generated
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, t)| t.as_str());
-        assert_eq!(generated_text, Some(text.as_str()), "{name} differs");
+            .map(|(_, t)| t.as_str())
+            .unwrap_or_else(|| panic!("{name} not generated"));
+        assert!(generated_text.contains(&source), "{name}: no {source:?}");
+        assert_eq!(
+            generated_text.replacen(&source, "[Unit]\n", 1),
+            text,
+            "{name} differs"
+        );
     }
 }
 
@@ -910,4 +925,246 @@ fn a_manifest_passed_as_a_spec_says_so() {
         .stderr(predicate::str::contains(
             "stacks: this is a manifest (written by `render` or the generator), not a spec",
         ));
+}
+
+/// A directory holding only a fake `podman` that prints `version`.
+fn fake_podman(dir: &Path, version: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let podman = bin.join("podman");
+    std::fs::write(
+        &podman,
+        format!("#!/bin/sh\n[ \"$1\" = --version ] && echo 'podman version {version}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&podman, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// `render` of a spec that names no engine version, with `PATH`; returns
+/// stderr and the sonarr unit.
+fn render_with_path(path: &Path) -> (String, String) {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr"}}}"#,
+    );
+    let out = t.path().join("out");
+    let assert = bin()
+        .args(["render", "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .env("PATH", path)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let unit =
+        std::fs::read_to_string(out.join("lib/systemd/system/nixarr-sonarr.service")).unwrap();
+    (stderr, unit)
+}
+
+/// Debian 12's podman 4.3 has no --sdnotify=healthy: `render` asks the
+/// installed podman, as the generator does, instead of assuming podman 5
+/// (whose units die there with status 125).
+#[test]
+fn render_asks_the_installed_podman_for_its_version() {
+    let t = tempfile::tempdir().unwrap();
+    let bin_dir = fake_podman(t.path(), "4.3.1");
+    let (stderr, unit) = render_with_path(&bin_dir);
+    assert_eq!(stderr, "", "nothing to say when the engine answered");
+    let podman = bin_dir.join("podman");
+    assert!(
+        unit.contains(&format!("ExecStart={} run ", podman.display())),
+        "{unit}"
+    );
+    assert!(unit.contains("--sdnotify=conmon"), "{unit}");
+    assert!(!unit.contains("--sdnotify=healthy"), "{unit}");
+    assert!(unit.contains("wait-healthy"), "the health gate: {unit}");
+
+    let bin_dir = fake_podman(&t.path().join("5"), "5.4.2");
+    let (_, unit) = render_with_path(&bin_dir);
+    assert!(unit.contains("--sdnotify=healthy"), "{unit}");
+}
+
+/// Rendering on one machine for another: no engine to ask, so the newest
+/// supported version, and a note that says so and how to choose.
+#[test]
+fn render_without_an_engine_says_what_it_assumed() {
+    let t = tempfile::tempdir().unwrap();
+    let (stderr, unit) = render_with_path(t.path());
+    assert!(stderr.contains("no podman found on PATH"), "{stderr}");
+    assert!(stderr.contains("newest supported version"), "{stderr}");
+    assert!(stderr.contains(r#""engine": {"version""#), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(unit.contains("ExecStart=/usr/bin/podman run "), "{unit}");
+    assert!(unit.contains("--sdnotify=healthy"), "{unit}");
+}
+
+/// examples/minimal.json runs as is on a fresh host: nothing to decrypt,
+/// no VPN provider account, and it pins no engine version.
+#[test]
+fn minimal_example_needs_no_keys() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minimal.json");
+    let text = std::fs::read_to_string(&example).unwrap();
+    for word in [
+        "secrets",
+        "vpn",
+        "gluetun",
+        "\"version\": \"",
+        "environmentFiles",
+    ] {
+        assert!(!text.contains(word), "minimal.json mentions {word}");
+    }
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(&example)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rendered 3 services (podman)"));
+    let units: Vec<String> = tree(&out.join("lib/systemd/system"))
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(!units.iter().any(|n| n.contains("secrets")), "{units:?}");
+}
+
+/// A service without a catalog app gets the engines' own grace (10 s),
+/// a catalog app a minute, `stopTimeout` whatever it says; systemd waits
+/// 30 s beyond it. The stop goes through the helper that logs a kill.
+#[test]
+fn stop_grace_defaults() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"engine":{"version":"5.4.2"},"services":{
+            "web":{"image":"nginx"},
+            "slow":{"image":"nginx","stopTimeout":120},
+            "sonarr":{"app":"sonarr"}}}"#,
+    );
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--self-exe", "/x/nixarr-units", "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    for (svc, grace) in [("web", 10), ("slow", 120), ("sonarr", 60)] {
+        let unit =
+            std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service")))
+                .unwrap();
+        assert!(
+            unit.contains(&format!(" --stop-timeout={grace} ")),
+            "{unit}"
+        );
+        assert!(
+            unit.contains(&format!(
+                "ExecStop=/x/nixarr-units stop-container --engine=/usr/bin/podman --time={grace} nixarr-{svc}\n"
+            )),
+            "{unit}"
+        );
+        assert!(
+            unit.contains(&format!("\nTimeoutStopSec={}\n", grace + 30)),
+            "{unit}"
+        );
+        assert!(unit.contains("\nSuccessExitStatus=137 143\n"), "{unit}");
+        assert!(
+            unit.contains(&format!(
+                "\nExecStopPost=/x/nixarr-units container-stopped nixarr-{svc}\n"
+            )),
+            "{unit}"
+        );
+    }
+}
+
+/// Every host path a container mounts is mounted before it starts (a /data
+/// on ZFS, NFS or a USB disk); a path the directive cannot carry plainly
+/// is represented by its nearest plain ancestor, `%` escaped.
+#[test]
+fn units_require_the_mounts_of_their_volumes() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"engine":{"version":"5.4.2"},
+            "paths":{"dataDir":"/srv/media"},
+            "defaults":{"pgid":169},
+            "services":{
+            "web":{"image":"nginx","volumes":[
+                {"host":"/srv/www","container":"/www"},
+                {"host":"/mnt/my disk/films","container":"/films","readOnly":true},
+                {"host":"/mnt/100%","container":"/p"}]},
+            "sonarr":{"app":"sonarr"}}}"#,
+    );
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--self-exe", "/x/nixarr-units", "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let unit = |svc: &str| {
+        std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service")))
+            .unwrap()
+    };
+    let web = unit("web");
+    assert!(
+        web.contains("\nRequiresMountsFor=/mnt /mnt/100%% /srv/www\n"),
+        "{web}"
+    );
+    // No data tree in that service: nothing to create.
+    assert!(!web.contains("--mode=2775"), "{web}");
+    let sonarr = unit("sonarr");
+    assert!(
+        sonarr.contains("\nRequiresMountsFor=/srv/media /var/lib/nixarr/sonarr\n"),
+        "{sonarr}"
+    );
+    // The data tree as the NixOS module's tmpfiles rule makes it, before
+    // the config directory and before the container.
+    let data = sonarr
+        .find("ExecStartPre=/x/nixarr-units ensure-dir --owner=0:169 --mode=2775 /srv/media\n")
+        .unwrap_or_else(|| panic!("{sonarr}"));
+    let config = sonarr
+        .find("ensure-dir --owner=568:169 --mode=0750")
+        .unwrap();
+    assert!(data < config && config < sonarr.find("ExecStart=").unwrap());
+}
+
+/// What `ensure-dir` makes of the data tree: root:<gid>, setgid 2775; an
+/// existing directory keeps its owner and mode.
+#[test]
+fn ensure_dir_makes_a_setgid_data_tree_and_leaves_an_existing_one() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = tempfile::tempdir().unwrap();
+    let (uid, gid) = own_ids();
+    let data = t.path().join("srv/data");
+    bin()
+        .args(["ensure-dir", &format!("--owner={uid}:{gid}"), "--mode=2775"])
+        .arg(&data)
+        .assert()
+        .success();
+    let m = std::fs::metadata(&data).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o2775);
+    assert_eq!((m.uid(), m.gid()), (uid, gid));
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    bin()
+        .args(["ensure-dir", &format!("--owner={uid}:{gid}"), "--mode=2775"])
+        .arg(&data)
+        .assert()
+        .success();
+    let m = std::fs::metadata(&data).unwrap();
+    assert_eq!(
+        m.permissions().mode() & 0o7777,
+        0o700,
+        "an existing one is left alone"
+    );
 }

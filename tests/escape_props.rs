@@ -208,7 +208,7 @@ proptest! {
             .to_string();
             let spec = spec::parse(&spec_json, "p.json").unwrap();
             let stack = resolve(&spec, "p.json").unwrap();
-            let r = render::render(&stack, &Options { self_exe: "/usr/bin/nixarr-units".into() }).unwrap();
+            let r = render::render(&stack, &Options { self_exe: "/usr/bin/nixarr-units".into(), source_path: None }).unwrap();
             match &r.units["nixarr-app.service"] {
                 Entry::File(t) => t.clone(),
                 Entry::Symlink(_) => unreachable!(),

@@ -23,6 +23,7 @@ fn render_json(json: &str) -> Rendered {
         &stack,
         &Options {
             self_exe: SELF_EXE.to_owned(),
+            source_path: None,
         },
     )
     .unwrap()
@@ -50,7 +51,7 @@ fn cases() -> Vec<(String, String)> {
     let docker = example
         .replace(r#""backend": "podman""#, r#""backend": "docker""#)
         .replace(
-            r#""engine": { "path": "/usr/bin/podman", "version": "5.4.2" }"#,
+            r#""engine": { "path": "/usr/bin/podman" }"#,
             r#""engine": { "path": "/usr/bin/docker", "version": "20.10.24" }"#,
         );
     assert_ne!(

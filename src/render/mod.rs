@@ -86,8 +86,13 @@ pub struct Rendered {
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Absolute path of the nixarr-units binary the units call for their
-    /// helper steps (directory creation, health gate).
+    /// helper steps (directory creation, health gate, stop).
     pub self_exe: String,
+    /// The spec file the units come from, written as `SourcePath=` so that
+    /// `systemctl status` says when it changed since the last
+    /// `daemon-reload` (the generator sets it; `render` output for a Nix
+    /// store path has no use for it).
+    pub source_path: Option<String>,
 }
 
 fn tera() -> Result<&'static Tera, RenderError> {
@@ -186,7 +191,8 @@ struct ContainerCtx {
     exec_start: String,
     exec_start_post: Vec<String>,
     exec_stop: String,
-    exec_stop_post: String,
+    exec_stop_post: Vec<String>,
+    requires_mounts_for: Vec<String>,
     restart: &'static str,
     timeout_start: u64,
     timeout_stop: u64,
@@ -348,6 +354,21 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
         format!("multi-user.target.wants/{target}"),
         Entry::Symlink(format!("../{target}")),
     );
+    if let Some(source) = &opts.source_path {
+        let line = format!(
+            "[Unit]\nSourcePath={}\n",
+            plain_value(source).map_err(|source| RenderError::Escape {
+                service: "(SourcePath)".to_owned(),
+                source,
+            })?
+        );
+        // After hashing: moving a spec file changes no container.
+        for entry in units.values_mut() {
+            if let Entry::File(text) = entry {
+                *text = text.replacen("[Unit]\n", &line, 1);
+            }
+        }
+    }
 
     Ok(Rendered {
         units,
@@ -642,6 +663,23 @@ fn container_unit(
     binds_to.sort();
 
     let mut pre: Vec<Vec<String>> = Vec::new();
+    // The shared data tree, as the NixOS module's tmpfiles rule makes it
+    // (root:<pgid>, setgid so new files keep the media group); on a host
+    // without NixOS nothing else would, and the engine refuses to mount a
+    // missing directory. An existing one is left alone.
+    if svc
+        .volumes
+        .iter()
+        .any(|v| v.host == stack.data_dir && !v.create)
+    {
+        pre.push(vec![
+            opts.self_exe.clone(),
+            "ensure-dir".to_owned(),
+            format!("--owner=0:{}", stack.defaults.pgid),
+            "--mode=2775".to_owned(),
+            stack.data_dir.clone(),
+        ]);
+    }
     let create: Vec<&str> = svc
         .volumes
         .iter()
@@ -670,7 +708,7 @@ fn container_unit(
         && svc.health.as_ref().is_some_and(|h| h.cmd.is_some());
     let mut run: Vec<String> = vec![engine.to_owned(), "run".to_owned()];
     let mut exec_start_pre = Vec::new();
-    let (template, exec_stop, exec_stop_post) = match stack.backend {
+    let (template, rm) = match stack.backend {
         Backend::Podman => {
             run.extend([
                 format!("--name={container}"),
@@ -684,8 +722,8 @@ fn container_unit(
                 "-d".to_owned(),
                 "--log-driver=journald".to_owned(),
             ]);
-            let stop = exec_line(&[engine, "rm", "-v", "-f", "-i", &container])?;
-            ("container-podman.service", stop.clone(), stop)
+            let rm = exec_line(&[engine, "rm", "-v", "-f", "-i", &container])?;
+            ("container-podman.service", rm)
         }
         Backend::Docker => {
             run.extend([
@@ -695,15 +733,24 @@ fn container_unit(
             ]);
             let rm = exec_line(&[engine, "rm", "-f", &container])?;
             exec_start_pre.push(format!("-{rm}"));
-            let stop = exec_line(&[
-                engine,
-                "stop",
-                &format!("--time={}", svc.stop_timeout),
-                &container,
-            ])?;
-            ("container-docker.service", stop, rm)
+            ("container-docker.service", rm)
         }
     };
+    // A stop asked by systemd: the engine's stop (SIGTERM, the grace, then
+    // SIGKILL), one journal line when it had to kill. The helper that runs
+    // after it tells that apart from a container that died on its own.
+    let exec_stop = exec_line(&[
+        opts.self_exe.as_str(),
+        "stop-container",
+        &format!("--engine={engine}"),
+        &format!("--time={}", svc.stop_timeout),
+        &container,
+    ])?;
+    let exec_stop_post = vec![
+        format!("-{rm}"),
+        exec_line(&[opts.self_exe.as_str(), "container-stopped", &container])?,
+    ];
+    let requires_mounts_for = requires_mounts_for(svc)?;
     run.extend(common_run_args(stack, svc, hash));
     for argv in &pre {
         exec_start_pre.push(exec_line(argv)?);
@@ -736,11 +783,36 @@ fn container_unit(
             exec_start_post,
             exec_stop,
             exec_stop_post,
+            requires_mounts_for,
             restart: svc.restart.systemd(),
             timeout_start: svc.start_timeout,
             timeout_stop: svc.stop_timeout + 30,
         },
     ))
+}
+
+/// `RequiresMountsFor=` words: every host path the container mounts, so
+/// that a mount (ZFS, NFS, a USB disk) is there before the container starts
+/// and writes under the mount point instead. A path that the directive's
+/// syntax cannot carry plainly (whitespace, quotes, a backslash) is
+/// represented by its nearest ancestor that it can.
+fn requires_mounts_for(svc: &Service) -> Result<Vec<String>, EscapeError> {
+    let mut words = std::collections::BTreeSet::new();
+    for v in &svc.volumes {
+        let mut path = std::path::Path::new(&v.host);
+        let plain = |p: &str| {
+            !p.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\'))
+        };
+        while !plain(&path.to_string_lossy()) {
+            match path.parent() {
+                Some(parent) => path = parent,
+                None => break,
+            }
+        }
+        words.insert(plain_value(&path.to_string_lossy())?);
+    }
+    Ok(words.into_iter().collect())
 }
 
 fn health_ctx(stack: &Stack, opts: &Options) -> Result<Option<HealthCtx>, EscapeError> {
