@@ -393,10 +393,14 @@ fn init_logging(verbose: u8, generator: bool) {
         )
         .without_time()
         .with_target(false);
-    // Generators and unit helpers log to the journal, which adds its own
-    // timestamps and identifiers.
+    // Unit helpers log to the journal through stderr, which adds its own
+    // timestamps and identifiers; the generator has no such stderr and
+    // writes to the journal itself.
     let _ = if generator {
-        builder.with_level(true).try_init()
+        builder
+            .with_ansi(false)
+            .with_writer(crate::genlog::GeneratorLog::default())
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -9,6 +9,7 @@ pub mod control;
 pub mod duration;
 pub mod error;
 pub mod generator;
+pub mod genlog;
 pub mod heal;
 pub mod health;
 pub mod manifest;

@@ -293,6 +293,31 @@ fn source_path_needs_reload(sc: &mut Scenario) -> Result<()> {
         "{unit} still needs a reload after one"
     );
 
+    // Where a spec the generator cannot render is reported (README).
+    let broken = format!("{}-broken", sc.prefix);
+    sc.m.write_spec(
+        &broken,
+        &json!({ "version": 1, "services": { "x": { "app": "nope" } } }),
+    )?;
+    let reloaded = sc.m.daemon_reload();
+    sc.m.remove_spec(&broken)?;
+    reloaded?;
+    sc.m.daemon_reload()?;
+    let log = sc.m.ok(&[
+        "journalctl",
+        "-b",
+        "--no-pager",
+        "-o",
+        "cat",
+        "-t",
+        "nixarr-units-generator",
+    ])?;
+    ensure!(
+        log.contains(&format!(
+            "{broken}.json: services.x.app: unknown app `nope`"
+        )),
+        "journalctl -b -t nixarr-units-generator does not show the error:\n{log}"
+    );
     Ok(())
 }
 
