@@ -76,6 +76,7 @@ fn vm_scenario_on_nspawn() {
     let opts = BootOptions {
         private_storage: true,
         no_fake_app: true,
+        ..BootOptions::default()
     };
     let machine = Machine::boot_with(Backend::Podman, opts).expect("booting the e2e machine");
     let outcome = clean_stale_port_rules()

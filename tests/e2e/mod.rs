@@ -219,7 +219,9 @@ fn clean_leftovers_now() {
             .collect();
         let exe = args.first().map(String::as_str).unwrap_or("");
         let ours = args.iter().any(|a| a.contains(MARKER));
-        let kind = exe.ends_with("systemd-nspawn") || exe.ends_with("dockerd");
+        let kind = exe.ends_with("systemd-nspawn")
+            || exe.ends_with("dockerd")
+            || args.iter().any(|a| a.ends_with(LAN_DNS_NAME));
         if !(ours && kind) {
             continue;
         }
@@ -253,6 +255,7 @@ fn clean_leftovers_now() {
                     .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < Duration::from_secs(600))),
             };
             if !in_use {
+                Net::delete_recorded(&e.path());
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -304,21 +307,47 @@ fn build_image_tar(dir: &Path) -> Result<PathBuf> {
 /// journal, as on a real host), and the machine's /run/nixarr-units at
 /// /run/nixarr-units (so bind mounts of secret copies resolve as on a real
 /// host, where dockerd and systemd share /run).
+///
+/// With a [`Net`], dockerd runs in the machine's network namespace
+/// (`nsenter --net`), so its bridges, DNAT rules and the machine's firewall
+/// are in one namespace as on a real host, and reads the machine's
+/// resolv.conf (the LAN's resolver) instead of the host's.
 pub struct Dockerd {
     child: Child,
     pub socket: PathBuf,
 }
 
 impl Dockerd {
-    fn start(dir: &Path, journal_dir: &Path, nixarr_run: &Path) -> Result<Dockerd> {
+    fn start(
+        dir: &Path,
+        journal_dir: &Path,
+        nixarr_run: &Path,
+        net: Option<&Net>,
+    ) -> Result<Dockerd> {
         let socket = dir.join("docker.sock");
         let log = fs_err::File::create(dir.join("dockerd.log"))?;
+        // With a network: dockerd in the machine's network namespace, under
+        // a sysfs of that namespace (as `ip netns exec` mounts one) with the
+        // host's cgroup tree bound into it unchanged (a cgroup2 mounted in
+        // its place instead would let dockerd change the host's hierarchy).
         let script = r#"set -e
 mkdir -p /run/systemd/journal /run/nixarr-units
 mount --bind "$1" /run/systemd/journal
 mount --bind "$2" /run/nixarr-units
-shift 2
+if [ -n "$3" ]; then
+  mount --bind "$4" /etc/resolv.conf
+  mkdir -p "$5"
+  mount --rbind /sys/fs/cgroup "$5"
+  ns="$3" cg="$5"
+  shift 5
+  exec nsenter --net="$ns" sh -c 'mount -t sysfs sysfs /sys && mount --rbind "$0" /sys/fs/cgroup && exec "$@"' "$cg" "$@"
+fi
+shift 5
 exec "$@""#;
+        let (netns, resolv) = match net {
+            Some(n) => (n.machine_path(), n.resolv_conf(dir)?),
+            None => (PathBuf::new(), PathBuf::new()),
+        };
         let mut cmd = Command::new("unshare");
         cmd.env(OWNER_ENV, owner_tag());
         cmd.args([
@@ -333,6 +362,9 @@ exec "$@""#;
         ])
         .arg(journal_dir)
         .arg(nixarr_run)
+        .arg(&netns)
+        .arg(&resolv)
+        .arg(dir.join("host-cgroup"))
         .arg("/usr/sbin/dockerd")
         .arg(format!("--data-root={}", dir.join("docker-data").display()))
         .arg(format!("--exec-root={}", dir.join("dx").display()))
@@ -385,6 +417,141 @@ impl Drop for Dockerd {
     }
 }
 
+/// The address of the machine in its private network ([`Net`]).
+pub const NET_MACHINE_ADDR: &str = "10.213.77.1";
+/// The address of the client (another host on the LAN) in that network.
+pub const NET_CLIENT_ADDR: &str = "10.213.77.2";
+/// The machine's name as the LAN's resolver knows it.
+pub const NET_HOST_NAME: &str = "nixarr-host.test";
+/// The LAN's resolver: a tiny DNS server run in the client namespace.
+const LAN_DNS_NAME: &str = "nixarr-e2e-lan-dns.py";
+const LAN_DNS: &str = include_str!("lan-dns.py");
+
+/// A network of the machine's own: two network namespaces created here
+/// (`ip netns`, named after [`MARKER`]), the machine's and a client's (a
+/// second host on the LAN), joined by a veth pair with addresses in
+/// 10.213.77.0/24 on that pair only, and the LAN's DNS server in the client
+/// namespace (answers [`NET_HOST_NAME`]). Nothing is added to the host's
+/// namespace, so a firewall, bridges or DNAT rules in the machine never
+/// touch the host. The names are recorded in the machine's directory
+/// (`netns`), so that a crashed run's namespaces are deleted as leftovers.
+pub struct Net {
+    pub machine_ns: String,
+    pub client_ns: String,
+    dns: Option<Child>,
+}
+
+impl Net {
+    fn create(dir: &Path, id: &str) -> Result<Net> {
+        let machine_ns = format!("{MARKER}-{id}-m");
+        let client_ns = format!("{MARKER}-{id}-c");
+        fs_err::write(dir.join("netns"), format!("{machine_ns}\n{client_ns}\n"))?;
+        let mut net = Net {
+            machine_ns,
+            client_ns,
+            dns: None,
+        };
+        let (m, c) = (net.machine_ns.as_str(), net.client_ns.as_str());
+        for argv in [
+            vec!["netns", "add", m],
+            vec!["netns", "add", c],
+            // Created in the two namespaces directly: never in the host's.
+            vec![
+                "link", "add", "nx-host", "netns", m, "type", "veth", "peer", "name", "nx-lan",
+                "netns", c,
+            ],
+            vec![
+                "-n",
+                m,
+                "addr",
+                "add",
+                &format!("{NET_MACHINE_ADDR}/24"),
+                "dev",
+                "nx-host",
+            ],
+            vec![
+                "-n",
+                c,
+                "addr",
+                "add",
+                &format!("{NET_CLIENT_ADDR}/24"),
+                "dev",
+                "nx-lan",
+            ],
+            vec!["-n", m, "link", "set", "lo", "up"],
+            vec!["-n", c, "link", "set", "lo", "up"],
+            vec!["-n", m, "link", "set", "nx-host", "up"],
+            vec!["-n", c, "link", "set", "nx-lan", "up"],
+            // The client is the LAN's router too: the machine's default
+            // route (engines need one to set up their bridges' NAT).
+            vec!["-n", m, "route", "add", "default", "via", NET_CLIENT_ADDR],
+        ] {
+            host(Command::new("ip").args(&argv))
+                .context("creating the machine's network (apt-get install iproute2)")?;
+        }
+        let script = dir.join(LAN_DNS_NAME);
+        fs_err::write(&script, LAN_DNS)?;
+        let log = fs_err::File::create(dir.join("lan-dns.log"))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", c, "/usr/bin/python3"])
+            .arg(&script)
+            .arg(NET_CLIENT_ADDR)
+            .arg(format!("{NET_HOST_NAME}={NET_MACHINE_ADDR}"))
+            .env(OWNER_ENV, owner_tag())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?.into_parts().0)
+            .stderr(log.into_parts().0)
+            .process_group(0)
+            .spawn()
+            .context("starting the LAN's DNS server (python3)")?;
+        net.dns = Some(child);
+        Ok(net)
+    }
+
+    /// The machine's namespace as a path (for nspawn).
+    pub fn machine_path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.machine_ns)
+    }
+
+    /// A resolv.conf naming the LAN's resolver, written into `dir`.
+    pub fn resolv_conf(&self, dir: &Path) -> Result<PathBuf> {
+        let p = dir.join("resolv.conf");
+        fs_err::write(&p, format!("nameserver {NET_CLIENT_ADDR}\n"))?;
+        Ok(p)
+    }
+
+    /// A command run in the client's namespace (another host on the LAN).
+    pub fn client(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.client_ns]).args(argv);
+        c
+    }
+
+    /// Delete the namespaces a machine directory records (leftovers).
+    fn delete_recorded(dir: &Path) {
+        if let Ok(names) = std::fs::read_to_string(dir.join("netns")) {
+            for n in names.lines().filter(|n| n.starts_with(MARKER)) {
+                let _ = Command::new("ip")
+                    .args(["netns", "del", n])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.dns.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in [&self.machine_ns, &self.client_ns] {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
 /// How [`Machine::boot_with`] sets a machine up.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BootOptions {
@@ -397,6 +564,10 @@ pub struct BootOptions {
     pub private_storage: bool,
     /// Leave out the fake app's image (a test that brings its own).
     pub no_fake_app: bool,
+    /// A network namespace of the machine's own ([`Net`]): loopback and a
+    /// veth pair to a client namespace, nothing shared with the host, so a
+    /// firewall in the machine touches only it. dockerd runs in it too.
+    pub private_network: bool,
 }
 
 /// A booted systemd-nspawn machine with systemd as PID 1.
@@ -407,6 +578,9 @@ pub struct Machine {
     /// PID (host namespace) of systemd inside.
     pub leader: u32,
     pub dockerd: Option<Dockerd>,
+    /// The machine's own network, with [`BootOptions::private_network`].
+    /// Dropped after the machine and dockerd (see `Drop`).
+    pub net: Option<Net>,
     /// Values of [`SCENARIO_LABEL`] this machine's containers carry; `Drop`
     /// removes only those (the host's podman storage is shared with any
     /// other test run on the host).
@@ -505,11 +679,16 @@ impl Machine {
         // The machine's /run/nixarr-units, shared with dockerd (see Dockerd).
         let nixarr_run = d.join("nixarr-run");
         fs_err::create_dir_all(&nixarr_run)?;
+        let net = if opts.private_network {
+            Some(Net::create(&d, &id)?)
+        } else {
+            None
+        };
 
         let dockerd = match backend {
             Backend::Docker => {
                 fs_err::write(d.join("docker.service"), DOCKER_STUB)?;
-                let dk = Dockerd::start(&d, &journal, &nixarr_run)?;
+                let dk = Dockerd::start(&d, &journal, &nixarr_run, net.as_ref())?;
                 if let Some(tar) = &tar {
                     host(
                         Command::new("/usr/bin/docker")
@@ -567,6 +746,12 @@ impl Machine {
             // the units it writes call that path, and the secret bridge's
             // PrivateTmp= would hide a checkout under /tmp.
             .arg(format!("--bind-ro={}:{MACHINE_BIN_DIR}", exe_dir.display()));
+        if let Some(n) = &net {
+            cmd.arg(format!(
+                "--network-namespace-path={}",
+                n.machine_path().display()
+            ));
+        }
         if let Some(dk) = &dockerd {
             cmd.arg(format!("--bind={}:/run/docker.sock", dk.socket.display()))
                 .arg(format!("--bind={}:/run/nixarr-units", nixarr_run.display()))
@@ -602,6 +787,7 @@ impl Machine {
             nspawn: Some(child),
             leader: 0,
             dockerd,
+            net,
             scenario_labels: Mutex::new(Vec::new()),
             dir,
             _host_lock: host_lock,
@@ -638,6 +824,16 @@ impl Machine {
         }
         // The generator: this very binary under its generator name.
         let root = m.root();
+        if let Some(n) = &m.net {
+            // The LAN's resolver (nothing else resolves in a private network).
+            // Replaced, never written through: a symlink there would
+            // resolve against the host's root from here.
+            let resolv = root.join("etc/resolv.conf");
+            if resolv.symlink_metadata().is_ok() {
+                fs_err::remove_file(&resolv)?;
+            }
+            fs_err::copy(n.resolv_conf(&d)?, &resolv)?;
+        }
         fs_err::create_dir_all(root.join("etc/systemd/system-generators"))?;
         fs_err::create_dir_all(root.join("etc/nixarr-units"))?;
         let exe_name = Path::new(BIN)
