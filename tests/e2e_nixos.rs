@@ -29,6 +29,10 @@ use nixos::Generation;
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
     (
+        "0 installed as NixOS installs it: store links, wants, users, tmpfiles, manifest",
+        installed_as_nixos,
+    ),
+    (
         "a containers resolve each other and the host's name, firewall on",
         dns,
     ),
@@ -140,6 +144,64 @@ fn in_container(sc: &Scenario, svc: &str, argv: &[&str]) -> Result<String> {
 }
 
 // ---------------------------------------------------------------- scenarios
+
+/// What NixOS installs is where NixOS puts it, and works from there: the
+/// units are links into the package's store path (its own `*.wants` links
+/// are not used: the target is wanted through `wantedBy`), the users and the
+/// tmpfiles' directories exist as declared, and the CLI finds the stack
+/// through the manifest in /etc.
+fn installed_as_nixos(sc: &mut Scenario) -> Result<()> {
+    let g = generation(sc, "firewall", "default")?;
+    installed(sc, &g, || {
+        wait_units(sc, &["closed", "open"])?;
+        let m = sc.m;
+        let unit = m.ok(&[
+            "readlink",
+            &format!("/etc/systemd/system/{}", sc.unit("closed")),
+        ])?;
+        let store = g.store.values().next().context("no package")?;
+        ensure!(
+            unit.trim() == format!("{store}/lib/systemd/system/{}", sc.unit("closed")),
+            "{} links to {unit:?}, not into {store}",
+            sc.unit("closed")
+        );
+        let wanted = m.systemctl(&["show", "-P", "WantedBy", &sc.target()])?;
+        ensure!(
+            wanted.split_whitespace().any(|w| w == "multi-user.target"),
+            "{} is wanted by {wanted:?}",
+            sc.target()
+        );
+        let user = m.ok(&["getent", "passwd", &sc.prefix])?;
+        ensure!(
+            user.split(':').nth(2) == Some("568") && user.split(':').nth(3) == Some("169"),
+            "the containers' user: {user:?} (expected uid 568, gid 169)"
+        );
+        for (dir, want) in [
+            ("/data", "2775 root media"),
+            ("/var/lib/nixarr", "755 root root"),
+        ] {
+            let got = m.ok(&["stat", "-c", "%a %U %G", dir])?;
+            ensure!(got.trim() == want, "{dir}: {got:?}, expected {want:?}");
+        }
+        // The CLI of the package, as a NixOS user runs it: the manifest in
+        // /etc/nixarr-units (no generator here) names the stack.
+        let exe = format!("{}/bin/nixarr-units", g.export.package.path);
+        let status = m.exec(&[&exe, "status", "--json"])?;
+        ensure!(
+            status.status.success(),
+            "nixarr-units status from the manifest in /etc:\n{}",
+            output_text(&status)
+        );
+        let text = String::from_utf8_lossy(&status.stdout);
+        for svc in ["closed", "open"] {
+            ensure!(
+                text.contains(&sc.unit(svc)),
+                "status does not list {svc}:\n{text}"
+            );
+        }
+        Ok(())
+    })
+}
 
 /// (a) Two containers reach each other by their network alias, and a name
 /// only the LAN's resolver knows resolves through the engine's DNS server,
