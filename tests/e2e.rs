@@ -39,6 +39,14 @@ fn e2e_podman() {
     e2e::run_suite("end-to-end tests", Backend::Podman, SCENARIOS);
 }
 
+/// The same scenarios on podman 5 (the trixie machine, what NixOS ships):
+/// `--sdnotify=healthy` and podman's start-up health checks instead of the
+/// `wait-healthy` gate, `network create --ignore`.
+#[test]
+fn e2e_podman5() {
+    e2e::run_suite_podman5("end-to-end tests", SCENARIOS);
+}
+
 #[test]
 fn e2e_docker() {
     e2e::run_suite("end-to-end tests", Backend::Docker, SCENARIOS);

@@ -33,7 +33,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{BIN, Backend, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get, wait_for};
+use e2e::{
+    BIN, Backend, BootOptions, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get,
+    wait_for,
+};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -63,7 +66,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 const MOUNT_POINTS: &str =
     "5 native dir and target are mount points: contents swapped, kept, restored";
 
-fn run_backend(backend: Backend) {
+fn run_backend(backend: Backend, opts: BootOptions) {
     let missing = Command::new("nix-hash")
         .arg("--version")
         .output()
@@ -76,9 +79,10 @@ fn run_backend(backend: Backend) {
         .filter(|(name, _)| backend == Backend::Podman || *name != MOUNT_POINTS)
         .copied()
         .collect();
-    e2e::run_suite_with(
+    e2e::run_suite_booted(
         "migration end-to-end tests",
         backend,
+        opts,
         &scenarios,
         missing,
         |_| Ok(()),
@@ -88,12 +92,19 @@ fn run_backend(backend: Backend) {
 
 #[test]
 fn e2e_migrate_podman() {
-    run_backend(Backend::Podman);
+    run_backend(Backend::Podman, BootOptions::default());
+}
+
+/// On podman 5 (the trixie machine): the health gate a migration waits for
+/// is podman's own (`--sdnotify=healthy`).
+#[test]
+fn e2e_migrate_podman5() {
+    run_backend(Backend::Podman, e2e::PODMAN5);
 }
 
 #[test]
 fn e2e_migrate_docker() {
-    run_backend(Backend::Docker);
+    run_backend(Backend::Docker, BootOptions::default());
 }
 
 // ---------------------------------------------------------------- fixture

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{Backend, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for};
+use e2e::{
+    Backend, BootOptions, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for,
+};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -52,10 +54,11 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ),
 ];
 
-fn run_backend(backend: Backend) {
-    e2e::run_suite_with(
+fn run_backend(backend: Backend, opts: BootOptions) {
+    e2e::run_suite_booted(
         "end-to-end secret tests",
         backend,
+        opts,
         SCENARIOS,
         None,
         sops_layout,
@@ -69,12 +72,19 @@ fn run_backend(backend: Backend) {
 
 #[test]
 fn e2e_secrets_podman() {
-    run_backend(Backend::Podman);
+    run_backend(Backend::Podman, BootOptions::default());
+}
+
+/// On podman 5 (the trixie machine): `podman secret` with type=env hidden
+/// from inspect (podman ≥ 5.3).
+#[test]
+fn e2e_secrets_podman5() {
+    run_backend(Backend::Podman, e2e::PODMAN5);
 }
 
 #[test]
 fn e2e_secrets_docker() {
-    run_backend(Backend::Docker);
+    run_backend(Backend::Docker, BootOptions::default());
 }
 
 // ------------------------------------------------------------ the values
@@ -488,11 +498,8 @@ fn scan_files(m: &Machine, needles: &[(String, Vec<u8>)], found: &mut Findings) 
     // The engine's storage on the host.
     match m.backend {
         Backend::Podman => {
-            for d in [
-                "/var/lib/containers/storage/secrets",
-                "/var/lib/containers/storage/overlay-containers",
-            ] {
-                walk(Path::new(d), &[], &mut |p, b| {
+            for d in ["storage/secrets", "storage/overlay-containers"] {
+                walk(&m.storage.join(d), &[], &mut |p, b| {
                     found.record(&p.display().to_string(), b, needles);
                 });
             }

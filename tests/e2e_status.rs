@@ -61,6 +61,13 @@ fn e2e_status_podman() {
     e2e::run_suite("status end-to-end tests", Backend::Podman, PODMAN_SCENARIOS);
 }
 
+/// On podman 5 (the trixie machine), where the engine's own health gate
+/// (`--sdnotify=healthy`) replaces `wait-healthy`.
+#[test]
+fn e2e_status_podman5() {
+    e2e::run_suite_podman5("status end-to-end tests", PODMAN_SCENARIOS);
+}
+
 #[test]
 fn e2e_status_docker() {
     e2e::run_suite("status end-to-end tests", Backend::Docker, DOCKER_SCENARIOS);

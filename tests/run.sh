@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
   docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs e2fsprogs
-  util-linux python3 iproute2 curl)
+  util-linux python3 iproute2 curl debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -49,6 +49,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# The podman 5 machine's root (Debian trixie: podman 5.4, systemd 257, what
+# NixOS ships), built once and cached outside the clone (tests/trixie-root.sh).
+if [ "$(id -u)" -eq 0 ]; then
+  echo "== trixie root for the podman 5 machine"
+  bash tests/trixie-root.sh >/dev/null
+fi
+
 echo "== cargo test"
 cargo test --all-targets --locked --no-fail-fast -- --test-threads=2
 # The module evaluation once more as the flake's module-eval check runs it

@@ -62,6 +62,15 @@ impl Backend {
     }
 }
 
+/// What a machine runs, for messages: `podman`, `podman5` (the trixie
+/// machine, see [`BootOptions::trixie`]) or `docker`.
+pub fn label(backend: Backend, trixie: bool) -> &'static str {
+    match (backend, trixie) {
+        (Backend::Podman, true) => "podman5",
+        (b, _) => b.name(),
+    }
+}
+
 /// Why the end-to-end tests cannot run here, if they cannot.
 pub fn skip_reason() -> Option<String> {
     // SAFETY-free check of the effective uid: /proc/self is owned by it.
@@ -568,11 +577,49 @@ pub struct BootOptions {
     /// veth pair to a client namespace, nothing shared with the host, so a
     /// firewall in the machine touches only it. dockerd runs in it too.
     pub private_network: bool,
+    /// Boot the cached Debian trixie root ([`trixie_root`]: podman 5.4,
+    /// systemd 257, what NixOS users run) instead of the host's /usr
+    /// (Debian 12: podman 4.3, systemd 252). Podman only. The root is
+    /// mounted read-only under an overlay whose upper layer is in the
+    /// machine's temporary directory, so a run never changes the cache, and
+    /// the machine always has podman storage of its own (podman 4 and 5
+    /// storage must not mix, and an overlay cannot hold overlay storage).
+    pub trixie: bool,
+}
+
+/// Where tests/trixie-root.sh caches the trixie root.
+pub const TRIXIE_ROOT_DEFAULT: &str = "/var/cache/nixarr-units/trixie-root";
+/// The stamp tests/trixie-root.sh writes into a finished root.
+const TRIXIE_STAMP: &str = ".nixarr-units-recipe";
+
+/// The trixie root the podman 5 machine boots: `$NIXARR_TRIXIE_ROOT` or
+/// [`TRIXIE_ROOT_DEFAULT`], built by `bash tests/trixie-root.sh`.
+pub fn trixie_root() -> PathBuf {
+    std::env::var_os("NIXARR_TRIXIE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(TRIXIE_ROOT_DEFAULT))
+}
+
+/// Why the podman 5 machine cannot boot here, if it cannot.
+pub fn trixie_missing() -> Option<String> {
+    let root = trixie_root();
+    (!root.join(TRIXIE_STAMP).is_file()).then(|| {
+        format!(
+            "no trixie root at {} (build it with `bash tests/trixie-root.sh`; \
+             tests/run.sh does)",
+            root.display()
+        )
+    })
 }
 
 /// A booted systemd-nspawn machine with systemd as PID 1.
 pub struct Machine {
     pub backend: Backend,
+    /// Booted from the trixie root (podman 5), see [`BootOptions::trixie`].
+    pub trixie: bool,
+    /// The machine's /var/lib/containers as the host sees it: the host's
+    /// own, or the machine's private storage.
+    pub storage: PathBuf,
     pub name: String,
     nspawn: Option<Child>,
     /// PID (host namespace) of systemd inside.
@@ -651,17 +698,34 @@ impl Machine {
         Self::boot_with(backend, BootOptions::default())
     }
 
+    /// What the machine runs, for messages: `podman`, `podman5` (the
+    /// trixie machine) or `docker`.
+    pub fn label(&self) -> &'static str {
+        label(self.backend, self.trixie)
+    }
+
     /// [`Machine::boot`] with options.
     pub fn boot_with(backend: Backend, opts: BootOptions) -> Result<Machine> {
+        anyhow::ensure!(
+            !opts.trixie || backend == Backend::Podman,
+            "the trixie machine runs podman only"
+        );
+        if opts.trixie
+            && let Some(why) = trixie_missing()
+        {
+            bail!("{why}");
+        }
         let host_lock = lock_host()?;
+        let booting = Instant::now();
         let id = run_id();
+        let what = label(backend, opts.trixie);
         let dir = tempfile::Builder::new()
-            .prefix(&format!("{MARKER}-{}-", backend.name()))
+            .prefix(&format!("{MARKER}-{what}-"))
             .tempdir()
             .context("creating the machine's temporary directory")?;
         let d = dir.path().to_path_buf();
         fs_err::write(d.join("owner"), owner_tag())?;
-        let name = format!("{MARKER}-{}-{id}", backend.name());
+        let name = format!("{MARKER}-{what}-{id}");
         let etc_containers = d.join("etc-containers");
         fs_err::create_dir_all(&etc_containers)?;
         fs_err::write(etc_containers.join("containers.conf"), CONTAINERS_CONF)?;
@@ -708,44 +772,67 @@ impl Machine {
             .parent()
             .context("the binary has no directory")?
             .to_path_buf();
+        let storage = if opts.private_storage || opts.trixie {
+            let storage = d.join("containers-storage");
+            fs_err::create_dir_all(&storage)?;
+            storage
+        } else {
+            PathBuf::from("/var/lib/containers")
+        };
         let log = fs_err::File::create(d.join("nspawn.log"))?;
-        let mut cmd = Command::new("systemd-nspawn");
+        let mut cmd;
+        if opts.trixie {
+            // The cached root under a throwaway overlay, mounted in a mount
+            // namespace of nspawn's own (gone with it, whatever happens).
+            // `unshare` and `sh` exec nspawn: the child's PID is nspawn's.
+            let (upper, work, merged) = (d.join("upper"), d.join("work"), d.join("root"));
+            for p in [&upper, &work, &merged] {
+                fs_err::create_dir_all(p)?;
+            }
+            cmd = Command::new("unshare");
+            cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                .arg(r#"set -e; mount -t overlay "$1" -o "$2" "$3"; shift 3; exec systemd-nspawn "$@""#)
+                .arg("sh")
+                .arg(format!("{MARKER}-root"))
+                .arg(format!(
+                    "lowerdir={},upperdir={},workdir={}",
+                    trixie_root().display(),
+                    upper.display(),
+                    work.display()
+                ))
+                .arg(&merged)
+                .arg("-D")
+                .arg(&merged);
+        } else {
+            cmd = Command::new("systemd-nspawn");
+            cmd.args(["-D", "/", "--volatile=yes"]);
+        }
         cmd.env(OWNER_ENV, owner_tag())
             .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
             .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
-            .args([
-                "-D",
-                "/",
-                "--volatile=yes",
-                "--register=no",
-                "--keep-unit",
-                "--boot",
-            ])
+            .args(["--register=no", "--keep-unit", "--boot"])
             .arg(format!("--machine={name}"))
             .arg("--capability=all")
             .arg("--system-call-filter=add_key keyctl request_key bpf")
-            .arg(if opts.private_storage {
-                let storage = d.join("containers-storage");
-                fs_err::create_dir_all(&storage)?;
-                format!("--bind={}:/var/lib/containers", storage.display())
-            } else {
-                "--bind=/var/lib/containers".to_owned()
-            })
-            .arg("--bind-ro=/etc/alternatives")
-            // The volatile /etc has no hosts file: without it "localhost"
-            // would be looked up in DNS.
-            .arg("--bind-ro=/etc/hosts")
-            .arg(format!(
-                "--bind={}:/etc/containers",
-                etc_containers.display()
-            ))
-            .arg(format!("--bind={}:/run/systemd/journal", journal.display()))
-            .arg(format!("--bind={}", d.display()))
-            .arg(format!("--bind-ro={}", exe_dir.display()))
-            // The generator runs the binary from a fixed path outside /tmp:
-            // the units it writes call that path, and the secret bridge's
-            // PrivateTmp= would hide a checkout under /tmp.
-            .arg(format!("--bind-ro={}:{MACHINE_BIN_DIR}", exe_dir.display()));
+            .arg(format!("--bind={}:/var/lib/containers", storage.display()));
+        if !opts.trixie {
+            // The trixie root has its own alternatives (and hosts file).
+            cmd.arg("--bind-ro=/etc/alternatives")
+                // The volatile /etc has no hosts file: without it
+                // "localhost" would be looked up in DNS.
+                .arg("--bind-ro=/etc/hosts");
+        }
+        cmd.arg(format!(
+            "--bind={}:/etc/containers",
+            etc_containers.display()
+        ))
+        .arg(format!("--bind={}:/run/systemd/journal", journal.display()))
+        .arg(format!("--bind={}", d.display()))
+        .arg(format!("--bind-ro={}", exe_dir.display()))
+        // The generator runs the binary from a fixed path outside /tmp:
+        // the units it writes call that path, and the secret bridge's
+        // PrivateTmp= would hide a checkout under /tmp.
+        .arg(format!("--bind-ro={}:{MACHINE_BIN_DIR}", exe_dir.display()));
         if let Some(n) = &net {
             cmd.arg(format!(
                 "--network-namespace-path={}",
@@ -783,6 +870,8 @@ impl Machine {
         let nspawn_pid = child.id();
         let mut m = Machine {
             backend,
+            trixie: opts.trixie,
+            storage,
             name,
             nspawn: Some(child),
             leader: 0,
@@ -856,9 +945,10 @@ impl Machine {
             .context("importing the fake app into podman")?;
         }
         eprintln!(
-            "e2e: machine {} booted ({}), systemd pid {}",
+            "e2e: machine {} booted ({}) in {:.1}s, systemd pid {}",
             m.name,
-            m.backend.name(),
+            m.label(),
+            booting.elapsed().as_secs_f32(),
             m.leader
         );
         Ok(m)
@@ -1222,17 +1312,17 @@ pub fn run_scenarios(m: &Machine, scenarios: &[(&str, ScenarioFn)]) -> Vec<Strin
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
-        let letter = &m.backend.name()[..1];
+        let letter = if m.trixie {
+            "5"
+        } else {
+            &m.backend.name()[..1]
+        };
         let mut sc = Scenario {
             m,
             prefix: format!("e{i}{letter}{id}"),
             notes: Vec::new(),
         };
-        eprintln!(
-            "==== e2e [{}] {name} (prefix {})",
-            m.backend.name(),
-            sc.prefix
-        );
+        eprintln!("==== e2e [{}] {name} (prefix {})", m.label(), sc.prefix);
         let start = Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut sc)));
         let outcome = match result {
@@ -1246,14 +1336,14 @@ pub fn run_scenarios(m: &Machine, scenarios: &[(&str, ScenarioFn)]) -> Vec<Strin
         };
         let secs = start.elapsed().as_secs_f32();
         match &outcome {
-            Ok(()) => eprintln!("==== e2e [{}] {name}: ok ({secs:.1}s)", m.backend.name()),
+            Ok(()) => eprintln!("==== e2e [{}] {name}: ok ({secs:.1}s)", m.label()),
             Err(e) => {
                 eprintln!(
                     "==== e2e [{}] {name}: FAILED ({secs:.1}s): {e}\n{}",
-                    m.backend.name(),
+                    m.label(),
                     m.diagnostics(&format!("{}*", sc.prefix))
                 );
-                failed.push(format!("{}: {name}", m.backend.name()));
+                failed.push(format!("{}: {name}", m.label()));
             }
         }
         for n in &sc.notes {
@@ -1261,7 +1351,7 @@ pub fn run_scenarios(m: &Machine, scenarios: &[(&str, ScenarioFn)]) -> Vec<Strin
         }
         summary.push(format!(
             "{:7} {:6} {name} ({secs:.1}s){}",
-            m.backend.name(),
+            m.label(),
             if outcome.is_ok() { "ok" } else { "FAILED" },
             sc.notes
                 .iter()
@@ -1286,10 +1376,33 @@ pub fn run_suite_with(
     prepare: impl FnOnce(&Machine) -> Result<()>,
     finish: impl FnOnce(&Machine),
 ) {
+    run_suite_booted(
+        what,
+        backend,
+        BootOptions::default(),
+        scenarios,
+        missing,
+        prepare,
+        finish,
+    );
+}
+
+/// [`run_suite_with`] on a machine booted with `opts` (e.g. the podman 5
+/// machine, [`BootOptions::trixie`]).
+pub fn run_suite_booted(
+    what: &str,
+    backend: Backend,
+    opts: BootOptions,
+    scenarios: &[(&str, ScenarioFn)],
+    missing: Option<String>,
+    prepare: impl FnOnce(&Machine) -> Result<()>,
+    finish: impl FnOnce(&Machine),
+) {
+    let missing = missing.or_else(|| opts.trixie.then(trixie_missing).flatten());
     if let Some(why) = skip_reason().or(missing) {
         eprintln!(
             "\n!!!!!!!! SKIPPED: {what} on {} not run: {why} !!!!!!!!\n",
-            backend.name()
+            label(backend, opts.trixie)
         );
         return;
     }
@@ -1297,7 +1410,7 @@ pub fn run_suite_with(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     clean_leftovers();
-    let machine = Machine::boot(backend).expect("booting the e2e machine");
+    let machine = Machine::boot_with(backend, opts).expect("booting the e2e machine");
     prepare(&machine).expect("preparing the e2e machine");
     let failed = run_scenarios(&machine, scenarios);
     finish(&machine);
@@ -1308,6 +1421,27 @@ pub fn run_suite_with(
 /// [`run_suite_with`] with nothing to prepare.
 pub fn run_suite(what: &str, backend: Backend, scenarios: &[(&str, ScenarioFn)]) {
     run_suite_with(what, backend, scenarios, None, |_| Ok(()), |_| {});
+}
+
+/// The podman 5 machine's options: the trixie root.
+pub const PODMAN5: BootOptions = BootOptions {
+    private_storage: true,
+    no_fake_app: false,
+    private_network: false,
+    trixie: true,
+};
+
+/// [`run_suite`] on the podman 5 machine (podman 5.4, systemd 257).
+pub fn run_suite_podman5(what: &str, scenarios: &[(&str, ScenarioFn)]) {
+    run_suite_booted(
+        what,
+        Backend::Podman,
+        PODMAN5,
+        scenarios,
+        None,
+        |_| Ok(()),
+        |_| {},
+    );
 }
 
 /// Exit status and output of one command.
