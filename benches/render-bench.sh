@@ -41,13 +41,8 @@ setup_quadlet() {
     if ! command -v debootstrap >/dev/null; then
         apt-get install -y debootstrap
     fi
-    if [[ ! -x $root/usr/bin/apt-get ]]; then
-        mkdir -p "$(dirname "$root")"
-        # debootstrap's default Debian mirror.
-        debootstrap --variant=minbase trixie "$root"
-    fi
-    chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive \
-        sh -c 'apt-get update && apt-get install -y --no-install-recommends podman'
+    # The same root as the podman 5 end-to-end machine (it has podman 5).
+    bash tests/trixie-root.sh "$root" >/dev/null
     chroot "$root" dpkg-query -W podman
 }
 

@@ -193,7 +193,6 @@ pub fn wait_healthy(
 ) -> Result<()> {
     let start = Instant::now();
     let mut last: Option<String> = None;
-    let mut delay = Duration::from_millis(250);
     let mut seen_running = false;
     let mut tries = 0u64;
     loop {
@@ -251,8 +250,7 @@ pub fn wait_healthy(
                 last.unwrap_or_default()
             );
         }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_secs(2));
+        std::thread::sleep(poll_delay(start.elapsed()));
     }
 }
 
@@ -283,6 +281,15 @@ fn notify_status_to(socket: &std::ffi::OsStr, text: &str) {
     if let Err(e) = sent {
         tracing::debug!("sd_notify to {}: {e}", socket.to_string_lossy());
     }
+}
+
+/// The pause between two tries of [`wait_healthy`]: an eighth of the time
+/// waited so far, between 250 ms and 2 s. It is the gate of every
+/// dependency level on Docker and podman 4, so the time it adds after the
+/// app is ready stays small against the app's own start-up (≤ 1/8 of it, or
+/// 250 ms), while a slow app is not probed more than every 2 s.
+pub fn poll_delay(waited: Duration) -> Duration {
+    (waited / 8).clamp(Duration::from_millis(250), Duration::from_secs(2))
 }
 
 /// Create each directory that does not exist yet, owned by `uid:gid` with
@@ -342,6 +349,47 @@ mod tests {
             }
         });
         format!("http://{addr}/ping")
+    }
+
+    #[test]
+    fn poll_delay_is_an_eighth_of_the_wait_between_250ms_and_2s() {
+        assert_eq!(poll_delay(Duration::ZERO), Duration::from_millis(250));
+        assert_eq!(
+            poll_delay(Duration::from_secs(2)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            poll_delay(Duration::from_secs(4)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(poll_delay(Duration::from_secs(8)), Duration::from_secs(1));
+        assert_eq!(poll_delay(Duration::from_secs(600)), Duration::from_secs(2));
+    }
+
+    /// The gate of every dependency level on Docker and podman 4: an app
+    /// that answers 2 s after start is seen within a poll of it (the old
+    /// doubling backoff tried at 1.75 s and next at 3.75 s).
+    #[test]
+    fn gate_sees_an_app_soon_after_it_is_ready() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = l.local_addr().unwrap().to_string();
+        drop(l);
+        let listen_at = address.clone();
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(2));
+            let l = TcpListener::bind(&listen_at).unwrap();
+            for s in l.incoming() {
+                drop(s);
+            }
+        });
+        let check = Check::Tcp { address };
+        wait_healthy(&check, Duration::from_secs(20), "app", None).unwrap();
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(2900),
+            "the gate saw a port that opened after 2 s only after {took:?}"
+        );
     }
 
     #[test]

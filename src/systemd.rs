@@ -232,6 +232,15 @@ impl Systemd {
         Ok(())
     }
 
+    /// `systemctl reset-failed UNIT`: forget the unit's failed state and
+    /// its start rate counter (`StartLimitBurst=`). Best effort: a unit
+    /// that is not loaded has nothing to forget.
+    pub async fn reset_failed(&self, unit: &str) {
+        if let Err(e) = self.manager.reset_failed_unit(unit.to_owned()).await {
+            tracing::debug!("reset-failed {unit}: {e}");
+        }
+    }
+
     /// `systemctl daemon-reload`: returns once systemd has reloaded (and
     /// rerun its generators).
     pub async fn daemon_reload(&self) -> Result<()> {

@@ -395,6 +395,13 @@ pub fn plan(ctx: &Ctx, service: &str, json: bool) -> Result<()> {
 }
 
 async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Result<()> {
+    if verb == Verb::Start {
+        // A migration's start is the operator's, not a crash loop's: the
+        // unit's start rate limit (5 starts in 5 minutes for ours) must not
+        // refuse it because earlier attempts (a resumed migration, a
+        // rollback and a new try) started it a few times already.
+        sd.reset_failed(unit).await;
+    }
     let out = sd
         .run_jobs(verb, &[unit.to_owned()], timeout)
         .await?
