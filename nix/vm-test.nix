@@ -1,5 +1,6 @@
-# NixOS VM test: the module with two catalog apps and a second instance,
-# backed by a tiny image built with dockerTools (no registry, no network).
+# NixOS VM test: the module with two catalog apps and a second instance
+# (tests/vm/stack.nix), backed by a tiny image built with dockerTools (no
+# registry, no network).
 # The Nix glue stays here; the scenario itself is tests/vm/scenario.py,
 # written against the test driver's machine API only, so that a stand-in
 # driver (nspawn, see /work/shared/REAL-SYSTEMD.md) can run the same file.
@@ -50,21 +51,8 @@ pkgs.testers.runNixOSTest {
 
       services.nixarr-units = {
         enable = true;
-        sonarr = {
-          enable = true;
-        }
-        // fake 8989;
-        radarr = {
-          enable = true;
-          dependsOn = [ "sonarr" ];
-        }
-        // fake 7878;
-        instances.sonarr-4k = {
-          app = "sonarr";
-          port = 8990;
-        }
-        // fake 8989;
-      };
+      }
+      // import ../tests/vm/stack.nix { inherit fake; };
     };
 
   testScript = builtins.readFile ../tests/vm/scenario.py;

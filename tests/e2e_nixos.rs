@@ -92,7 +92,7 @@ fn prepare(m: &Machine) -> Result<()> {
 
 /// Evaluate, build and switch to scenario `name` (`variant`).
 fn generation(sc: &Scenario, name: &str, variant: &str) -> Result<Generation> {
-    let export = nixos::evaluate(sc.m, name, &sc.prefix, variant)?;
+    let export = nixos::evaluate(sc.m, name, &sc.prefix, variant, &[])?;
     let dir = sc.m.dir.path().join(format!("{}-{variant}", sc.prefix));
     Generation::build(export, &dir)
 }

@@ -125,13 +125,23 @@ pub fn engine_version(m: &Machine) -> Result<String> {
 }
 
 /// Evaluate scenario `scenario` (tests/nix/e2e/<scenario>.nix) in `variant`
-/// for this machine and prefix.
-pub fn evaluate(m: &Machine, scenario: &str, prefix: &str, variant: &str) -> Result<Export> {
+/// for this machine and prefix; `extra`: more arguments of
+/// tests/nix/export.nix (`imageFile`).
+pub fn evaluate(
+    m: &Machine,
+    scenario: &str,
+    prefix: &str,
+    variant: &str,
+    extra: &[(&str, &str)],
+) -> Result<Export> {
     let lib = nixpkgs_lib().map_err(anyhow::Error::msg)?;
     let version = engine_version(m)?;
+    let mut cmd = Command::new("nix-instantiate");
+    for (k, v) in extra {
+        cmd.args(["--argstr", k, v]);
+    }
     let out = host(
-        Command::new("nix-instantiate")
-            .current_dir(ROOT)
+        cmd.current_dir(ROOT)
             .args(["--eval", "--strict", "--json", "tests/nix/export.nix"])
             .arg("--arg")
             .arg("nixpkgsLib")

@@ -24,6 +24,8 @@
   engineVersion,
   image,
   variant ? "default",
+  # An image archive in the machine, for scenarios that load their image.
+  imageFile ? null,
 }:
 
 let
@@ -37,6 +39,7 @@ let
       backend
       image
       variant
+      imageFile
       ;
   };
   engine = stubPkgs.fakeDrv "${backend}-${engineVersion}" { version = engineVersion; };

@@ -20,15 +20,14 @@ Semantics kept from the NixOS driver (nixos/lib/test-driver):
 - `succeed`/`fail` take several commands and check each;
 - `wait_for_unit` fails at once when the unit is `failed`, or `inactive`
   with no job pending, instead of waiting out its timeout.
-The machine shares the host's network, so `wait_for_open_port` connects
-from here (the VM's driver runs `nc -z` inside; same answer).
+`wait_for_open_port` connects from inside the machine, as the VM's driver
+does (`nc -z` there; bash's /dev/tcp here).
 """
 
 import argparse
 import contextlib
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -172,11 +171,12 @@ class Machine:
         self.log(f"wait for open port {addr}:{port}")
 
         def attempt():
-            try:
-                with socket.create_connection((addr, port), timeout=1):
-                    return True, "open"
-            except OSError as e:
-                return False, str(e)
+            # Inside, as the VM's driver does (`nc -z`): the machine has a
+            # network of its own.
+            status, out = self.execute(
+                f"timeout 2 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' 2>/dev/null"
+            )
+            return status == 0, out or f"status {status}"
 
         return self._retry(f"port {addr}:{port}", attempt, timeout)
 
@@ -184,11 +184,10 @@ class Machine:
         self.log(f"wait for closed port {addr}:{port}")
 
         def attempt():
-            try:
-                with socket.create_connection((addr, port), timeout=1):
-                    return False, "open"
-            except OSError as e:
-                return True, str(e)
+            status, out = self.execute(
+                f"timeout 2 bash -c 'exec 3<>/dev/tcp/{addr}/{port}' 2>/dev/null"
+            )
+            return status != 0, out or f"status {status}"
 
         return self._retry(f"closed port {addr}:{port}", attempt, timeout)
 
