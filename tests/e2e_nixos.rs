@@ -45,20 +45,29 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 
 #[test]
 fn nixos_podman() {
-    suite(Backend::Podman);
+    suite(Backend::Podman, false);
+}
+
+/// podman 5.4 on the trixie machine: the podman NixOS ships.
+#[test]
+fn nixos_podman5() {
+    suite(Backend::Podman, true);
 }
 
 #[test]
 fn nixos_docker() {
-    suite(Backend::Docker);
+    suite(Backend::Docker, false);
 }
 
-fn suite(backend: Backend) {
+fn suite(backend: Backend, trixie: bool) {
     const WHAT: &str = "NixOS end-to-end mode";
-    if let Some(why) = e2e::skip_reason().or_else(|| nixos::nixpkgs_lib().err()) {
+    let missing = e2e::skip_reason()
+        .or_else(|| nixos::nixpkgs_lib().err())
+        .or_else(|| trixie.then(e2e::trixie_missing).flatten());
+    if let Some(why) = missing {
         eprintln!(
             "\n!!!!!!!! SKIPPED: {WHAT} on {} not run: {why} !!!!!!!!\n",
-            backend.name()
+            e2e::label(backend, trixie)
         );
         return;
     }
@@ -69,6 +78,7 @@ fn suite(backend: Backend) {
     let opts = BootOptions {
         private_storage: true,
         private_network: true,
+        trixie,
         ..BootOptions::default()
     };
     let m = Machine::boot_with(backend, opts).expect("booting the e2e machine");
