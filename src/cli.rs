@@ -362,6 +362,10 @@ struct WaitHealthyArgs {
     /// host:port to connect to.
     #[arg(long)]
     tcp: Option<String>,
+    /// The container's stop grace: on SIGTERM (systemd stops the unit while
+    /// it starts), stop the container with it instead of waiting on.
+    #[arg(long, value_name = "SECONDS")]
+    stop_time: Option<u64>,
     container: String,
 }
 
@@ -756,16 +760,36 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 bail!("give --exec, --http or --tcp");
             };
             let watched = health::Watched {
-                engine: a.engine,
+                engine: a.engine.clone(),
                 container: a.container.clone(),
                 main_pid: std::env::var("MAINPID").ok().and_then(|p| p.parse().ok()),
             };
-            health::wait_healthy(
+            // systemd stops a unit that is still starting by SIGTERM to
+            // its processes, without ExecStop=: an image that ignores it
+            // would hold the stop until TimeoutStopSec= and end the unit
+            // failed. The gate stops the container as ExecStop= would.
+            let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            if a.stop_time.is_some() {
+                signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())
+                    .context("installing the SIGTERM handler of the health gate")?;
+            }
+            let healthy = health::wait_healthy_unless(
                 &check,
                 Duration::from_secs(a.timeout),
                 &a.container,
                 Some(&watched),
+                Some(&term),
             )?;
+            if !healthy && let Some(grace) = a.stop_time {
+                tracing::info!("{}: stop asked while waiting for health", a.container);
+                crate::stop::stop_container(
+                    &a.engine,
+                    grace,
+                    &a.container,
+                    std::env::var("MAINPID").ok().as_deref(),
+                    Path::new(crate::stop::MARKER_DIR),
+                )?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -191,11 +191,28 @@ pub fn wait_healthy(
     what: &str,
     watched: Option<&Watched>,
 ) -> Result<()> {
+    wait_healthy_unless(check, timeout, what, watched, None).map(drop)
+}
+
+/// [`wait_healthy`] that also gives up as soon as `cancel` is set (the
+/// gate got SIGTERM: systemd stops the unit while it starts). Returns
+/// whether the container became healthy.
+pub fn wait_healthy_unless(
+    check: &Check,
+    timeout: Duration,
+    what: &str,
+    watched: Option<&Watched>,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<bool> {
+    let cancelled = || cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
     let start = Instant::now();
     let mut last: Option<String> = None;
     let mut seen_running = false;
     let mut tries = 0u64;
     loop {
+        if cancelled() {
+            return Ok(false);
+        }
         let per_try = Duration::from_secs(5).min(timeout);
         tries += 1;
         match check_once(check, per_try) {
@@ -203,7 +220,7 @@ pub fn wait_healthy(
                 let took = start.elapsed().as_secs_f32();
                 tracing::info!("{what} is healthy after {took:.1}s");
                 sd_notify_status(&format!("healthy after {took:.1}s"));
-                return Ok(());
+                return Ok(true);
             }
             Err(reason) => {
                 // `systemctl status` shows why the unit is still activating.
@@ -250,7 +267,13 @@ pub fn wait_healthy(
                 last.unwrap_or_default()
             );
         }
-        std::thread::sleep(poll_delay(start.elapsed()));
+        let until = Instant::now() + poll_delay(start.elapsed());
+        while Instant::now() < until {
+            if cancelled() {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

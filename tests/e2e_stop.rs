@@ -47,6 +47,10 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
         "the data tree is created before the container, an existing one kept",
         data_dir_created,
     ),
+    (
+        "a stop while the health gate waits ends inactive, in the grace",
+        stop_while_starting,
+    ),
 ];
 
 #[test]
@@ -399,5 +403,48 @@ fn data_dir_created(sc: &mut Scenario) -> Result<()> {
         m.uid(),
         m.gid()
     );
+    Ok(())
+}
+
+fn stop_while_starting(sc: &mut Scenario) -> Result<()> {
+    let port = free_port()?;
+    let mut a = deaf_app(port);
+    a["environment"]["FAKE_READY_AFTER"] = json!("600");
+    sc.install(&sc.spec(json!({ "a": a })))?;
+    let unit = sc.unit("a");
+    let gate = sc.m.backend == Backend::Docker
+        || sc.m.ok(&["podman", "--version"])?.contains("version 4.");
+    if !gate {
+        sc.notes
+            .push("podman 5 gates with --sdnotify=healthy: no health gate to stop".to_owned());
+        return Ok(());
+    }
+    sc.m.systemctl(&["start", "--no-block", &unit])?;
+    wait_for(
+        &format!("{unit}'s health gate to report a failed try"),
+        Duration::from_secs(30),
+        || {
+            Ok(show(sc, &unit, "StatusText")?
+                .contains("HTTP 503")
+                .then_some(()))
+        },
+    )?;
+    ensure!(
+        sc.m.active_state(&unit)? == "activating",
+        "{unit} is not activating while the gate waits"
+    );
+    let start = Instant::now();
+    sc.m.systemctl(&["stop", &unit])?;
+    expect_clean_stop(sc, &unit)?;
+    let took = start.elapsed().as_secs_f64();
+    ensure!(
+        took <= GRACE as f64 + SLACK,
+        "stopping {unit} while it started took {took:.1}s; expected the grace ({GRACE}s) plus at most {SLACK}s"
+    );
+    expect_kill_lines(sc, "a", 1)?;
+    let left = sc.containers()?;
+    ensure!(left.is_empty(), "containers left: {left:?}");
+    sc.notes
+        .push(format!("stop while starting took {took:.1}s"));
     Ok(())
 }

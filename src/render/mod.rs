@@ -617,6 +617,7 @@ fn wait_healthy_argv(stack: &Stack, svc: &Service, opts: &Options) -> Option<Vec
         format!("--backend={}", stack.backend.name()),
         format!("--engine={}", stack.engine.path),
         format!("--timeout={}", svc.start_timeout),
+        format!("--stop-time={}", svc.stop_timeout),
     ];
     match (&h.cmd, &h.probe) {
         (Some(cmd), _) => a.push(format!("--exec={cmd}")),
