@@ -58,6 +58,12 @@ fn e2e_stop_podman() {
     e2e::run_suite("stop end-to-end tests", Backend::Podman, SCENARIOS);
 }
 
+/// podman 5 (the trixie machine, what NixOS ships).
+#[test]
+fn e2e_stop_podman5() {
+    e2e::run_suite_podman5("stop end-to-end tests", SCENARIOS);
+}
+
 #[test]
 fn e2e_stop_docker() {
     e2e::run_suite("stop end-to-end tests", Backend::Docker, SCENARIOS);
@@ -106,6 +112,12 @@ fn expect_clean_stop(sc: &Scenario, unit: &str) -> Result<()> {
         "{unit} is {state} ({sub}, Result={result}) after the stop, not inactive (dead)"
     );
     Ok(())
+}
+
+/// Whether `unit` waits for health with the `wait-healthy` gate (podman 4,
+/// Docker, probes from the host) rather than `--sdnotify=healthy`.
+fn has_gate(sc: &Scenario, unit: &str) -> Result<bool> {
+    Ok(sc.m.systemctl(&["cat", unit])?.contains(" wait-healthy "))
 }
 
 fn journal(sc: &Scenario, unit: &str) -> Result<String> {
@@ -331,13 +343,9 @@ fn status_text_while_waiting(sc: &mut Scenario) -> Result<()> {
     a["environment"] = json!({ "FAKE_STYLE": "health", "FAKE_READY_AFTER": "600" });
     sc.install(&sc.spec(json!({ "a": a })))?;
     let unit = sc.unit("a");
-    let gate = sc.m.backend == Backend::Docker || {
-        let v = sc.m.ok(&["podman", "--version"])?;
-        v.contains("version 4.")
-    };
-    if !gate {
+    if !has_gate(sc, &unit)? {
         sc.notes
-            .push("podman 5 gates with --sdnotify=healthy: no health gate to watch".to_owned());
+            .push("this unit is gated by --sdnotify=healthy: no health gate to watch".to_owned());
         return Ok(());
     }
     sc.m.systemctl(&["start", "--no-block", &unit])?;
@@ -412,11 +420,9 @@ fn stop_while_starting(sc: &mut Scenario) -> Result<()> {
     a["environment"]["FAKE_READY_AFTER"] = json!("600");
     sc.install(&sc.spec(json!({ "a": a })))?;
     let unit = sc.unit("a");
-    let gate = sc.m.backend == Backend::Docker
-        || sc.m.ok(&["podman", "--version"])?.contains("version 4.");
-    if !gate {
+    if !has_gate(sc, &unit)? {
         sc.notes
-            .push("podman 5 gates with --sdnotify=healthy: no health gate to stop".to_owned());
+            .push("this unit is gated by --sdnotify=healthy: no health gate to stop".to_owned());
         return Ok(());
     }
     sc.m.systemctl(&["start", "--no-block", &unit])?;
