@@ -900,7 +900,15 @@ impl Machine {
         let state = wait_for("systemd to finish booting", Duration::from_secs(90), || {
             let out = m.exec(&["systemctl", "is-system-running"])?;
             let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            Ok(matches!(s.as_str(), "running" | "degraded").then_some(s))
+            if matches!(s.as_str(), "running" | "degraded") {
+                return Ok(Some(s));
+            }
+            // Say what it is waiting for, should it never finish.
+            let jobs = m
+                .exec(&["systemctl", "list-jobs", "--no-pager"])
+                .map(|o| output_text(&o))
+                .unwrap_or_default();
+            bail!("systemctl is-system-running says {s:?}; jobs:\n{jobs}")
         })
         .with_context(|| fs_err::read_to_string(&log_path).unwrap_or_default())?;
         if state == "degraded" {
