@@ -213,7 +213,7 @@ fn run(args: &[String]) -> Result<bool> {
          is healthy, median of {runs} runs [min-max], seconds"
     );
     println!(
-        "  {:<18} {:>22} {:>14}   per level (unit start -> active)",
+        "  {:<22} {:>22} {:>14}   per level (unit start -> active)",
         "engine", "systemctl start", "critical path"
     );
     let mut all_ok = true;
@@ -229,7 +229,7 @@ fn run(args: &[String]) -> Result<bool> {
         let ok = med <= target;
         all_ok &= ok;
         println!(
-            "  {:<18} {:>6.1} [{:>5.1}-{:>5.1}] {:>14.1}   {}   {}",
+            "  {:<22} {:>8.1} [{:>5.1}-{:>5.1}] {:>14.1}   {}   {}",
             r.engine,
             med,
             min,
