@@ -29,7 +29,7 @@ use nixos::Generation;
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
     (
-        "0 installed as NixOS installs it: store links, wants, users, tmpfiles, manifest",
+        "0 installed as NixOS installs it: store links, wants, users, tmpfiles, manifest, firewall",
         installed_as_nixos,
     ),
     (
@@ -209,8 +209,56 @@ fn installed_as_nixos(sc: &mut Scenario) -> Result<()> {
                 "status does not list {svc}:\n{text}"
             );
         }
-        Ok(())
+        firewall_is_on(sc, &g)
     })
+}
+
+/// The emulated NixOS firewall is in place: a service of the host itself on
+/// a port that is not in allowedTCPPorts is dropped for the LAN (curl times
+/// out, exit status 28), and answers once the firewall is off.
+fn firewall_is_on(sc: &Scenario, g: &Generation) -> Result<()> {
+    let listener = format!("{}-host-listener", sc.prefix);
+    sc.m.ok(&[
+        "systemd-run",
+        "--unit",
+        &listener,
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "9911",
+        "-e",
+        "/bin/true",
+    ])?;
+    let url = format!("http://{NET_MACHINE_ADDR}:9911/");
+    let probe = || -> Result<i32> {
+        let net = sc.m.net.as_ref().context("no network of its own")?;
+        let o = net
+            .client(&["curl", "-sS", "--max-time", "3", &url])
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        Ok(o.status.code().unwrap_or(-1))
+    };
+    // Until it listens (seen from the machine itself: lo is trusted).
+    e2e::wait_for("the host's listener", Duration::from_secs(10), || {
+        let o =
+            sc.m.exec(&["curl", "-sS", "--max-time", "2", "http://127.0.0.1:9911/"])?;
+        Ok(o.status.code().is_some_and(|c| c != 7).then_some(()))
+    })?;
+    let on = probe()?;
+    g.firewall_off(sc.m)?;
+    let off = probe()?;
+    let _ = sc.m.exec(&["systemctl", "stop", &listener]);
+    ensure!(
+        on == 28,
+        "firewall on: port 9911 of the host should be dropped for the LAN (curl exit 28), \
+         curl exited {on}"
+    );
+    ensure!(
+        off != 28 && off != 7,
+        "firewall off: port 9911 of the host should answer the LAN, curl exited {off}"
+    );
+    Ok(())
 }
 
 /// (a) Two containers reach each other by their network alias, and a name

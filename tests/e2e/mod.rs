@@ -910,7 +910,17 @@ impl Machine {
                 .unwrap_or_default();
             bail!("systemctl is-system-running says {s:?}; jobs:\n{jobs}")
         })
-        .with_context(|| fs_err::read_to_string(&log_path).unwrap_or_default())?;
+        .with_context(|| {
+            // What systemd still waits for.
+            let jobs = m
+                .exec(&["systemctl", "list-jobs", "--no-pager"])
+                .map(|o| output_text(&o))
+                .unwrap_or_default();
+            format!(
+                "{}\n---- systemctl list-jobs\n{jobs}",
+                fs_err::read_to_string(&log_path).unwrap_or_default()
+            )
+        })?;
         if state == "degraded" {
             let failed = m.exec(&["systemctl", "--failed", "--no-pager", "--plain"])?;
             eprintln!(
