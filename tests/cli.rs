@@ -214,6 +214,19 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stack.json")
 }
 
+/// Render the bundled example into `dir/out` and return that directory.
+fn render_example(dir: &Path) -> PathBuf {
+    let out = dir.join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(example())
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
 fn tree(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
@@ -775,14 +788,7 @@ fn generator_refuses_a_unit_the_host_already_has() {
 #[test]
 fn nixarr_migrate_checks_the_service_before_building_a_path() {
     let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(example())
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let out = render_example(t.path());
     let manifest = out.join("share/nixarr-units/manifest.json");
     let journals = t.path().join("journals");
     std::fs::create_dir(&journals).unwrap();
@@ -909,14 +915,7 @@ fn an_exposed_environment_value_needs_an_acknowledgement_and_warns() {
 #[test]
 fn a_manifest_passed_as_a_spec_says_so() {
     let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(example())
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let out = render_example(t.path());
     bin()
         .args(["validate", "--spec"])
         .arg(out.join("share/nixarr-units/manifest.json"))
