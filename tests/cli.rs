@@ -214,6 +214,25 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stack.json")
 }
 
+/// Render `spec` into `dir/out` with the binary's path fixed to
+/// /x/nixarr-units (so unit lines can be compared) and return that directory.
+fn render_with_self_exe(spec: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("out");
+    bin()
+        .args(["render", "--self-exe", "/x/nixarr-units", "--spec"])
+        .arg(spec)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+/// The text of the rendered unit of service `svc` (prefix nixarr).
+fn unit_text(out: &Path, svc: &str) -> String {
+    std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service"))).unwrap()
+}
+
 /// Render the bundled example into `dir/out` and return that directory.
 fn render_example(dir: &Path) -> PathBuf {
     let out = dir.join("out");
@@ -1048,18 +1067,9 @@ fn stop_grace_defaults() {
             "slow":{"image":"nginx","stopTimeout":120},
             "sonarr":{"app":"sonarr"}}}"#,
     );
-    let out = t.path().join("out");
-    bin()
-        .args(["render", "--self-exe", "/x/nixarr-units", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    let out = render_with_self_exe(&spec, t.path());
     for (svc, grace) in [("web", 10), ("slow", 120), ("sonarr", 60)] {
-        let unit =
-            std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service")))
-                .unwrap();
+        let unit = unit_text(&out, svc);
         assert!(
             unit.contains(&format!(" --stop-timeout={grace} ")),
             "{unit}"
@@ -1103,18 +1113,8 @@ fn units_require_the_mounts_of_their_volumes() {
                 {"host":"/mnt/100%","container":"/p"}]},
             "sonarr":{"app":"sonarr"}}}"#,
     );
-    let out = t.path().join("out");
-    bin()
-        .args(["render", "--self-exe", "/x/nixarr-units", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
-    let unit = |svc: &str| {
-        std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service")))
-            .unwrap()
-    };
+    let out = render_with_self_exe(&spec, t.path());
+    let unit = |svc: &str| unit_text(&out, svc);
     let web = unit("web");
     assert!(
         web.contains("\nRequiresMountsFor=/mnt /mnt/100%% /srv/www\n"),

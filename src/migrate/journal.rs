@@ -140,14 +140,8 @@ impl Dir {
 
     /// The earlier migrations kept, oldest first: (number, directory).
     pub fn earlier_runs(&self) -> Result<Vec<(u32, PathBuf)>> {
-        let rd = match fs_err::read_dir(&self.path) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry?;
+        for entry in super::place::read_dir_if_exists(&self.path)? {
             let name = entry.file_name();
             if let Some(n) = name
                 .to_str()

@@ -72,6 +72,15 @@ pub fn rename_durably(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The entries of directory `p`; none when it does not exist.
+pub fn read_dir_if_exists(p: &Path) -> Result<Vec<fs_err::DirEntry>> {
+    match fs_err::read_dir(p) {
+        Ok(rd) => Ok(rd.collect::<std::io::Result<_>>()?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `.NAME.nixarr-migrate[-WHAT]` in the directory of `path`: what is moved
 /// aside stays on the same file system, so a rename never crosses devices
 /// (the journal directory is often on another one than the data).
@@ -126,14 +135,8 @@ impl Slot {
     /// The app's entries in the directory (ours and lost+found left out);
     /// none when it does not exist.
     pub fn children(&self) -> Result<Vec<PathBuf>> {
-        let rd = match fs_err::read_dir(&self.path) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
         let mut out = Vec::new();
-        for entry in rd {
-            let entry = entry?;
+        for entry in read_dir_if_exists(&self.path)? {
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if self.mount && (name.starts_with(OURS) || name == LOST_FOUND) {
