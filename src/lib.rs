@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod cli;
 pub mod control;
 pub mod duration;
+pub mod engine;
 pub mod error;
 pub mod generator;
 pub mod genlog;

@@ -1,0 +1,735 @@
+//! Every podman or Docker command the runtime runs, in one place.
+//!
+//! [`Engine`] builds an [`EngineCommand`] per engine operation (inspect,
+//! exec, stop, secret create, ps, pull, image inspect, …): a program and an
+//! argument list that unit tests read without running anything. One helper
+//! runs it ([`EngineCommand::output`], [`EngineCommand::run`]) with errors
+//! that name the command and say what to do. Where podman and Docker differ
+//! (`ps`'s JSON, secrets, `healthcheck run`) the builder takes care of it.
+//!
+//! The units' own command lines (`ExecStart=podman run …`) are rendered by
+//! [`crate::render`], not here: this module is what the binary runs itself.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::spec::Backend;
+
+/// One engine binary: which backend it is and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    pub backend: Backend,
+    pub path: String,
+}
+
+/// One engine invocation, built but not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineCommand {
+    backend: Backend,
+    program: String,
+    args: Vec<String>,
+    /// Fed to the command's standard input (a secret's value: never argv).
+    input: Option<Vec<u8>>,
+}
+
+impl Engine {
+    pub fn new(backend: Backend, path: impl Into<String>) -> Self {
+        Engine {
+            backend,
+            path: path.into(),
+        }
+    }
+
+    /// The engine at `path`, its backend told by the binary's name
+    /// (`docker…` is Docker, anything else podman). For the unit helpers
+    /// whose command lines name only the binary (`stop-container --engine`).
+    pub fn from_path(path: impl Into<String>) -> Self {
+        let path = path.into();
+        let name = Path::new(&path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let backend = if name.starts_with("docker") {
+            Backend::Docker
+        } else {
+            Backend::Podman
+        };
+        Engine { backend, path }
+    }
+
+    fn command<I, S>(&self, args: I) -> EngineCommand
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        EngineCommand {
+            backend: self.backend,
+            program: self.path.clone(),
+            args: args.into_iter().map(Into::into).collect(),
+            input: None,
+        }
+    }
+
+    /// `ENGINE --version`: "podman version 5.4.1", "Docker version 28.2.2, …".
+    pub fn version(&self) -> EngineCommand {
+        self.command(["--version"])
+    }
+
+    /// `ENGINE exec CONTAINER ARGV…`.
+    pub fn exec(&self, container: &str, argv: &[&str]) -> EngineCommand {
+        let mut args = vec!["exec".to_owned(), container.to_owned()];
+        args.extend(argv.iter().map(|a| (*a).to_owned()));
+        self.command(args)
+    }
+
+    /// The container's health command as its own health check runs it:
+    /// `exec CONTAINER /bin/sh -c CMD`.
+    pub fn exec_shell(&self, container: &str, cmd: &str) -> EngineCommand {
+        self.exec(container, &["/bin/sh", "-c", cmd])
+    }
+
+    /// `podman healthcheck run CONTAINER`, which records the result in the
+    /// container's health log; Docker has no such command (`None`).
+    pub fn healthcheck_run(&self, container: &str) -> Option<EngineCommand> {
+        (self.backend == Backend::Podman).then(|| self.command(["healthcheck", "run", container]))
+    }
+
+    /// `inspect --type=container --format=FORMAT CONTAINER`: one Go
+    /// template over the container's inspect data.
+    pub fn inspect_format(&self, container: &str, format: &str) -> EngineCommand {
+        self.command([
+            "inspect".to_owned(),
+            "--type=container".to_owned(),
+            format!("--format={format}"),
+            container.to_owned(),
+        ])
+    }
+
+    /// The container's state (`running`, `exited`, …).
+    pub fn inspect_status(&self, container: &str) -> EngineCommand {
+        self.inspect_format(container, "{{.State.Status}}")
+    }
+
+    /// The value of one label of a container ("" when it has none).
+    pub fn inspect_label(&self, container: &str, label: &str) -> EngineCommand {
+        self.inspect_format(
+            container,
+            &format!("{{{{index .Config.Labels \"{label}\"}}}}"),
+        )
+    }
+
+    /// `inspect CONTAINER…`: the full JSON array for several objects.
+    pub fn inspect_json(&self, containers: &[&str]) -> EngineCommand {
+        let mut args = vec!["inspect".to_owned()];
+        args.extend(containers.iter().map(|c| (*c).to_owned()));
+        self.command(args)
+    }
+
+    /// `stop --time=GRACE CONTAINER`: the image's stop signal, `grace`
+    /// seconds, then SIGKILL.
+    pub fn stop(&self, container: &str, grace: u64) -> EngineCommand {
+        self.command([
+            "stop".to_owned(),
+            format!("--time={grace}"),
+            container.to_owned(),
+        ])
+    }
+
+    /// `kill --signal=SIGNAL CONTAINER`.
+    pub fn kill(&self, container: &str, signal: &str) -> EngineCommand {
+        self.command([
+            "kill".to_owned(),
+            format!("--signal={signal}"),
+            container.to_owned(),
+        ])
+    }
+
+    /// `rm [--force] CONTAINER`.
+    pub fn rm(&self, container: &str, force: bool) -> EngineCommand {
+        let mut args = vec!["rm"];
+        if force {
+            args.push("--force");
+        }
+        args.push(container);
+        self.command(args)
+    }
+
+    /// `ps --all --no-trunc` with one `--filter label=KEY=VALUE` per label
+    /// (`label=KEY` when the value is empty), in the JSON that
+    /// [`parse_ps`] reads: podman's array, or Docker's object per line.
+    pub fn ps(&self, labels: &[(&str, &str)]) -> EngineCommand {
+        let mut args = vec!["ps".to_owned(), "--all".to_owned(), "--no-trunc".to_owned()];
+        for (key, value) in labels {
+            args.push("--filter".to_owned());
+            args.push(if value.is_empty() {
+                format!("label={key}")
+            } else {
+                format!("label={key}={value}")
+            });
+        }
+        // Docker's `--format json` is Docker ≥ 23; the template works on 20.
+        args.push("--format".to_owned());
+        args.push(match self.backend {
+            Backend::Podman => "json".to_owned(),
+            Backend::Docker => "{{json .}}".to_owned(),
+        });
+        self.command(args)
+    }
+
+    /// `pull IMAGE`.
+    pub fn pull(&self, image: &str) -> EngineCommand {
+        self.command(["pull", image])
+    }
+
+    /// `image inspect IMAGE`: the JSON that [`parse_image_inspect`] reads.
+    pub fn image_inspect(&self, image: &str) -> EngineCommand {
+        self.command(["image", "inspect", image])
+    }
+
+    /// `load --input ARCHIVE`: an image archive (`podman save`, `docker save`).
+    pub fn load(&self, archive: &Path) -> EngineCommand {
+        self.command([
+            "load".to_owned(),
+            "--input".to_owned(),
+            archive.to_string_lossy().into_owned(),
+        ])
+    }
+
+    /// `secret create NAME -`, the value on standard input (never argv).
+    pub fn secret_create(&self, name: &str, value: &[u8]) -> EngineCommand {
+        let mut c = self.command(["secret", "create", name, "-"]);
+        c.input = Some(value.to_vec());
+        c
+    }
+
+    /// `secret rm NAME`.
+    pub fn secret_rm(&self, name: &str) -> EngineCommand {
+        self.command(["secret", "rm", name])
+    }
+
+    /// `network inspect NAME`: fails when there is no such network.
+    pub fn network_inspect(&self, name: &str) -> EngineCommand {
+        self.command(["network", "inspect", name])
+    }
+
+    /// `network rm NAME`.
+    pub fn network_rm(&self, name: &str) -> EngineCommand {
+        self.command(["network", "rm", name])
+    }
+
+    /// The container's state, or `None` when it does not exist (or the
+    /// engine cannot be asked).
+    pub fn container_status(&self, container: &str) -> Option<String> {
+        let out = self.inspect_status(container).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// The containers that carry every label of `labels`.
+    pub fn containers(&self, labels: &[(&str, &str)]) -> Result<Vec<Container>> {
+        let cmd = self.ps(labels);
+        let out = cmd.run()?;
+        parse_ps(self.backend, &out).with_context(|| format!("reading the output of `{cmd}`"))
+    }
+
+    /// What the engine knows of a local image, `None` when it has no such
+    /// image.
+    pub fn image(&self, image: &str) -> Result<Option<Image>> {
+        let cmd = self.image_inspect(image);
+        let out = cmd.output()?;
+        if !out.status.success() {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_image_inspect(&text)
+            .with_context(|| format!("reading the output of `{cmd}`"))
+            .map(|mut v| (!v.is_empty()).then(|| v.swap_remove(0)))
+    }
+}
+
+impl EngineCommand {
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// The program and its arguments, as the tests compare them.
+    pub fn argv(&self) -> Vec<&str> {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The bytes fed to standard input, if any.
+    pub fn input(&self) -> Option<&[u8]> {
+        self.input.as_deref()
+    }
+
+    /// Run it and collect its output whatever its exit status; standard
+    /// input is [`Self::input`] or nothing. `Err` only when it cannot be
+    /// started.
+    pub fn output(&self) -> Result<Output> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if self.input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().with_context(|| {
+            format!(
+                "cannot run `{self}`; is {} installed at {}? Set the engine's path in the spec \
+                 (\"engine\": {{\"path\": …}}) if it lives elsewhere",
+                self.backend, self.program
+            )
+        })?;
+        if let (Some(bytes), Some(mut stdin)) = (&self.input, child.stdin.take()) {
+            stdin
+                .write_all(bytes)
+                .with_context(|| format!("writing to the standard input of `{self}`"))?;
+        }
+        child
+            .wait_with_output()
+            .with_context(|| format!("waiting for `{self}`"))
+    }
+
+    /// Run it and require success; returns its standard output. The error
+    /// names the command and quotes the engine's first line of complaint.
+    pub fn run(&self) -> Result<String> {
+        let out = self.output()?;
+        if !out.status.success() {
+            bail!("{}", self.failure(&out));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Run it, ignoring its output: whether it succeeded.
+    pub fn succeeds(&self) -> bool {
+        self.output().is_ok_and(|o| o.status.success())
+    }
+
+    /// Why a finished run failed, for an error message.
+    pub fn failure(&self, out: &Output) -> String {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        format!(
+            "`{self}` failed ({}){}{}; run it by hand to see the whole message, and check that {} \
+             works for this user ({} info)",
+            out.status,
+            if first.is_empty() { "" } else { ": " },
+            first,
+            self.backend,
+            self.program,
+        )
+    }
+}
+
+impl std::fmt::Display for EngineCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let argv = self.argv();
+        match shlex::try_join(argv.iter().copied()) {
+            Ok(s) => f.write_str(&s),
+            // An argument with a NUL byte cannot be quoted; show it raw.
+            Err(_) => f.write_str(&argv.join(" ")),
+        }
+    }
+}
+
+/// One container as `ps` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub names: Vec<String>,
+    pub image: String,
+    /// The engine's state: `created`, `running`, `exited`, `paused`, …
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PodmanPs {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerPs {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(default)]
+    names: String,
+    #[serde(default)]
+    image: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    labels: String,
+}
+
+/// Read [`Engine::ps`]'s output. Docker joins the labels into one
+/// `k=v,k=v` string: a piece without `=` belongs to the value before it,
+/// so only a value that itself contains `,KEY=` reads wrong (the stack's
+/// own labels never do).
+pub fn parse_ps(backend: Backend, stdout: &str) -> Result<Vec<Container>> {
+    match backend {
+        Backend::Podman => {
+            let text = stdout.trim();
+            if text.is_empty() {
+                return Ok(Vec::new());
+            }
+            let list: Vec<PodmanPs> =
+                serde_json::from_str(text).context("podman ps printed no JSON array")?;
+            Ok(list
+                .into_iter()
+                .map(|c| Container {
+                    id: c.id,
+                    names: c.names,
+                    image: c.image,
+                    state: c.state,
+                    labels: c.labels.unwrap_or_default(),
+                })
+                .collect())
+        }
+        Backend::Docker => stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let c: DockerPs = serde_json::from_str(line)
+                    .with_context(|| format!("docker ps printed a line that is no JSON: {line}"))?;
+                Ok(Container {
+                    id: c.id,
+                    names: c
+                        .names
+                        .split(',')
+                        .filter(|n| !n.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                    image: c.image,
+                    state: c.state,
+                    labels: docker_labels(&c.labels),
+                })
+            })
+            .collect(),
+    }
+}
+
+fn docker_labels(joined: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut last: Option<String> = None;
+    for piece in joined.split(',').filter(|p| !p.is_empty()) {
+        match (piece.split_once('='), &last) {
+            (Some((k, v)), _) => {
+                labels.insert(k.to_owned(), v.to_owned());
+                last = Some(k.to_owned());
+            }
+            (None, Some(k)) => {
+                if let Some(v) = labels.get_mut(k) {
+                    v.push(',');
+                    v.push_str(piece);
+                }
+            }
+            (None, None) => {
+                labels.insert(piece.to_owned(), String::new());
+                last = Some(piece.to_owned());
+            }
+        }
+    }
+    labels
+}
+
+/// A local image as `image inspect` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Image {
+    /// The image ID (Docker prefixes it with `sha256:`, podman does not).
+    pub id: String,
+    /// podman's digest of the manifest it pulled (`sha256:…`); Docker has
+    /// none here: use [`Image::repo_digest`].
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub repo_tags: Vec<String>,
+    /// `repository@sha256:…`, one per repository it was pulled from.
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub repo_digests: Vec<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+impl Image {
+    /// The digest (`sha256:…`) the image has in `repository` (as written
+    /// in `repo_digests`, e.g. `docker.io/library/alpine`), or the first
+    /// one when `repository` is `None`.
+    pub fn repo_digest(&self, repository: Option<&str>) -> Option<&str> {
+        self.repo_digests.iter().find_map(|rd| {
+            let (repo, digest) = rd.split_once('@')?;
+            repository.is_none_or(|r| r == repo).then_some(digest)
+        })
+    }
+}
+
+/// Read [`Engine::image_inspect`]'s output (the same JSON array on both
+/// engines).
+pub fn parse_image_inspect(stdout: &str) -> Result<Vec<Image>> {
+    serde_json::from_str(stdout.trim()).context("image inspect printed no JSON array")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn podman() -> Engine {
+        Engine::new(Backend::Podman, "/usr/bin/podman")
+    }
+
+    fn docker() -> Engine {
+        Engine::new(Backend::Docker, "/usr/bin/docker")
+    }
+
+    #[test]
+    fn backend_from_the_binary_name() {
+        assert_eq!(
+            Engine::from_path("/usr/bin/docker").backend,
+            Backend::Docker
+        );
+        assert_eq!(
+            Engine::from_path("/run/current-system/sw/bin/podman").backend,
+            Backend::Podman
+        );
+        assert_eq!(Engine::from_path("docker").backend, Backend::Docker);
+    }
+
+    #[test]
+    fn argv_the_same_on_both_engines() {
+        for (e, p) in [(podman(), "/usr/bin/podman"), (docker(), "/usr/bin/docker")] {
+            assert_eq!(e.version().argv(), [p, "--version"]);
+            assert_eq!(
+                e.exec_shell("web", "curl -f localhost").argv(),
+                [p, "exec", "web", "/bin/sh", "-c", "curl -f localhost"]
+            );
+            assert_eq!(
+                e.inspect_status("web").argv(),
+                [
+                    p,
+                    "inspect",
+                    "--type=container",
+                    "--format={{.State.Status}}",
+                    "web"
+                ]
+            );
+            assert_eq!(
+                e.inspect_label("web", "nixarr.config-hash").argv(),
+                [
+                    p,
+                    "inspect",
+                    "--type=container",
+                    "--format={{index .Config.Labels \"nixarr.config-hash\"}}",
+                    "web"
+                ]
+            );
+            assert_eq!(e.inspect_json(&["a", "b"]).argv(), [p, "inspect", "a", "b"]);
+            assert_eq!(e.stop("web", 10).argv(), [p, "stop", "--time=10", "web"]);
+            assert_eq!(
+                e.kill("web", "KILL").argv(),
+                [p, "kill", "--signal=KILL", "web"]
+            );
+            assert_eq!(e.rm("web", true).argv(), [p, "rm", "--force", "web"]);
+            assert_eq!(e.rm("web", false).argv(), [p, "rm", "web"]);
+            assert_eq!(e.pull("alpine:3").argv(), [p, "pull", "alpine:3"]);
+            assert_eq!(
+                e.image_inspect("alpine:3").argv(),
+                [p, "image", "inspect", "alpine:3"]
+            );
+            assert_eq!(
+                e.load(Path::new("/tmp/a.tar")).argv(),
+                [p, "load", "--input", "/tmp/a.tar"]
+            );
+            assert_eq!(
+                e.network_inspect("n").argv(),
+                [p, "network", "inspect", "n"]
+            );
+            assert_eq!(e.network_rm("n").argv(), [p, "network", "rm", "n"]);
+            assert_eq!(e.secret_rm("s").argv(), [p, "secret", "rm", "s"]);
+        }
+    }
+
+    #[test]
+    fn a_secret_goes_through_stdin_never_argv() {
+        let c = podman().secret_create("web-key", b"hunter2");
+        assert_eq!(
+            c.argv(),
+            ["/usr/bin/podman", "secret", "create", "web-key", "-"]
+        );
+        assert_eq!(c.input(), Some(&b"hunter2"[..]));
+        assert!(!c.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn ps_filters_by_label_and_asks_for_json() {
+        let labels = [("nixarr.stack", "media"), ("nixarr.managed", "")];
+        assert_eq!(
+            podman().ps(&labels).argv(),
+            [
+                "/usr/bin/podman",
+                "ps",
+                "--all",
+                "--no-trunc",
+                "--filter",
+                "label=nixarr.stack=media",
+                "--filter",
+                "label=nixarr.managed",
+                "--format",
+                "json"
+            ]
+        );
+        assert_eq!(
+            docker().ps(&labels).argv(),
+            [
+                "/usr/bin/docker",
+                "ps",
+                "--all",
+                "--no-trunc",
+                "--filter",
+                "label=nixarr.stack=media",
+                "--filter",
+                "label=nixarr.managed",
+                "--format",
+                "{{json .}}"
+            ]
+        );
+    }
+
+    #[test]
+    fn healthcheck_run_is_podman_only() {
+        let c = podman().healthcheck_run("web").map(|c| c.to_string());
+        assert_eq!(c.as_deref(), Some("/usr/bin/podman healthcheck run web"));
+        assert!(docker().healthcheck_run("web").is_none());
+    }
+
+    #[test]
+    fn shown_quoted_as_a_shell_would_read_it() {
+        let c = podman().exec_shell("web", "test -f /x");
+        assert_eq!(
+            c.to_string(),
+            "/usr/bin/podman exec web /bin/sh -c 'test -f /x'"
+        );
+    }
+
+    // As podman 4.3 prints it (one container created with two labels).
+    const PODMAN_PS: &str = r#"[
+  {
+    "AutoRemove": false, "Command": null, "Exited": false, "ExitCode": 0,
+    "Id": "354f5be0e693af4999f21396461f8188f8fa25d6ca1bd16ff1660becabc2ac9a",
+    "Image": "localhost/nixarr-fake-app:test",
+    "Labels": { "nixarr.stack": "x", "odd": "a,b=c" },
+    "Names": [ "engineprobe" ], "Pid": 0, "State": "created", "Status": "Created"
+  },
+  { "Id": "ab", "Image": "i", "Labels": null, "Names": ["n"], "State": "running" }
+]"#;
+
+    #[test]
+    fn podman_ps_json_is_read() {
+        let list = parse_ps(Backend::Podman, PODMAN_PS).expect("parses");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].names, ["engineprobe"]);
+        assert_eq!(list[0].state, "created");
+        assert_eq!(list[0].labels["odd"], "a,b=c");
+        assert_eq!(list[0].labels["nixarr.stack"], "x");
+        assert!(list[1].labels.is_empty());
+        assert!(parse_ps(Backend::Podman, "").expect("empty").is_empty());
+        assert!(parse_ps(Backend::Podman, "[]\n").expect("empty").is_empty());
+        assert!(parse_ps(Backend::Podman, "Error: oops").is_err());
+    }
+
+    #[test]
+    fn docker_ps_json_lines_are_read() {
+        let out = concat!(
+            r#"{"Command":"\"/app/run\"","ID":"0123abcd","Image":"alpine:3","Labels":"nixarr.stack=media,flag=,url=http://x/?a=1,b","Names":"web","State":"running","Status":"Up 2 seconds"}"#,
+            "\n",
+            r#"{"ID":"ffff","Image":"busybox","Labels":"","Names":"a,b","State":"exited"}"#,
+            "\n"
+        );
+        let list = parse_ps(Backend::Docker, out).expect("parses");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].id, "0123abcd");
+        assert_eq!(list[0].names, ["web"]);
+        assert_eq!(list[0].labels["nixarr.stack"], "media");
+        assert_eq!(list[0].labels["flag"], "");
+        assert_eq!(list[0].labels["url"], "http://x/?a=1,b");
+        assert_eq!(list[1].names, ["a", "b"]);
+        assert!(list[1].labels.is_empty());
+        assert_eq!(list[1].state, "exited");
+        assert!(parse_ps(Backend::Docker, "").expect("empty").is_empty());
+        assert!(parse_ps(Backend::Docker, "Cannot connect").is_err());
+    }
+
+    #[test]
+    fn image_inspect_gives_the_digests() {
+        // podman (Digest, no sha256: on the ID) and Docker (RepoDigests only).
+        let podman_out = r#"[{"Id":"3cea5a36","Digest":"sha256:a540","RepoTags":["localhost/app:test"],"RepoDigests":["localhost/app@sha256:a540"]}]"#;
+        let docker_out = r#"[{"Id":"sha256:9c45","RepoTags":["alpine:3"],"RepoDigests":["alpine@sha256:1111","registry.example/alpine@sha256:2222"],"Config":{}}]"#;
+        let p = parse_image_inspect(podman_out).expect("podman");
+        assert_eq!(p[0].digest.as_deref(), Some("sha256:a540"));
+        assert_eq!(p[0].repo_digest(None), Some("sha256:a540"));
+        let d = parse_image_inspect(docker_out).expect("docker");
+        assert_eq!(d[0].digest, None);
+        assert_eq!(
+            d[0].repo_digest(Some("registry.example/alpine")),
+            Some("sha256:2222")
+        );
+        assert_eq!(d[0].repo_digest(Some("quay.io/x")), None);
+        let none = parse_image_inspect(r#"[{"Id":"x","RepoTags":null,"RepoDigests":null}]"#)
+            .expect("nulls");
+        assert!(none[0].repo_digests.is_empty());
+    }
+
+    #[test]
+    fn run_names_the_command_when_it_fails() {
+        let e = Engine::new(Backend::Podman, "/bin/sh");
+        let c = e.exec("x", &[]);
+        // `/bin/sh exec x`: sh cannot exec `x`.
+        let err = c.run().expect_err("fails").to_string();
+        assert!(
+            err.starts_with("`/bin/sh exec x` failed (exit status: "),
+            "{err}"
+        );
+        assert!(err.contains("/bin/sh info"), "{err}");
+        let missing = Engine::new(Backend::Docker, "/nonexistent/docker").version();
+        let err = format!("{:#}", missing.run().expect_err("cannot start"));
+        assert!(err.contains("cannot run `/nonexistent/docker --version`; is docker installed at /nonexistent/docker?"), "{err}");
+    }
+
+    #[test]
+    fn input_reaches_stdin() {
+        let mut c = Engine::new(Backend::Podman, "/bin/sh").exec("x", &[]);
+        c.args = vec!["-c".to_owned(), "cat".to_owned()];
+        c.input = Some(b"value".to_vec());
+        assert_eq!(c.run().expect("cat"), "value");
+    }
+}
