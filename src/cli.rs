@@ -16,8 +16,9 @@ use crate::error::{SpecError, UsageError};
 use crate::generator::{self, DEFAULT_SPEC_DIR, GeneratorConfig};
 use crate::health::{self, Check};
 use crate::manifest::{Manifest, RUN_MANIFEST};
+use crate::model::Stack;
 use crate::render::{self, Options, Rendered};
-use crate::resolve::{Stack, exposure_warnings, resolve};
+use crate::resolve::{exposure_warnings, resolve};
 use crate::spec::{self, Backend};
 use crate::systemd::Verb;
 

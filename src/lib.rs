@@ -15,6 +15,7 @@ pub mod heal;
 pub mod health;
 pub mod manifest;
 pub mod migrate;
+pub mod model;
 pub mod nixfmt;
 pub mod output;
 pub mod reload;

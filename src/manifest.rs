@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
-use crate::resolve::{Health, Migration, Port, Secret, Volume};
+use crate::model::{Health, Migration, Port, Secret, Volume};
 use crate::spec::{Backend, Protocol};
 
 pub const MANIFEST_VERSION: u64 = 1;

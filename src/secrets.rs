@@ -15,9 +15,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::manifest::{self, ServiceManifest};
+use crate::model::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR, Secret};
 use crate::output::write_atomic;
 use crate::render::podman_secret_name;
-use crate::resolve::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR, Secret};
 use crate::spec::SecretMode;
 
 /// Where the bridge writes (the constants in production; temporary

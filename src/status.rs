@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::health::{Check, check_once};
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
-use crate::resolve::Probe;
+use crate::model::Probe;
 use crate::systemd::UnitState;
 
 pub const STATUS_SCHEMA_VERSION: u64 = 1;
@@ -471,7 +471,7 @@ mod tests {
             config_dir: None,
             depends_on: vec![],
             vpn: false,
-            health: Some(crate::resolve::Health {
+            health: Some(crate::model::Health {
                 cmd: Some("true".into()),
                 probe: None,
                 interval: "30s".into(),

@@ -16,7 +16,7 @@ use tera::Tera;
 use thiserror::Error;
 
 use crate::manifest::{PublishedPort, ServiceManifest, StackManifest};
-use crate::resolve::{ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
+use crate::model::{ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
 use crate::spec::{Backend, PodmanSecretType, SecretMode};
 
 use escape::{EscapeError, exec_line, plain_value};
@@ -459,7 +459,7 @@ fn network_ctx(stack: &Stack) -> Result<NetworkCtx, EscapeError> {
 
 /// Ports a container publishes: its own, and for the VPN service those of
 /// every service behind it.
-fn published_ports<'a>(stack: &'a Stack, svc: &'a Service) -> Vec<&'a crate::resolve::Port> {
+fn published_ports<'a>(stack: &'a Stack, svc: &'a Service) -> Vec<&'a crate::model::Port> {
     if svc.vpn {
         return Vec::new();
     }
@@ -472,7 +472,7 @@ fn published_ports<'a>(stack: &'a Stack, svc: &'a Service) -> Vec<&'a crate::res
     ports
 }
 
-fn publish_arg(p: &crate::resolve::Port) -> String {
+fn publish_arg(p: &crate::model::Port) -> String {
     let addr = match p.address {
         None => String::new(),
         Some(std::net::IpAddr::V6(a)) => format!("[{a}]:"),

@@ -1,0 +1,183 @@
+//! The validated model: what [`crate::resolve::resolve`] makes of a spec
+//! and what the renderer, the manifest and the runtime commands read.
+//! Every value here has been checked; nothing in it can be wrong for a
+//! reason the user could fix.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{Legacy, PathMap};
+use crate::spec::{Backend, Defaults, PodmanSecretType, Protocol, Restart, SecretMode};
+
+/// Label keys under this prefix belong to nixarr-units.
+pub const LABEL_PREFIX: &str = "io.nixarr.";
+
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub backend: Backend,
+    pub prefix: String,
+    pub engine: Engine,
+    pub network: String,
+    /// The network's bridge interface on the host (a firewall opens the
+    /// engine's DNS on it).
+    pub network_interface: String,
+    pub defaults: Defaults,
+    /// The shared data tree (`paths.dataDir`): created root:`defaults.pgid`,
+    /// mode 2775, by the first unit that mounts it, as the NixOS module's
+    /// tmpfiles rule does.
+    pub data_dir: String,
+    pub services: BTreeMap<String, Service>,
+    /// The VPN service, when any service uses it.
+    pub vpn_service: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub path: String,
+    /// (major, minor); `None` means "current".
+    pub version: Option<(u64, u64)>,
+}
+
+impl Engine {
+    /// podman ≥ 5 has `--sdnotify=healthy`.
+    pub fn has_sdnotify_healthy(&self, backend: Backend) -> bool {
+        backend == Backend::Podman && self.version.is_none_or(|(major, _)| major >= 5)
+    }
+
+    /// podman ≥ 4.4 has `podman network create --ignore` (4.3 on Debian 12
+    /// rejects it as an unknown flag).
+    pub fn has_network_create_ignore(&self, backend: Backend) -> bool {
+        backend == Backend::Podman && self.version.is_none_or(|v| v >= (4, 4))
+    }
+
+    /// podman ≥ 4.5 has `podman network create --interface-name` (the
+    /// bridge's name); Docker has `-o com.docker.network.bridge.name`.
+    pub fn can_name_bridge(&self, backend: Backend) -> bool {
+        backend == Backend::Docker || self.version.is_none_or(|v| v >= (4, 5))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Port {
+    pub host: u16,
+    pub container: u16,
+    pub protocol: Protocol,
+    pub address: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub host: String,
+    pub container: String,
+    pub read_only: bool,
+    pub create: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub cmd: Option<String>,
+    pub probe: Option<Probe>,
+    pub interval: String,
+    pub timeout: String,
+    pub retries: u64,
+    pub start_period: String,
+}
+
+/// A probe run from the host against a published port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Probe {
+    Http {
+        url: String,
+        method: String,
+        expect_status: Option<u16>,
+        expect_body: Option<String>,
+    },
+    Tcp {
+        address: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Migration {
+    pub legacy_units: Vec<String>,
+    pub legacy_data_dir: String,
+    pub target_dir: String,
+    /// Owner of the container's config directory.
+    pub uid: u64,
+    pub gid: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<Legacy>,
+    pub path_map: Vec<PathMap>,
+    pub databases: Vec<String>,
+}
+
+/// One secret: which variable, from which file, delivered how. Only paths,
+/// never values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Secret {
+    pub name: String,
+    pub source: String,
+    pub mode: SecretMode,
+    /// `file`: the variable that carries the path inside the container.
+    pub path_env: Option<String>,
+    /// `podmanSecret`: env or mount.
+    pub podman_secret_type: Option<PodmanSecretType>,
+}
+
+/// Where the bridge puts file-mode copies, per container (mounted at
+/// `/run/secrets` inside).
+pub const SECRETS_DIR: &str = "/run/nixarr-units/secrets";
+/// Where the bridge renders env files, per container.
+pub const ENV_DIR: &str = "/run/nixarr-units/env";
+/// The variable that carries a secret file's path when neither the service
+/// nor its catalog app names another: the LinuxServer.io convention.
+pub const DEFAULT_SECRET_FILE_ENV: &str = "FILE__{name}";
+/// Largest secret file the bridge accepts.
+pub const SECRET_MAX_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub app: Option<String>,
+    pub description: String,
+    pub documentation: Vec<String>,
+    pub image: String,
+    pub image_file: Option<String>,
+    /// Ports this service asked for (for VPN services they are published on
+    /// the VPN container).
+    pub ports: Vec<Port>,
+    /// The ports are the catalog app's (the spec has no `ports`): errors
+    /// about them name `app`, the key the user wrote.
+    pub ports_from_preset: bool,
+    pub volumes: Vec<Volume>,
+    pub environment: BTreeMap<String, String>,
+    pub environment_files: Vec<String>,
+    pub depends_on: Vec<String>,
+    pub vpn: bool,
+    pub cmd: Vec<String>,
+    pub entrypoint: Option<String>,
+    pub user: Option<String>,
+    pub init: bool,
+    pub cap_add: Vec<String>,
+    pub devices: Vec<String>,
+    pub extra_args: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub secrets: Vec<Secret>,
+    pub health: Option<Health>,
+    pub restart: Restart,
+    pub stop_timeout: u64,
+    pub start_timeout: u64,
+    pub uid: u64,
+    pub gid: u64,
+    /// Host directory holding the app's configuration, when known.
+    pub config_dir: Option<String>,
+    pub migration: Option<Migration>,
+}

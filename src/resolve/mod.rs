@@ -1,0 +1,466 @@
+//! From a parsed [`Spec`] to a validated [`Stack`]: catalog presets merged in,
+//! defaults applied, every value checked. After this step nothing can fail
+//! for a reason the user could fix; the renderer only formats.
+//!
+//! The steps live beside this file: [`check`] (field rules and the
+//! validation context), [`service`] (one service's fields), [`health`],
+//! [`secrets`] and [`migration`]. The validated types are in
+//! [`crate::model`].
+
+mod check;
+mod health;
+mod migration;
+mod secrets;
+mod service;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use sha2::Digest as _;
+
+use self::check::{Ctx, check_id, check_interface_name, is_name, suggest, systemd_owned};
+pub use self::secrets::exposure_warnings;
+use crate::catalog::{self, Preset};
+use crate::error::SpecError;
+use crate::model::{Engine, Service, Stack};
+use crate::spec::{PortSpec, Protocol, Spec, VolumeSpec};
+
+/// Service names that would collide with the stack's own units.
+const RESERVED_NAMES: &[&str] = &["network", "health", "migrate"];
+const MAX_NAME: usize = 48;
+const MAX_PREFIX: usize = 32;
+
+/// Parse "5.4.1" or "podman version 4.3.1" into (major, minor).
+pub fn parse_version(s: &str) -> Option<(u64, u64)> {
+    let token = s
+        .split_whitespace()
+        .find(|t| t.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = token.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+/// Validate a spec and merge catalog presets into it.
+pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
+    let cx = Ctx { origin };
+    let cat = catalog::catalog().map_err(|e| cx.err("services", format!("{e:#}")))?;
+
+    if !is_name(&spec.prefix) || spec.prefix.len() > MAX_PREFIX {
+        return Err(cx.err(
+            "prefix",
+            format!(
+                "`{}` is not a valid prefix; use lowercase letters, digits and `-`, starting \
+                 with a letter, at most {MAX_PREFIX} characters",
+                spec.prefix
+            ),
+        ));
+    }
+    let network = spec
+        .network
+        .name
+        .clone()
+        .unwrap_or_else(|| spec.prefix.clone());
+    let net_ok = network
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !net_ok {
+        return Err(cx.err(
+            "network.name",
+            format!(
+                "`{network}` is not a valid network name; use letters, digits, `_`, `.` and `-`"
+            ),
+        ));
+    }
+    let network_interface = match &spec.network.interface {
+        Some(name) => {
+            check_interface_name(name).map_err(|why| {
+                cx.err(
+                    "network.interface",
+                    format!(
+                        "`{name}` {why}; give another name, or leave it out for \
+                         `{}`",
+                        default_interface(&network)
+                    ),
+                )
+            })?;
+            name.clone()
+        }
+        None => default_interface(&network),
+    };
+    let engine_path = spec
+        .engine
+        .path
+        .clone()
+        .unwrap_or_else(|| format!("/usr/bin/{}", spec.backend.name()));
+    cx.abs_path("engine.path", &engine_path)?;
+    if engine_path.chars().any(char::is_whitespace) {
+        return Err(cx.err(
+            "engine.path",
+            "contains whitespace; give the path of the engine binary without spaces",
+        ));
+    }
+    let version = match &spec.engine.version {
+        None => None,
+        Some(v) => Some(parse_version(v).ok_or_else(|| {
+            cx.err(
+                "engine.version",
+                format!("`{v}` is not a version; write it like \"5.4.1\""),
+            )
+        })?),
+    };
+    let defaults = &spec.defaults;
+    check_id(&cx, "defaults.puid", defaults.puid)?;
+    check_id(&cx, "defaults.pgid", defaults.pgid)?;
+    cx.text("defaults.tz", &defaults.tz)?;
+    if defaults.tz.is_empty() || defaults.tz.chars().any(char::is_whitespace) {
+        return Err(cx.err(
+            "defaults.tz",
+            "must be a time zone name such as \"Europe/Berlin\"",
+        ));
+    }
+    let umask_ok = (3..=4).contains(&defaults.umask.len())
+        && defaults.umask.chars().all(|c| ('0'..='7').contains(&c));
+    if !umask_ok {
+        return Err(cx.err(
+            "defaults.umask",
+            format!(
+                "`{}` is not an octal umask; write it like \"002\"",
+                defaults.umask
+            ),
+        ));
+    }
+    cx.mount_path("paths.stateDir", &spec.paths.state_dir)?;
+    cx.host_path("paths.stateDir", &spec.paths.state_dir)?;
+    cx.mount_path("paths.dataDir", &spec.paths.data_dir)?;
+    cx.host_path("paths.dataDir", &spec.paths.data_dir)?;
+    check_prefix_units(&cx, &spec.prefix)?;
+
+    let mut services = BTreeMap::new();
+    for (name, svc) in &spec.services {
+        let path = format!("services.{name}");
+        if !is_name(name) || name.len() > MAX_NAME {
+            return Err(cx.err(
+                &path,
+                format!(
+                    "`{name}` is not a valid service name; use lowercase letters, digits and `-`, \
+                     starting with a letter, at most {MAX_NAME} characters"
+                ),
+            ));
+        }
+        if RESERVED_NAMES.contains(&name.as_str()) || name.ends_with("-secrets") {
+            return Err(cx.err(
+                &path,
+                format!(
+                    "`{name}` is reserved for nixarr-units' own units; choose another name \
+                     (reserved: {}, and names ending in -secrets)",
+                    RESERVED_NAMES.join(", ")
+                ),
+            ));
+        }
+        check_service_units(&cx, &spec.prefix, name)?;
+        let preset = match &svc.app {
+            None => None,
+            Some(app) => Some(cat.get(app.as_str()).ok_or_else(|| {
+                let hint = match suggest(app, catalog::app_names()) {
+                    Some(s) => format!("did you mean `{s}`? "),
+                    None => String::new(),
+                };
+                cx.err(
+                    format!("{path}.app"),
+                    format!(
+                        "unknown app `{app}`; {hint}known apps: {} (or leave `app` out and give \
+                         `image` for any other container)",
+                        catalog::app_names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?),
+        };
+        let service = service::resolve_service(&cx, spec, name, svc, preset)?;
+        services.insert(name.clone(), service);
+    }
+
+    let vpn_users: Vec<&String> = services
+        .values()
+        .filter(|s| s.vpn)
+        .map(|s| &s.name)
+        .collect();
+    let vpn_service = if vpn_users.is_empty() {
+        None
+    } else {
+        let vpn = &spec.vpn.service;
+        match services.get(vpn) {
+            None => {
+                return Err(cx.err(
+                    format!("services.{}.vpn", vpn_users[0]),
+                    format!(
+                        "is true but the stack has no VPN service `{vpn}`; add a service \
+                         `{vpn}` with \"app\": \"gluetun\" (or set vpn.service to your VPN \
+                         container), or set vpn to false"
+                    ),
+                ));
+            }
+            Some(v) if v.vpn => {
+                return Err(cx.err(
+                    format!("services.{vpn}.vpn"),
+                    "the VPN service cannot itself run behind the VPN; set it to false",
+                ));
+            }
+            Some(_) => Some(vpn.clone()),
+        }
+    };
+    // A VPN service's users depend on it.
+    if let Some(vpn) = &vpn_service {
+        for s in services.values_mut() {
+            if s.vpn && !s.depends_on.contains(vpn) {
+                s.depends_on.push(vpn.clone());
+                s.depends_on.sort();
+            }
+        }
+    }
+
+    check_dependencies(&cx, &services)?;
+    check_ports(&cx, &services)?;
+
+    Ok(Stack {
+        backend: spec.backend,
+        prefix: spec.prefix.clone(),
+        engine: Engine {
+            path: engine_path,
+            version,
+        },
+        network,
+        network_interface,
+        defaults: defaults.clone(),
+        data_dir: spec.paths.data_dir.clone(),
+        services,
+        vpn_service,
+    })
+}
+
+/// The kernel's limit for an interface name (IFNAMSIZ less the NUL).
+pub const MAX_INTERFACE: usize = 15;
+
+/// The bridge of network `network` when the spec names none: `br-<network>`,
+/// or when that is longer than the kernel allows, `br-` with the first 7
+/// characters and 4 hex digits of the name's sha256 (the NixOS module
+/// derives the same name, modules/lib.nix `bridgeName`).
+pub fn default_interface(network: &str) -> String {
+    let full = format!("br-{network}");
+    if full.len() <= MAX_INTERFACE {
+        return full;
+    }
+    let digest = sha2::Sha256::digest(network.as_bytes());
+    let head: String = network.chars().take(7).collect();
+    format!("br-{head}-{:02x}{:02x}", digest[0], digest[1])
+}
+
+/// The units named after the prefix alone must not be systemd's.
+fn check_prefix_units(cx: &Ctx, prefix: &str) -> Result<(), SpecError> {
+    let names = crate::render::Names::new(prefix);
+    for unit in names.stack_units() {
+        if let Some(why) = systemd_owned(&unit) {
+            return Err(cx.err(
+                "prefix",
+                format!(
+                    "`{prefix}` would name the unit {unit}, which is {why}: the stack would \
+                     replace it and break the host. Choose another prefix (e.g. \"media\" or \
+                     \"nixarr\")"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The units of one service must not be systemd's.
+fn check_service_units(cx: &Ctx, prefix: &str, name: &str) -> Result<(), SpecError> {
+    let names = crate::render::Names::new(prefix);
+    for unit in names.service_units(name) {
+        if let Some(why) = systemd_owned(&unit) {
+            return Err(cx.err(
+                format!("services.{name}"),
+                format!(
+                    "with the prefix `{prefix}` this service would be the unit {unit}, which is \
+                     {why}; rename the service or choose another prefix"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn preset_ports(preset: &Preset) -> Vec<PortSpec> {
+    preset
+        .ports
+        .iter()
+        .map(|p| PortSpec {
+            host: p.host,
+            container: p.container,
+            protocol: p.protocol,
+            address: p.address.clone(),
+        })
+        .collect()
+}
+
+/// A preset's volumes, each with the keys to blame for its host and
+/// container paths: the user wrote `paths.*`, not the preset's volumes.
+fn preset_volumes(spec: &Spec, name: &str, preset: &Preset) -> Vec<(VolumeSpec, String, String)> {
+    let mut v = vec![(
+        VolumeSpec {
+            host: format!("{}/{name}", spec.paths.state_dir),
+            container: preset.config_dir.clone(),
+            read_only: false,
+            create: true,
+        },
+        "paths.stateDir".to_owned(),
+        format!("services.{name}.app"),
+    )];
+    if preset.mounts_data {
+        v.push((
+            VolumeSpec {
+                host: spec.paths.data_dir.clone(),
+                container: spec.paths.data_dir.clone(),
+                read_only: false,
+                create: false,
+            },
+            "paths.dataDir".to_owned(),
+            "paths.dataDir".to_owned(),
+        ));
+    }
+    v
+}
+
+fn check_dependencies(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), SpecError> {
+    for s in services.values() {
+        for (i, d) in s.depends_on.iter().enumerate() {
+            if d == &s.name {
+                return Err(cx.err(
+                    format!("services.{}.dependsOn[{i}]", s.name),
+                    "a service cannot depend on itself; remove it",
+                ));
+            }
+            if !services.contains_key(d) {
+                let hint = suggest(d, services.keys().map(String::as_str))
+                    .map(|s| format!(" Did you mean `{s}`?"))
+                    .unwrap_or_default();
+                return Err(cx.err(
+                    format!("services.{}.dependsOn[{i}]", s.name),
+                    format!("depends on `{d}`, which is not a service in this spec.{hint} Add it or remove the dependency."),
+                ));
+            }
+        }
+    }
+    // Depth-first search with colours; the first cycle found (in name
+    // order) is reported as a path.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit<'a>(
+        n: &'a str,
+        services: &'a BTreeMap<String, Service>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n).copied().unwrap_or(Mark::New) {
+            Mark::Done => return None,
+            Mark::Active => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle: Vec<String> =
+                    stack[start..].iter().map(|s| (*s).to_owned()).collect();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            Mark::New => {}
+        }
+        marks.insert(n, Mark::Active);
+        stack.push(n);
+        if let Some(s) = services.get(n) {
+            for d in &s.depends_on {
+                if let Some(c) = visit(d, services, marks, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for name in services.keys() {
+        let mut stack = Vec::new();
+        if let Some(cycle) = visit(name, services, &mut marks, &mut stack) {
+            return Err(cx.err(
+                format!("services.{}.dependsOn", cycle[0]),
+                format!(
+                    "dependency cycle {}; remove one of these dependencies",
+                    cycle.join(" -> ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Who holds a host port so far: (address, service, index in its ports).
+type PortHolders<'a> = Vec<(Option<IpAddr>, &'a str, usize)>;
+
+fn check_ports(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), SpecError> {
+    let mut seen: BTreeMap<(u16, Protocol), PortHolders> = BTreeMap::new();
+    for s in services.values() {
+        for (i, p) in s.ports.iter().enumerate() {
+            let entry = seen.entry((p.host, p.protocol)).or_default();
+            for (addr, other, j) in entry.iter() {
+                let overlap = match (addr, p.address) {
+                    (None, _) | (_, None) => true,
+                    (Some(a), Some(b)) => a == &b || a.is_unspecified() || b.is_unspecified(),
+                };
+                if overlap {
+                    let what = if *other == s.name.as_str() {
+                        format!("is already used by ports[{j}] of the same service")
+                    } else {
+                        format!("is also used by services.{other}.ports[{j}]")
+                    };
+                    // The catalog's ports: the user wrote `app`, not them.
+                    let (key, fix) = if s.ports_from_preset {
+                        (
+                            format!("services.{}.app", s.name),
+                            format!(
+                                "the catalog app `{}` publishes host port {}/{}, which {what}; \
+                                 give services.{} its own `ports` (e.g. [{{\"host\": {}, \
+                                 \"container\": {}}}])",
+                                s.app.as_deref().unwrap_or(&s.name),
+                                p.host,
+                                p.protocol.name(),
+                                s.name,
+                                p.host.saturating_add(1),
+                                p.container
+                            ),
+                        )
+                    } else {
+                        (
+                            format!("services.{}.ports[{i}].host", s.name),
+                            format!(
+                                "host port {}/{} {what}; give one of them another host port",
+                                p.host,
+                                p.protocol.name()
+                            ),
+                        )
+                    };
+                    return Err(cx.err(key, fix));
+                }
+            }
+            entry.push((p.address, &s.name, i));
+        }
+    }
+    Ok(())
+}
