@@ -717,7 +717,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
         }
         Command::StopContainer(a) => {
             crate::stop::stop_container(
-                &a.engine,
+                &crate::engine::Engine::from_path(a.engine),
                 a.time,
                 &a.container,
                 std::env::var("MAINPID").ok().as_deref(),
@@ -741,10 +741,10 @@ fn run(cmd: Command) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::WaitHealthy(a) => {
+            let engine = crate::engine::Engine::new(a.backend, a.engine);
             let check = if let Some(cmd) = a.exec {
                 Check::Exec {
-                    backend: a.backend,
-                    engine: a.engine.clone(),
+                    engine: engine.clone(),
                     container: a.container.clone(),
                     cmd,
                 }
@@ -761,7 +761,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
                 bail!("give --exec, --http or --tcp");
             };
             let watched = health::Watched {
-                engine: a.engine.clone(),
+                engine,
                 container: a.container.clone(),
                 main_pid: std::env::var("MAINPID").ok().and_then(|p| p.parse().ok()),
             };
@@ -784,7 +784,7 @@ fn run(cmd: Command) -> Result<ExitCode> {
             if !healthy && let Some(grace) = a.stop_time {
                 tracing::info!("{}: stop asked while waiting for health", a.container);
                 crate::stop::stop_container(
-                    &a.engine,
+                    &watched.engine,
                     grace,
                     &a.container,
                     std::env::var("MAINPID").ok().as_deref(),

@@ -18,6 +18,7 @@ use std::process::{Command, Output, Stdio};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::manifest::StackManifest;
 use crate::spec::Backend;
 
 /// One engine binary: which backend it is and where it lives.
@@ -253,6 +254,13 @@ impl Engine {
     }
 }
 
+impl From<&StackManifest> for Engine {
+    /// The engine a stack's units call.
+    fn from(stack: &StackManifest) -> Self {
+        Engine::new(stack.backend, stack.engine.clone())
+    }
+}
+
 impl EngineCommand {
     pub fn program(&self) -> &str {
         &self.program
@@ -328,8 +336,7 @@ impl EngineCommand {
             .unwrap_or("")
             .trim();
         format!(
-            "`{self}` failed ({}){}{}; run it by hand to see the whole message, and check that {} \
-             works for this user ({} info)",
+            "`{self}` failed ({}){}{}; check that {} works for this user (`{} info`)",
             out.status,
             if first.is_empty() { "" } else { ": " },
             first,
@@ -719,7 +726,10 @@ mod tests {
             err.starts_with("`/bin/sh exec x` failed (exit status: "),
             "{err}"
         );
-        assert!(err.contains("/bin/sh info"), "{err}");
+        assert!(
+            err.ends_with("check that podman works for this user (`/bin/sh info`)"),
+            "{err}"
+        );
         let missing = Engine::new(Backend::Docker, "/nonexistent/docker").version();
         let err = format!("{:#}", missing.run().expect_err("cannot start"));
         assert!(err.contains("cannot run `/nonexistent/docker --version`; is docker installed at /nonexistent/docker?"), "{err}");

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
+use crate::engine::Engine;
 use crate::manifest::Manifest;
 use crate::output::{write_atomic, write_units};
 use crate::render::{self, Entry, Options, Rendered};
@@ -68,12 +68,7 @@ pub fn detect_engine(spec: &mut Spec) -> Option<String> {
     let Some(path) = spec.engine.path.clone() else {
         return Some(format!("no {name} found on PATH: {newest}"));
     };
-    match Command::new(&path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    {
+    match Engine::new(spec.backend, path.clone()).version().output() {
         Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             if parse_version(&text).is_some() {
@@ -90,7 +85,10 @@ pub fn detect_engine(spec: &mut Spec) -> Option<String> {
             "`{path} --version` failed ({}): {newest}",
             out.status
         )),
-        Err(e) => Some(format!("cannot run `{path} --version` ({e}): {newest}")),
+        Err(e) => Some(format!(
+            "cannot run `{path} --version` ({}): {newest}",
+            e.root_cause()
+        )),
     }
 }
 

@@ -4,20 +4,18 @@
 
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::spec::Backend;
+use crate::engine::Engine;
 
 /// One probe, as the health gate and `status` run it.
 #[derive(Debug, Clone)]
 pub enum Check {
     /// The container's health command, run by the engine.
     Exec {
-        backend: Backend,
-        engine: String,
+        engine: Engine,
         container: String,
         cmd: String,
     },
@@ -37,7 +35,6 @@ pub enum Check {
 pub fn check_once(check: &Check, timeout: Duration) -> Result<(), String> {
     match check {
         Check::Exec {
-            backend,
             engine,
             container,
             cmd,
@@ -48,13 +45,10 @@ pub fn check_once(check: &Check, timeout: Duration) -> Result<(), String> {
             // polling every few hundred milliseconds would use up
             // --health-retries during start-up and --health-on-failure=kill
             // would kill a container that is merely slow to start.
-            let _ = backend;
-            let mut c = Command::new(engine);
-            c.args(["exec", container, "/bin/sh", "-c", cmd]);
-            let out = c
-                .stdin(Stdio::null())
+            let out = engine
+                .exec_shell(container, cmd)
                 .output()
-                .map_err(|e| format!("cannot run {engine}: {e}"))?;
+                .map_err(|e| format!("{e:#}"))?;
             if out.status.success() {
                 Ok(())
             } else {
@@ -149,31 +143,11 @@ fn http_check(
     Ok(())
 }
 
-/// The container's state as the engine reports it (`running`, `exited`,
-/// …), or `None` when it does not exist (or the engine cannot be asked).
-pub fn container_state(engine: &str, container: &str) -> Option<String> {
-    let out = Command::new(engine)
-        .args([
-            "inspect",
-            "--type=container",
-            "--format={{.State.Status}}",
-            container,
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// Which container a gate watches, so that it gives up as soon as the
 /// container is gone instead of polling until its timeout.
 #[derive(Debug, Clone)]
 pub struct Watched {
-    pub engine: String,
+    pub engine: Engine,
     pub container: String,
     /// The unit's main process (systemd passes `$MAINPID` to
     /// `ExecStartPost=`): when it is gone (`docker run` failed, conmon
@@ -245,7 +219,7 @@ pub fn wait_healthy_unless(
                     last.unwrap_or_default()
                 );
             }
-            match container_state(&w.engine, &w.container).as_deref() {
+            match w.engine.container_status(&w.container).as_deref() {
                 Some("running") => seen_running = true,
                 // Not created yet (docker run in the foreground may still
                 // be pulling or creating it), or starting.

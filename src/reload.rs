@@ -8,11 +8,11 @@
 //! Unchanged services, and services that are not running, are left alone.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::engine::Engine;
 use crate::manifest;
 use crate::render::LABEL_HASH;
 use crate::systemd::{Systemd, Verb};
@@ -56,17 +56,8 @@ pub enum Outcome {
 
 /// The config hash label of a running container, `None` when there is no
 /// such container.
-fn running_hash(engine: &str, container: &str) -> Result<Option<String>> {
-    let out = Command::new(engine)
-        .args([
-            "inspect",
-            "--type=container",
-            &format!("--format={{{{index .Config.Labels \"{LABEL_HASH}\"}}}}"),
-            container,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {engine} inspect {container}"))?;
+fn running_hash(engine: &Engine, container: &str) -> Result<Option<String>> {
+    let out = engine.inspect_label(container, LABEL_HASH).output()?;
     if !out.status.success() {
         return Ok(None);
     }
@@ -98,7 +89,7 @@ pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
                     });
                     continue;
                 }
-                let old = running_hash(&stack.engine, &svc.container)
+                let old = running_hash(&Engine::from(stack), &svc.container)
                     .with_context(|| format!("inspecting the container of {unit}"))?
                     .unwrap_or_default();
                 if old == svc.config_hash {

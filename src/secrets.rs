@@ -7,13 +7,13 @@
 //! file for `envFile`, podman secrets for `podmanSecret`. Errors and logs
 //! name the secret and its source, never its value.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
+use crate::engine::Engine;
 use crate::manifest::{self, ServiceManifest};
 use crate::model::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR, Secret};
 use crate::output::write_atomic;
@@ -119,7 +119,7 @@ fn private_dir(dir: &Path) -> Result<()> {
 
 /// Deliver every secret of `svc`. Nothing is placed unless all sources are
 /// good.
-pub fn install(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
+pub fn install(svc: &ServiceManifest, engine: &Engine, dirs: &Dirs) -> Result<()> {
     if let Some(s) = svc.secrets.iter().find(|s| s.mode == SecretMode::Env) {
         bail!(
             "secret {} has the unresolved mode `env` in the manifest; render the spec again \
@@ -197,39 +197,21 @@ pub fn install(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
 }
 
 /// `podman secret rm NAME`, quietly: a missing secret is fine.
-fn podman_secret_rm(engine: &str, name: &str) {
-    let _ = Command::new(engine)
-        .args(["secret", "rm", name])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+fn podman_secret_rm(engine: &Engine, name: &str) {
+    engine.secret_rm(name).succeeds();
 }
 
-fn podman_secret(engine: &str, svc: &ServiceManifest, s: &Secret, value: &[u8]) -> Result<()> {
+fn podman_secret(engine: &Engine, svc: &ServiceManifest, s: &Secret, value: &[u8]) -> Result<()> {
     let name = podman_secret_name(&svc.container, &s.name);
     // `secret create --replace` is podman ≥ 4.7; remove-then-create works
-    // everywhere.
+    // everywhere. The value goes through a pipe, never through argv.
     podman_secret_rm(engine, &name);
-    let mut child = Command::new(engine)
-        .args(["secret", "create", &name, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {engine} secret create"))?;
-    // The value goes through a pipe, never through argv.
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(value)?;
-    }
-    let out = child.wait_with_output()?;
+    let create = engine.secret_create(&name, value);
+    let out = create
+        .output()
+        .with_context(|| format!("placing secret {}", s.name))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "podman secret create {name} for secret {} failed: {}",
-            s.name,
-            err.lines().next().unwrap_or("").trim()
-        );
+        bail!("secret {}: {}", s.name, create.failure(&out));
     }
     Ok(())
 }
@@ -237,7 +219,7 @@ fn podman_secret(engine: &str, svc: &ServiceManifest, s: &Secret, value: &[u8]) 
 /// Remove every copy of `svc`'s secrets (systemd also removes the runtime
 /// directories when the bridge stops). Every copy is tried even when one
 /// fails; the error lists what is left.
-pub fn remove(svc: &ServiceManifest, engine: &str, dirs: &Dirs) -> Result<()> {
+pub fn remove(svc: &ServiceManifest, engine: &Engine, dirs: &Dirs) -> Result<()> {
     let mut left = Vec::new();
     for dir in [
         dirs.secrets.join(&svc.container),
@@ -301,9 +283,9 @@ pub fn run(manifest_path: Option<&Path>, stack: &str, service: &str, install_: b
     })?;
     let dirs = Dirs::default();
     if install_ {
-        install(svc, &st.engine, &dirs)
+        install(svc, &Engine::from(st), &dirs)
     } else {
-        remove(svc, &st.engine, &dirs)
+        remove(svc, &Engine::from(st), &dirs)
     }
 }
 
@@ -348,7 +330,7 @@ mod tests {
             secret("API_KEY", &key, SecretMode::File),
             secret("TOKEN", &key, SecretMode::EnvFile),
         ]);
-        install(&svc, "/bin/false", &dirs).unwrap();
+        install(&svc, &Engine::from_path("/bin/false"), &dirs).unwrap();
         let copy = dirs.secrets.join("nixarr-app/API_KEY");
         assert_eq!(std::fs::read(&copy).unwrap(), b"s3cr3t value\n");
         assert_eq!(
@@ -357,7 +339,7 @@ mod tests {
         );
         let env = std::fs::read_to_string(dirs.env.join("nixarr-app/env")).unwrap();
         assert_eq!(env, "TOKEN=s3cr3t value\n");
-        remove(&svc, "/bin/false", &dirs).unwrap();
+        remove(&svc, &Engine::from_path("/bin/false"), &dirs).unwrap();
         assert!(!dirs.secrets.join("nixarr-app").exists());
         assert!(!dirs.env.join("nixarr-app").exists());
     }
@@ -387,7 +369,10 @@ mod tests {
                 secret("A", &good, SecretMode::File),
                 secret("B", &bad, SecretMode::File),
             ]);
-            let err = format!("{:#}", install(&svc, "/bin/false", &dirs).unwrap_err());
+            let err = format!(
+                "{:#}",
+                install(&svc, &Engine::from_path("/bin/false"), &dirs).unwrap_err()
+            );
             assert!(err.contains("secret B"), "{err}");
             assert!(err.contains(needle), "{err}");
             assert!(
@@ -407,7 +392,10 @@ mod tests {
             env: t.path().join("env"),
         };
         let svc = service(vec![secret("T", &src, SecretMode::EnvFile)]);
-        let err = format!("{:#}", install(&svc, "/bin/false", &dirs).unwrap_err());
+        let err = format!(
+            "{:#}",
+            install(&svc, &Engine::from_path("/bin/false"), &dirs).unwrap_err()
+        );
         assert!(err.contains("line break"), "{err}");
         assert!(!err.contains("line-one"), "{err}");
     }

@@ -4,12 +4,12 @@
 //! Rendered as a table for people or as JSON (schema in docs/status.md).
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use comfy_table::{ContentArrangement, Table, presets};
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::health::{Check, check_once};
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
 use crate::model::Probe;
@@ -93,13 +93,7 @@ pub fn engine_health(stack: &StackManifest, containers: &[&str]) -> BTreeMap<Str
     if containers.is_empty() {
         return out;
     }
-    let Ok(result) = Command::new(&stack.engine)
-        .arg("inspect")
-        .args(containers)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-    else {
+    let Ok(result) = Engine::from(stack).inspect_json(containers).output() else {
         return out;
     };
     let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&result.stdout) else {

@@ -16,12 +16,11 @@
 //! `$MAINPID` still alive.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-use crate::health::container_state;
+use crate::engine::Engine;
 
 /// Where [`stop_container`] leaves a marker per container for the stop
 /// systemd asked for.
@@ -43,7 +42,7 @@ fn main_process_alive(main_pid: Option<&str>) -> bool {
 /// signal, `grace` seconds, then SIGKILL) and say in one line when it had to
 /// be killed. A container that is already gone is not an error.
 pub fn stop_container(
-    engine: &str,
+    engine: &Engine,
     grace: u64,
     container: &str,
     main_pid: Option<&str>,
@@ -53,28 +52,20 @@ pub fn stop_container(
         fs_err::create_dir_all(marker_dir)?;
         fs_err::write(marker(marker_dir, container), b"")?;
     }
-    if container_state(engine, container).is_none() {
+    if engine.container_status(container).is_none() {
         return Ok(());
     }
     let start = Instant::now();
     // The engine's warning about the kill is replaced by the one line
     // below; its output is shown only when the stop fails.
-    let out = Command::new(engine)
-        .args(["stop", &format!("--time={grace}"), container])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {engine} stop {container}"))?;
+    let stop = engine.stop(container, grace);
+    let out = stop.output()?;
     let took = start.elapsed();
     if !out.status.success() {
-        if container_state(engine, container).is_none() {
+        if engine.container_status(container).is_none() {
             return Ok(());
         }
-        let text = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "{engine} stop {container} failed ({}): {}",
-            out.status,
-            text.trim()
-        );
+        bail!("{}", stop.failure(&out));
     }
     if took >= Duration::from_secs(grace) {
         tracing::warn!("{container} did not stop within {grace}s; killed");
@@ -121,6 +112,10 @@ pub fn container_stopped(container: &str, exit: &Exit<'_>, marker_dir: &Path) ->
 mod tests {
     use super::*;
 
+    fn false_engine() -> Engine {
+        Engine::from_path("/bin/false")
+    }
+
     fn exit<'a>(result: &'a str, code: &'a str, status: &'a str) -> Exit<'a> {
         Exit {
             service_result: Some(result),
@@ -148,7 +143,7 @@ mod tests {
         let me = std::process::id().to_string();
         // No such container: nothing to stop, but the marker is written
         // because the "main process" (this test) is alive.
-        stop_container("/bin/false", 10, "c", Some(&me), t.path()).unwrap();
+        stop_container(&false_engine(), 10, "c", Some(&me), t.path()).unwrap();
         assert!(t.path().join("c").exists());
         container_stopped("c", &exit("success", "exited", "137"), t.path()).unwrap();
         assert!(!t.path().join("c").exists(), "the marker is used once");
@@ -159,8 +154,8 @@ mod tests {
     #[test]
     fn no_marker_after_the_main_process_ended_on_its_own() {
         let t = tempfile::tempdir().unwrap();
-        stop_container("/bin/false", 10, "c", None, t.path()).unwrap();
-        stop_container("/bin/false", 10, "c", Some("999999999"), t.path()).unwrap();
+        stop_container(&false_engine(), 10, "c", None, t.path()).unwrap();
+        stop_container(&false_engine(), 10, "c", Some("999999999"), t.path()).unwrap();
         assert!(!t.path().join("c").exists());
     }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::engine::Engine;
 use crate::health::{self, Check};
 use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
 use crate::nixfmt::nar_hash;
@@ -216,8 +217,7 @@ fn check_of(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
     host_check(svc).or_else(|| {
         let cmd = svc.health.as_ref()?.cmd.clone()?;
         Some(Check::Exec {
-            backend: stack.backend,
-            engine: stack.engine.clone(),
+            engine: Engine::from(stack),
             container: svc.container.clone(),
             cmd,
         })
