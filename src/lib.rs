@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod migrate;
 pub mod model;
 pub mod nixfmt;
+pub mod reconcile;
 pub mod output;
 pub mod reload;
 pub mod render;

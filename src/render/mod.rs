@@ -250,6 +250,12 @@ struct TargetCtx {
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const LABEL_MANAGED: &str = "io.nixarr.managed";
 pub const LABEL_SERVICE: &str = "io.nixarr.service";
+/// The stack's prefix: reconcile tells a stack's containers from another's.
+pub const LABEL_STACK: &str = "io.nixarr.stack";
+/// The catalog app, or `custom` for any other image.
+pub const LABEL_APP: &str = "io.nixarr.app";
+/// The service's name (`sonarr-4k` for a second Sonarr).
+pub const LABEL_INSTANCE: &str = "io.nixarr.instance";
 pub const LABEL_HASH: &str = "io.nixarr.config-hash";
 
 /// Render every unit of a stack.
@@ -562,6 +568,12 @@ fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
     let mut labels = svc.labels.clone();
     labels.insert(LABEL_MANAGED.to_owned(), "true".to_owned());
     labels.insert(LABEL_SERVICE.to_owned(), svc.name.clone());
+    labels.insert(LABEL_STACK.to_owned(), stack.prefix.clone());
+    labels.insert(
+        LABEL_APP.to_owned(),
+        svc.app.clone().unwrap_or_else(|| "custom".to_owned()),
+    );
+    labels.insert(LABEL_INSTANCE.to_owned(), svc.name.clone());
     labels.insert(LABEL_HASH.to_owned(), hash.to_owned());
     a.extend(labels.iter().map(|(k, v)| format!("--label={k}={v}")));
     if let Some(h) = &svc.health
