@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -232,6 +233,22 @@ impl Engine {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }
 
+    /// The containers that carry every label of `labels`, from an engine
+    /// that must answer within `timeout`.
+    pub fn containers_within(
+        &self,
+        labels: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Vec<Container>> {
+        let cmd = self.ps(labels);
+        let out = cmd.output_within(timeout)?;
+        if !out.status.success() {
+            bail!("{}", cmd.failure(&out));
+        }
+        parse_ps(self.backend, &String::from_utf8_lossy(&out.stdout))
+            .with_context(|| format!("reading the output of `{cmd}`"))
+    }
+
     /// The containers that carry every label of `labels`.
     pub fn containers(&self, labels: &[(&str, &str)]) -> Result<Vec<Container>> {
         let cmd = self.ps(labels);
@@ -312,6 +329,65 @@ impl EngineCommand {
             .with_context(|| format!("waiting for `{self}`"))
     }
 
+    /// [`Self::output`], but an engine that has not finished within
+    /// `timeout` is killed and reported as not answering. Standard input
+    /// is nothing.
+    pub fn output_within(&self, timeout: Duration) -> Result<Output> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot run `{self}`; is {} installed at {}?",
+                    self.backend, self.program
+                )
+            })?;
+        // Read both pipes while waiting, so a large listing cannot fill a
+        // pipe and stall the engine.
+        let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+        let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .with_context(|| format!("waiting for `{self}`"))?
+            {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "`{self}` did not answer within {}s; check that {} works ({} info) and \
+                     is not stuck",
+                    timeout.as_secs_f32(),
+                    self.backend,
+                    self.program
+                );
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        };
+        Ok(Output {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        })
+    }
+
     /// Run it and require success; returns its standard output. The error
     /// names the command and quotes the engine's first line of complaint.
     pub fn run(&self) -> Result<String> {
@@ -366,6 +442,12 @@ pub struct Container {
     /// The engine's state: `created`, `running`, `exited`, `paused`, …
     pub state: String,
     pub labels: BTreeMap<String, String>,
+    /// When it was created, as the engine prints it (podman: RFC 3339 from
+    /// its seconds; Docker: its `CreatedAt`).
+    pub created: String,
+    /// Its main process in the engine's PID namespace, while it runs
+    /// (podman only: Docker's `ps` does not say).
+    pub pid: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -380,6 +462,11 @@ struct PodmanPs {
     state: String,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    /// Seconds since the epoch.
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(default)]
+    pid: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +482,8 @@ struct DockerPs {
     state: String,
     #[serde(default)]
     labels: String,
+    #[serde(default)]
+    created_at: String,
 }
 
 /// Read [`Engine::ps`]'s output. Docker joins the labels into one
@@ -418,6 +507,14 @@ pub fn parse_ps(backend: Backend, stdout: &str) -> Result<Vec<Container>> {
                     image: c.image,
                     state: c.state,
                     labels: c.labels.unwrap_or_default(),
+                    created: c
+                        .created
+                        .map(|s| {
+                            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+                            humantime::format_rfc3339_seconds(t).to_string()
+                        })
+                        .unwrap_or_default(),
+                    pid: c.pid.filter(|p| *p != 0),
                 })
                 .collect())
         }
@@ -438,6 +535,8 @@ pub fn parse_ps(backend: Backend, stdout: &str) -> Result<Vec<Container>> {
                     image: c.image,
                     state: c.state,
                     labels: docker_labels(&c.labels),
+                    created: c.created_at,
+                    pid: None,
                 })
             })
             .collect(),
@@ -655,9 +754,10 @@ mod tests {
     "Id": "354f5be0e693af4999f21396461f8188f8fa25d6ca1bd16ff1660becabc2ac9a",
     "Image": "localhost/nixarr-fake-app:test",
     "Labels": { "nixarr.stack": "x", "odd": "a,b=c" },
-    "Names": [ "engineprobe" ], "Pid": 0, "State": "created", "Status": "Created"
+    "Names": [ "engineprobe" ], "Pid": 0, "State": "created", "Status": "Created",
+    "Created": 1796124909
   },
-  { "Id": "ab", "Image": "i", "Labels": null, "Names": ["n"], "State": "running" }
+  { "Id": "ab", "Image": "i", "Labels": null, "Names": ["n"], "State": "running", "Pid": 5544 }
 ]"#;
 
     #[test]
@@ -669,6 +769,8 @@ mod tests {
         assert_eq!(list[0].labels["odd"], "a,b=c");
         assert_eq!(list[0].labels["nixarr.stack"], "x");
         assert!(list[1].labels.is_empty());
+        assert_eq!(list[0].created, "2026-12-01T11:35:09Z");
+        assert_eq!((list[0].pid, list[1].pid), (None, Some(5544)));
         assert!(parse_ps(Backend::Podman, "").expect("empty").is_empty());
         assert!(parse_ps(Backend::Podman, "[]\n").expect("empty").is_empty());
         assert!(parse_ps(Backend::Podman, "Error: oops").is_err());
@@ -677,7 +779,7 @@ mod tests {
     #[test]
     fn docker_ps_json_lines_are_read() {
         let out = concat!(
-            r#"{"Command":"\"/app/run\"","ID":"0123abcd","Image":"alpine:3","Labels":"nixarr.stack=media,flag=,url=http://x/?a=1,b","Names":"web","State":"running","Status":"Up 2 seconds"}"#,
+            r#"{"Command":"\"/app/run\"","ID":"0123abcd","Image":"alpine:3","Labels":"nixarr.stack=media,flag=,url=http://x/?a=1,b","Names":"web","State":"running","Status":"Up 2 seconds","CreatedAt":"2026-12-01 11:35:09 +0000 UTC"}"#,
             "\n",
             r#"{"ID":"ffff","Image":"busybox","Labels":"","Names":"a,b","State":"exited"}"#,
             "\n"
@@ -692,6 +794,8 @@ mod tests {
         assert_eq!(list[1].names, ["a", "b"]);
         assert!(list[1].labels.is_empty());
         assert_eq!(list[1].state, "exited");
+        assert_eq!(list[0].created, "2026-12-01 11:35:09 +0000 UTC");
+        assert_eq!(list[0].pid, None);
         assert!(parse_ps(Backend::Docker, "").expect("empty").is_empty());
         assert!(parse_ps(Backend::Docker, "Cannot connect").is_err());
     }
@@ -733,6 +837,27 @@ mod tests {
         let missing = Engine::new(Backend::Docker, "/nonexistent/docker").version();
         let err = format!("{:#}", missing.run().expect_err("cannot start"));
         assert!(err.contains("cannot run `/nonexistent/docker --version`; is docker installed at /nonexistent/docker?"), "{err}");
+    }
+
+    #[test]
+    fn an_engine_that_does_not_answer_is_killed_and_named() {
+        let hung = Engine::new(Backend::Podman, "/bin/sleep");
+        let start = Instant::now();
+        let e = hung
+            .command(["30"])
+            .output_within(Duration::from_millis(200))
+            .expect_err("times out");
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(
+            e.to_string().contains("did not answer within 0.2s"),
+            "{e:#}"
+        );
+        let quick = Engine::new(Backend::Podman, "/bin/echo");
+        let out = quick
+            .command(["hi"])
+            .output_within(Duration::from_secs(5))
+            .expect("runs");
+        assert_eq!(out.stdout, b"hi\n");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::engine;
 use crate::manifest::{ServiceManifest, StackManifest};
 use crate::render::{LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE, LABEL_STACK};
 use crate::spec::Backend;
@@ -33,16 +34,25 @@ use crate::spec::Backend;
 /// caller could read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Container {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    /// When the engine created it, as the engine says it.
-    pub created: String,
-    pub running: bool,
-    pub labels: BTreeMap<String, String>,
+    pub listed: engine::Container,
     /// The cgroup (v2 path) of its main process, `None` when it is not
     /// running or could not be read.
     pub cgroup: Option<String>,
+}
+
+impl Container {
+    /// Its name (an engine gives a container one).
+    pub fn name(&self) -> &str {
+        self.listed.names.first().map_or("", String::as_str)
+    }
+
+    fn running(&self) -> bool {
+        self.listed.state == "running"
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.listed.labels.get(key).map(String::as_str)
+    }
 }
 
 /// What systemd says about one unit, as far as reconcile needs it.
@@ -237,13 +247,13 @@ pub fn classify(seen: &Observed<'_>, prune: bool) -> Plan {
         for (name, svc) in &stack.services {
             let unit = units.get(&svc.unit);
             let running = own.get(&(stack.prefix.clone(), name.clone())).copied();
-            plan.units
-                .push(unit_entry(stack, name, svc, unit, running));
+            plan.units.push(unit_entry(stack, name, svc, unit, running));
         }
     }
     plan.containers
         .sort_by(|a, b| (&a.stack, &a.name, &a.id).cmp(&(&b.stack, &b.name, &b.id)));
-    plan.units.sort_by(|a, b| (&a.stack, &a.unit).cmp(&(&b.stack, &b.unit)));
+    plan.units
+        .sort_by(|a, b| (&a.stack, &a.unit).cmp(&(&b.stack, &b.unit)));
     plan
 }
 
@@ -254,16 +264,16 @@ fn container_entry(
     c: &Container,
     prune: bool,
 ) -> ContainerEntry {
-    let stack_label = c.labels.get(LABEL_STACK).cloned();
-    let service_label = c.labels.get(LABEL_SERVICE).cloned();
+    let stack_label = c.label(LABEL_STACK).map(str::to_owned);
+    let service_label = c.label(LABEL_SERVICE).map(str::to_owned);
     let mut entry = ContainerEntry {
-        name: c.name.clone(),
-        id: c.id.clone(),
+        name: c.name().to_owned(),
+        id: c.listed.id.clone(),
         service: service_label.clone(),
         stack: stack_label.clone(),
         engine: engine.to_owned(),
-        image: c.image.clone(),
-        created: c.created.clone(),
+        image: c.listed.image.clone(),
+        created: c.listed.created.clone(),
         class: Class::Foreign,
         action: Action::None,
         detail: String::new(),
@@ -311,11 +321,11 @@ fn container_entry(
             entry.detail = format!(
                 "claims service `{service}` but is not the container {} runs: {why}; image {}, \
                  created {}; never adopted{prune_hint}",
-                svc.unit, c.image, c.created
+                svc.unit, c.listed.image, c.listed.created
             );
         }
         Ok(()) => {
-            let hash = c.labels.get(LABEL_HASH).map(String::as_str).unwrap_or("");
+            let hash = c.label(LABEL_HASH).unwrap_or("");
             let active = units
                 .get(&svc.unit)
                 .is_some_and(|u| u.active_state == "active");
@@ -347,17 +357,18 @@ fn runs(
     unit: Option<&UnitView>,
     c: &Container,
 ) -> Result<(), String> {
-    if c.name != svc.container {
+    if c.name() != svc.container {
         return Err(format!(
             "it is named `{}`; the unit's container is `{}`",
-            c.name, svc.container
+            c.name(),
+            svc.container
         ));
     }
     let Some(unit) = unit.filter(|u| u.has_processes()) else {
         let state = unit.map_or("unknown to systemd", |u| u.active_state.as_str());
         return Err(format!("the unit is {state}"));
     };
-    if !c.running {
+    if !c.running() {
         return Err("it is not running while the unit is".to_owned());
     }
     // A podman unit runs its container in its own cgroup; a Docker
@@ -414,9 +425,9 @@ fn unit_entry(
                 e.detail = format!("active ({}) but its container is not running", u.sub_state);
             }
             Some(c) => {
-                let hash = c.labels.get(LABEL_HASH).map(String::as_str).unwrap_or("");
+                let hash = c.label(LABEL_HASH).unwrap_or("");
                 if hash == svc.config_hash {
-                    e.detail = format!("active, container {}", short_id(&c.id));
+                    e.detail = format!("active, container {}", short_id(&c.listed.id));
                 } else {
                     e.class = Class::Drift;
                     e.action = Action::Restart;
@@ -433,7 +444,10 @@ fn unit_entry(
             e.detail = format!("{} ({}): left to systemd", u.active_state, u.sub_state);
         }
         other => {
-            e.detail = format!("{other} ({}): stopped, not started by reconcile", u.sub_state);
+            e.detail = format!(
+                "{other} ({}): stopped, not started by reconcile",
+                u.sub_state
+            );
         }
     }
     e
@@ -499,12 +513,15 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         Container {
-            id: format!("{name}-0123456789abcdef"),
-            name: name.into(),
-            image: "img".into(),
-            created: "2026-12-01T12:00:00Z".into(),
-            running: true,
-            labels,
+            listed: engine::Container {
+                id: format!("{name}-0123456789abcdef"),
+                names: vec![name.into()],
+                image: "img".into(),
+                state: "running".into(),
+                labels,
+                created: "2026-12-01T12:00:00Z".into(),
+                pid: Some(42),
+            },
             cgroup: Some(format!("/system.slice/{name}.service/libpod-payload-x")),
         }
     }
@@ -582,7 +599,10 @@ mod tests {
     fn drift_restarts_the_unit() {
         let st = stack(Backend::Podman);
         let mut list = healthy();
-        list[0].labels.insert(LABEL_HASH.into(), "old".into());
+        list[0]
+            .listed
+            .labels
+            .insert(LABEL_HASH.into(), "old".into());
         let plan = pass(&st, both_active(), Ok(list), false);
         let (class, action, detail) = unit_of(&plan, "nixarr-sonarr.service");
         assert_eq!((class, action), (Class::Drift, Action::Restart), "{detail}");
@@ -603,7 +623,11 @@ mod tests {
         failed.n_restarts = Some(5);
         let plan = pass(&st, u, Ok(vec![]), false);
         let (class, action, detail) = unit_of(&plan, "nixarr-sonarr.service");
-        assert_eq!((class, action), (Class::Missing, Action::Restart), "{detail}");
+        assert_eq!(
+            (class, action),
+            (Class::Missing, Action::Restart),
+            "{detail}"
+        );
         assert!(detail.contains("not running"), "{detail}");
         let (class, action, detail) = unit_of(&plan, "nixarr-radarr.service");
         assert_eq!((class, action), (Class::Missing, Action::Start), "{detail}");
@@ -714,7 +738,7 @@ mod tests {
         let mut list = healthy();
         list.push(container("other-sonarr", "other", "sonarr", "x"));
         let mut unlabelled = container("legacy", "nixarr", "sonarr", "x");
-        unlabelled.labels.remove(LABEL_STACK);
+        unlabelled.listed.labels.remove(LABEL_STACK);
         list.push(unlabelled);
         let plan = pass(&st, both_active(), Ok(list), true);
         assert_eq!(class_of(&plan, "other-sonarr").0, Class::Foreign);
@@ -730,7 +754,10 @@ mod tests {
         // The engine does not answer: no unit may look missing.
         let plan = pass(&st, both_active(), Err("timed out after 30s".into()), true);
         assert!(plan.units.is_empty() && plan.containers.is_empty());
-        assert_eq!(plan.failed_reads, vec!["/usr/bin/podman: timed out after 30s"]);
+        assert_eq!(
+            plan.failed_reads,
+            vec!["/usr/bin/podman: timed out after 30s"]
+        );
         assert!(!plan.all_ok());
         // systemd does not answer: no container may look forged or orphan.
         let seen = Observed {

@@ -49,6 +49,15 @@ pub struct UnitState {
     pub memory_bytes: Option<u64>,
 }
 
+/// A unit as ListUnitsByNames lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedUnit {
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub path: OwnedObjectPath,
+}
+
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobOutcome {
@@ -186,6 +195,42 @@ impl Systemd {
             }
         });
         Ok(join_all(reads).await)
+    }
+
+    /// One ListUnitsByNames call and nothing else: each unit's load,
+    /// active and sub state and its object path (for [`Self::get`]). A unit
+    /// systemd does not list is absent from the map.
+    pub async fn list_units(&self, units: &[String]) -> Result<BTreeMap<String, ListedUnit>> {
+        if units.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let listed = self
+            .manager
+            .list_units_by_names(units.to_vec())
+            .await
+            .map_err(|e| explain(e, "listing units"))?;
+        Ok(listed
+            .into_iter()
+            .map(|(name, _, load, active, sub, _, path, ..)| {
+                (
+                    name,
+                    ListedUnit {
+                        load_state: load,
+                        active_state: active,
+                        sub_state: sub,
+                        path,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// A service's property (`SERVICE_IFACE`), `None` when it is absent.
+    pub async fn service_property<T>(&self, unit: &ListedUnit, prop: &str) -> Option<T>
+    where
+        T: TryFrom<OwnedVariant>,
+    {
+        self.get(&unit.path, SERVICE_IFACE, prop).await
     }
 
     /// One property through org.freedesktop.DBus.Properties.Get; `None`
