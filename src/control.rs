@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use crate::error::SpecError;
 use crate::manifest::{self, Manifest};
 use crate::status::{self, HealthState, Report};
-use crate::systemd::{self, Systemd, Verb, sleep};
+use crate::systemd::{self, ActiveState, JobResult, Systemd, Verb, sleep};
 
 /// Exit status for "something is unhealthy or failed".
 pub const EXIT_UNHEALTHY: u8 = 1;
@@ -217,7 +217,7 @@ pub fn jobs(target: &Target<'_>, opts: &JobOptions) -> Result<ExitCode> {
         let mut failed = false;
         for o in &outcomes {
             println!("{}: {} {}", o.unit, opts.verb.name(), o.result);
-            if o.result != "done" {
+            if o.result != JobResult::Done {
                 failed = true;
                 let (state, tail) = failure_detail(&sd, &o.unit, 10).await?;
                 if let Some(s) = state {
@@ -372,7 +372,7 @@ pub fn vpn_status(target: &Target<'_>, timeout: Duration) -> Result<ExitCode> {
             users.join(", ")
         }
     );
-    if row.state.active_state == "active" {
+    if row.state.active_state == ActiveState::Active {
         let control = svc.ports.iter().find(|p| p.container == 8000).map(|p| {
             let host = match p.address {
                 Some(a) if !a.is_unspecified() => a.to_string(),
@@ -386,7 +386,9 @@ pub fn vpn_status(target: &Target<'_>, timeout: Duration) -> Result<ExitCode> {
         }
     }
     Ok(
-        if row.state.active_state == "active" && row.health.state != HealthState::Unhealthy {
+        if row.state.active_state == ActiveState::Active
+            && row.health.state != HealthState::Unhealthy
+        {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(EXIT_UNHEALTHY)

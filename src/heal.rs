@@ -17,7 +17,7 @@ use crate::health::check_once;
 use crate::manifest;
 use crate::output::write_atomic;
 use crate::status::{engine_health, host_check};
-use crate::systemd::Systemd;
+use crate::systemd::{ActiveState, Systemd};
 
 const STATE_DIR: &str = "/run/nixarr-units/health";
 
@@ -41,7 +41,10 @@ pub fn run(manifest_path: Option<&Path>, prefix: &str, bus_address: Option<&str>
     zbus::block_on(async {
         let sd = Systemd::connect(bus_address).await?;
         let states = sd.unit_states(&units).await?;
-        let active: Vec<bool> = states.iter().map(|s| s.active_state == "active").collect();
+        let active: Vec<bool> = states
+            .iter()
+            .map(|s| s.active_state == ActiveState::Active)
+            .collect();
 
         let by_engine: Vec<&str> = watched
             .iter()

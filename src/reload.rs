@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use crate::engine::Engine;
 use crate::manifest;
 use crate::render::LABEL_HASH;
-use crate::systemd::{Systemd, Verb};
+use crate::systemd::{ActiveState, JobResult, Systemd, Verb};
 
 /// What `reload` does, given where things are.
 #[derive(Debug, Clone)]
@@ -81,11 +81,11 @@ pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
             let states = sd.unit_states(&units).await?;
             for (svc, state) in stack.services.values().zip(states) {
                 let unit = svc.unit.clone();
-                if state.active_state != "active" {
+                if state.active_state != ActiveState::Active {
                     println!("{unit}: {}, left alone", state.active_state);
                     outcomes.push(Outcome::NotRunning {
                         unit,
-                        state: state.active_state,
+                        state: state.active_state.to_string(),
                     });
                     continue;
                 }
@@ -114,16 +114,13 @@ pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
         let results = sd.run_jobs(Verb::Restart, &units, cfg.timeout).await?;
         let mut failed = Vec::new();
         for (unit, old, new) in restart {
-            let result = results
-                .iter()
-                .find(|o| o.unit == unit)
-                .map(|o| o.result.as_str())
-                .unwrap_or("unknown");
+            let result = results.iter().find(|o| o.unit == unit).map(|o| &o.result);
             let shown = if old.is_empty() { "(none)" } else { &old };
-            if result == "done" {
+            if result == Some(&JobResult::Done) {
                 println!("{unit}: restarted (config {shown} -> {new})");
                 outcomes.push(Outcome::Restarted { unit, old, new });
             } else {
+                let result = result.map_or("unknown".to_owned(), JobResult::to_string);
                 println!("{unit}: restart {result}");
                 failed.push(format!("{unit} ({result})"));
             }

@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::health::{Check, check_once};
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
 use crate::model::Probe;
-use crate::systemd::UnitState;
+use crate::systemd::{ActiveState, LoadState, UnitState};
 
 pub const STATUS_SCHEMA_VERSION: u64 = 1;
 
@@ -136,7 +136,7 @@ pub fn build_report(
     // --no-probe.
     let probed: Vec<bool> = entries
         .iter()
-        .map(|(_, _, _, state)| probe && state.active_state == "active")
+        .map(|(_, _, _, state)| probe && state.active_state == ActiveState::Active)
         .collect();
     let checks: Vec<Option<Check>> = entries
         .iter()
@@ -206,9 +206,9 @@ pub fn build_report(
             }
         })
         .collect();
-    let ok = services
-        .iter()
-        .all(|r| r.state.active_state == "active" && r.health.state != HealthState::Unhealthy);
+    let ok = services.iter().all(|r| {
+        r.state.active_state == ActiveState::Active && r.health.state != HealthState::Unhealthy
+    });
     Report {
         version: STATUS_SCHEMA_VERSION,
         ok,
@@ -224,12 +224,12 @@ fn verdict(
     engine: Option<&String>,
 ) -> Health {
     use HealthState::*;
-    if state.load_state != "loaded" {
+    if state.load_state != LoadState::Loaded {
         return Health::new(Unknown, format!("unit {}", state.load_state));
     }
-    match state.active_state.as_str() {
-        "active" => {}
-        "activating" => return Health::new(Starting, "unit activating"),
+    match &state.active_state {
+        ActiveState::Active => {}
+        ActiveState::Activating => return Health::new(Starting, "unit activating"),
         other => return Health::new(Unknown, format!("unit {other}")),
     }
     if svc.health.is_none() {
@@ -305,10 +305,10 @@ pub fn table(report: &Report, now: SystemTime) -> String {
             (state, Some(reason)) => format!("{}: {reason}", health_word(*state)),
             (state, None) => health_word(*state).to_owned(),
         };
-        let state = if s.load_state == "loaded" {
+        let state = if s.load_state == LoadState::Loaded {
             format!("{} ({})", s.active_state, s.sub_state)
         } else {
-            s.load_state.clone()
+            s.load_state.to_string()
         };
         t.add_row([
             r.service.clone(),
@@ -366,8 +366,8 @@ mod tests {
     fn state(unit: &str, active: &str, sub: &str) -> UnitState {
         UnitState {
             unit: unit.into(),
-            load_state: "loaded".into(),
-            active_state: active.into(),
+            load_state: LoadState::Loaded,
+            active_state: ActiveState::from_dbus(active),
             sub_state: sub.into(),
             result: Some("success".into()),
             n_restarts: Some(2),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use zbus::Connection;
 use zbus::{OwnedObjectPath, OwnedVariant};
 use zbus_systemd::systemd1::ManagerProxy;
@@ -32,13 +32,83 @@ pub async fn connect(address: Option<&str>) -> Result<Connection> {
     }
 }
 
+/// A unit's ActiveState; a value this version does not know is kept as
+/// systemd wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumString, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
+pub enum ActiveState {
+    Active,
+    Reloading,
+    Inactive,
+    Failed,
+    Activating,
+    Deactivating,
+    Maintenance,
+    Refreshing,
+    #[strum(default)]
+    Other(String),
+}
+
+/// A unit's LoadState; unknown values kept.
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumString, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
+pub enum LoadState {
+    Stub,
+    Loaded,
+    NotFound,
+    BadSetting,
+    Error,
+    Merged,
+    Masked,
+    #[strum(default)]
+    Other(String),
+}
+
+/// How systemd says a job ended (the JobRemoved signal's result); unknown
+/// values kept.
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumString, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
+pub enum JobResult {
+    Done,
+    Canceled,
+    /// systemd's job timeout, or ours: we stopped waiting.
+    Timeout,
+    Failed,
+    Dependency,
+    Skipped,
+    Invalid,
+    #[strum(default)]
+    Other(String),
+}
+
+/// Parse a D-Bus state string; never fails (unknown values become `Other`).
+macro_rules! from_dbus {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn from_dbus(s: &str) -> Self {
+                s.parse().unwrap_or_else(|_| Self::Other(s.to_owned()))
+            }
+        }
+    )*};
+}
+from_dbus!(ActiveState, LoadState, JobResult);
+
+/// Serialize a state as the string systemd uses for it.
+fn as_str<S: Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
 /// What systemd says about one unit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnitState {
     pub unit: String,
-    pub load_state: String,
-    pub active_state: String,
+    #[serde(serialize_with = "as_str")]
+    pub load_state: LoadState,
+    #[serde(serialize_with = "as_str")]
+    pub active_state: ActiveState,
+    /// Depends on the unit type (`running`, `exited`, `dead`, …): shown,
+    /// never compared, so kept as systemd's string.
     pub sub_state: String,
     /// The service's Result= ("success", "exit-code", "signal", …).
     pub result: Option<String>,
@@ -62,9 +132,9 @@ pub struct ListedUnit {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobOutcome {
     pub unit: String,
-    /// systemd's job result: done, canceled, timeout, failed, dependency,
-    /// skipped, invalid, … ("timeout" too when we gave up waiting).
-    pub result: String,
+    /// systemd's job result ("timeout" too when we gave up waiting).
+    #[serde(serialize_with = "as_str")]
+    pub result: JobResult,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +228,8 @@ impl Systemd {
             let Some((_, _, load, active, sub, _, path, ..)) = by_name.get(name) else {
                 return UnitState {
                     unit: name.clone(),
-                    load_state: "not-found".to_owned(),
-                    active_state: "inactive".to_owned(),
+                    load_state: LoadState::NotFound,
+                    active_state: ActiveState::Inactive,
                     sub_state: "dead".to_owned(),
                     result: None,
                     n_restarts: None,
@@ -168,7 +238,8 @@ impl Systemd {
                     memory_bytes: None,
                 };
             };
-            let loaded = load == "loaded";
+            let load_state = LoadState::from_dbus(load.as_str());
+            let loaded = load_state == LoadState::Loaded;
             let (result, n_restarts, main_pid, since, memory) = if loaded {
                 futures_util::future::join5(
                     self.get::<String>(path, SERVICE_IFACE, "Result"),
@@ -183,8 +254,8 @@ impl Systemd {
             };
             UnitState {
                 unit: name.clone(),
-                load_state: load.clone(),
-                active_state: active.clone(),
+                load_state,
+                active_state: ActiveState::from_dbus(active.as_str()),
                 sub_state: sub.clone(),
                 result,
                 n_restarts,
@@ -347,7 +418,7 @@ impl Systemd {
                     if let Some(unit) = pending.remove(args.job.as_str()) {
                         outcomes.push(JobOutcome {
                             unit,
-                            result: args.result.clone(),
+                            result: JobResult::from_dbus(args.result.as_str()),
                         });
                         if pending.is_empty() {
                             break;
@@ -361,7 +432,7 @@ impl Systemd {
         // Jobs we stopped waiting for.
         outcomes.extend(pending.into_values().map(|unit| JobOutcome {
             unit,
-            result: "timeout".to_owned(),
+            result: JobResult::Timeout,
         }));
         outcomes.sort_by(|a, b| a.unit.cmp(&b.unit));
         Ok(outcomes)
@@ -376,4 +447,70 @@ pub async fn sleep(d: Duration) {
         handle.abort();
     });
     let _ = pending.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_parse_from_dbus_and_keep_unknown_values() {
+        assert_eq!(ActiveState::from_dbus("active"), ActiveState::Active);
+        assert_eq!(
+            ActiveState::from_dbus("deactivating"),
+            ActiveState::Deactivating
+        );
+        assert_eq!(
+            ActiveState::from_dbus("frobbing"),
+            ActiveState::Other("frobbing".into())
+        );
+        assert_eq!(LoadState::from_dbus("not-found"), LoadState::NotFound);
+        assert_eq!(LoadState::from_dbus("bad-setting"), LoadState::BadSetting);
+        assert_eq!(JobResult::from_dbus("done"), JobResult::Done);
+        assert_eq!(JobResult::from_dbus("dependency"), JobResult::Dependency);
+        assert_eq!(
+            JobResult::from_dbus("frozen"),
+            JobResult::Other("frozen".into())
+        );
+        for s in [
+            "active",
+            "inactive",
+            "failed",
+            "activating",
+            "refreshing",
+            "x-y",
+        ] {
+            assert_eq!(ActiveState::from_dbus(s).to_string(), s);
+        }
+        for s in ["loaded", "not-found", "bad-setting", "masked", "weird"] {
+            assert_eq!(LoadState::from_dbus(s).to_string(), s);
+        }
+        for s in ["done", "canceled", "timeout", "skipped", "once"] {
+            assert_eq!(JobResult::from_dbus(s).to_string(), s);
+        }
+    }
+
+    #[test]
+    fn states_serialize_as_systemd_writes_them() {
+        let o = JobOutcome {
+            unit: "a.service".into(),
+            result: JobResult::Other("collected".into()),
+        };
+        let json = serde_json::to_string(&o).expect("json");
+        assert_eq!(json, r#"{"unit":"a.service","result":"collected"}"#);
+        let s = UnitState {
+            unit: "a.service".into(),
+            load_state: LoadState::NotFound,
+            active_state: ActiveState::Inactive,
+            sub_state: "dead".into(),
+            result: None,
+            n_restarts: None,
+            main_pid: None,
+            since_usec: None,
+            memory_bytes: None,
+        };
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["loadState"], "not-found");
+        assert_eq!(json["activeState"], "inactive");
+    }
 }

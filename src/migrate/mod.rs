@@ -29,7 +29,7 @@ use crate::nixfmt::nar_hash;
 use crate::output::write_atomic;
 use crate::spec::Protocol;
 use crate::status::host_check;
-use crate::systemd::{Systemd, UnitState, Verb};
+use crate::systemd::{ActiveState, JobResult, LoadState, Systemd, UnitState, Verb};
 use journal::{Dir, Journal, Phase, SnapshotManifest};
 use place::{Slot, beside};
 
@@ -141,7 +141,7 @@ async fn legacy_unit(sd: &Systemd, svc: &ServiceManifest) -> Result<(String, Uni
     let states = sd.unit_states(&m.legacy_units).await?;
     states
         .into_iter()
-        .find(|s| s.load_state == "loaded" || s.load_state == "masked")
+        .find(|s| matches!(s.load_state, LoadState::Loaded | LoadState::Masked))
         .map(|s| (s.unit.clone(), s))
         .ok_or_else(|| {
             refuse(format!(
@@ -249,7 +249,10 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Resul
         .ok_or_else(|| refuse("no migration facts"))?;
     let (legacy, legacy_state) = legacy_unit(sd, f.svc).await?;
     let container = sd.unit_states(std::slice::from_ref(&f.svc.unit)).await?;
-    if container.first().is_none_or(|s| s.load_state != "loaded") {
+    if container
+        .first()
+        .is_none_or(|s| s.load_state != LoadState::Loaded)
+    {
         return Err(refuse(format!(
             "the container unit {} is missing; enable the service in nixarr-units (and rebuild \
              or daemon-reload) before migrating",
@@ -296,7 +299,7 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Resul
             need_t
         )));
     }
-    let legacy_active = legacy_state.active_state == "active";
+    let legacy_active = legacy_state.active_state == ActiveState::Active;
     if !legacy_active {
         let busy = busy_ports(f.svc);
         if !busy.is_empty() {
@@ -407,9 +410,8 @@ async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Res
         .await?
         .into_iter()
         .next()
-        .map(|o| o.result)
-        .unwrap_or_default();
-    if out != "done" {
+        .map_or(JobResult::Other(String::new()), |o| o.result);
+    if out != JobResult::Done {
         // Why, where the user looks first: the unit's result and the last
         // lines of its journal.
         let (state, tail) = crate::control::failure_detail(sd, unit, 8)
@@ -792,7 +794,10 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> 
     let states = sd
         .unit_states(std::slice::from_ref(&j.container_unit))
         .await?;
-    if states.first().is_some_and(|s| s.active_state != "inactive") {
+    if states
+        .first()
+        .is_some_and(|s| s.active_state != ActiveState::Inactive)
+    {
         run_job(sd, Verb::Stop, &j.container_unit, ctx.timeout).await?;
     }
     // 2. Its copy moves aside (kept until finalize); a target that was
@@ -1129,21 +1134,24 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
                 .and_then(|d| d.load().ok())
                 .flatten()
                 .map(|j| j.phase.name().to_owned());
+            let container_active = container
+                .as_ref()
+                .is_some_and(|c| c.active_state == ActiveState::Active);
             let container_state = container
                 .map(|c| format!("{} ({})", c.active_state, c.load_state))
                 .unwrap_or_else(|| "unknown".into());
             let mut conflicts = Vec::new();
             if let Some((u, s)) = &legacy
-                && s.active_state == "active"
-                && container_state.starts_with("active")
+                && s.active_state == ActiveState::Active
+                && container_active
             {
                 conflicts.push(format!("{u} and {} are both running", svc.unit));
             }
             if let Some((u, s)) = &legacy
-                && s.active_state == "active"
+                && s.active_state == ActiveState::Active
             {
                 let ports: Vec<String> = svc.ports.iter().map(|p| p.host.to_string()).collect();
-                if !ports.is_empty() && !container_state.starts_with("active") {
+                if !ports.is_empty() && !container_active {
                     conflicts.push(format!(
                         "{u} holds port(s) {} the container needs until migrated",
                         ports.join(",")
@@ -1153,7 +1161,7 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
             rows.push(StatusRow {
                 service: name.clone(),
                 legacy_unit: legacy.as_ref().map(|(u, _)| u.clone()),
-                legacy_state: legacy.as_ref().map(|(_, s)| s.active_state.clone()),
+                legacy_state: legacy.as_ref().map(|(_, s)| s.active_state.to_string()),
                 container_unit: svc.unit.clone(),
                 container_state,
                 legacy_data_dir: source.map(|s| s.display().to_string()),
