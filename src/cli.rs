@@ -552,7 +552,8 @@ pub fn load_and_render(path: &Path, self_exe: &str) -> Result<(Stack, Rendered)>
     if let Some(note) = generator::detect_engine(&mut spec) {
         eprintln!("note: {origin}: {note}");
     }
-    let stack = resolve(&spec, &origin)?;
+    let mut stack = resolve(&spec, &origin)?;
+    crate::images::lock::apply(path, spec.image_lock.as_deref(), &mut stack)?;
     for w in exposure_warnings(&stack) {
         eprintln!("warning: {origin}: {w}");
     }

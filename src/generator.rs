@@ -111,7 +111,8 @@ fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
     if let Some(note) = detect_engine(&mut spec) {
         tracing::warn!("{origin}: {note}");
     }
-    let stack = resolve(&spec, &origin)?;
+    let mut stack = resolve(&spec, &origin)?;
+    crate::images::lock::apply(path, spec.image_lock.as_deref(), &mut stack)?;
     for w in exposure_warnings(&stack) {
         tracing::warn!("{origin}: {w}");
     }
@@ -124,7 +125,8 @@ fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
     )?)
 }
 
-/// Spec files in `dir`: every `*.json` but the NixOS-installed manifest.
+/// Spec files in `dir`: every `*.json` but the NixOS-installed manifest
+/// and image locks (`*.lock.json`).
 pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let entries = match fs_err::read_dir(dir) {
@@ -135,8 +137,10 @@ pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let path = entry?.path();
         let is_json = path.extension().is_some_and(|e| e == "json");
-        let is_manifest = path.file_name().is_some_and(|n| n == "manifest.json");
-        if is_json && !is_manifest {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let is_manifest = name.as_deref() == Some("manifest.json");
+        let is_lock = name.is_some_and(|n| n.ends_with(".lock.json"));
+        if is_json && !is_manifest && !is_lock {
             files.push(path);
         }
     }

@@ -13,6 +13,7 @@ pub mod generator;
 pub mod genlog;
 pub mod heal;
 pub mod health;
+pub mod images;
 pub mod manifest;
 pub mod migrate;
 pub mod model;

@@ -40,6 +40,9 @@ pub struct StackManifest {
     pub network: String,
     pub network_unit: String,
     pub services: BTreeMap<String, ServiceManifest>,
+    /// The image lock the units were rendered with (`update` writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_lock: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +53,9 @@ pub struct ServiceManifest {
     pub app: Option<String>,
     pub description: String,
     pub image: String,
+    /// The digest the unit runs `image` at, from the image lock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
     /// Ports as published on the host; `via` names the container that
     /// publishes them when it is not this one (VPN).
     pub ports: Vec<PublishedPort>,

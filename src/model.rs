@@ -31,6 +31,17 @@ pub struct Stack {
     pub services: BTreeMap<String, Service>,
     /// The VPN service, when any service uses it.
     pub vpn_service: Option<String>,
+    /// The image lock the units pin their images from (filled in by
+    /// [`crate::images::lock::apply`], which reads the file).
+    pub lock: Option<StackLock>,
+}
+
+/// The pins a stack's units run: digests by service.
+#[derive(Debug, Clone, Default)]
+pub struct StackLock {
+    /// The lock file, as `update` finds it again through the manifest.
+    pub path: String,
+    pub digests: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]

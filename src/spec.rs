@@ -37,6 +37,9 @@ pub struct Spec {
     pub vpn: VpnSpec,
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSpec>,
+    /// The image lock (absolute path); default `images.lock.json` beside
+    /// the spec, used when it exists.
+    pub image_lock: Option<String>,
 }
 
 fn default_prefix() -> String {

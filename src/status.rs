@@ -454,6 +454,7 @@ mod tests {
             app: None,
             description: String::new(),
             image: "i".into(),
+            image_digest: None,
             ports: vec![PublishedPort {
                 host: 1,
                 container: 1,

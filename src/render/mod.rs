@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tera::Tera;
 use thiserror::Error;
 
+use crate::images::lock::{LABEL_IMAGE_TAG, pinned_reference};
 use crate::manifest::{PublishedPort, ServiceManifest, StackManifest};
 use crate::model::{ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
 use crate::spec::{Backend, PodmanSecretType, SecretMode};
@@ -386,6 +387,7 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
             network: stack.network.clone(),
             network_unit,
             services,
+            image_lock: stack.lock.as_ref().map(|l| l.path.clone()),
         },
     })
 }
@@ -575,6 +577,10 @@ fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
     );
     labels.insert(LABEL_INSTANCE.to_owned(), svc.name.clone());
     labels.insert(LABEL_HASH.to_owned(), hash.to_owned());
+    let pinned = pinned_image(stack, svc);
+    if pinned.is_some() {
+        labels.insert(LABEL_IMAGE_TAG.to_owned(), svc.image.clone());
+    }
     a.extend(labels.iter().map(|(k, v)| format!("--label={k}={v}")));
     if let Some(h) = &svc.health
         && let Some(cmd) = &h.cmd
@@ -606,9 +612,19 @@ fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
         a.push("--pull=never".to_owned());
     }
     a.extend(svc.extra_args.iter().cloned());
-    a.push(svc.image.clone());
+    a.push(pinned.unwrap_or_else(|| svc.image.clone()));
     a.extend(svc.cmd.iter().cloned());
     a
+}
+
+/// `repo@sha256:…` when the stack's image lock pins this service's image
+/// (never for an image file, which the unit loads itself).
+fn pinned_image(stack: &Stack, svc: &Service) -> Option<String> {
+    if svc.image_file.is_some() {
+        return None;
+    }
+    let digest = stack.lock.as_ref()?.digests.get(&svc.name)?;
+    Some(pinned_reference(&svc.image, digest))
 }
 
 /// How often podman 5 runs the start-up health check until it first passes.
@@ -926,6 +942,9 @@ fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManife
         app: svc.app.clone(),
         description: svc.description.clone(),
         image: svc.image.clone(),
+        image_digest: pinned_image(stack, svc)
+            .and(stack.lock.as_ref())
+            .and_then(|l| l.digests.get(&svc.name).cloned()),
         ports: svc
             .ports
             .iter()

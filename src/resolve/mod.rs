@@ -58,6 +58,9 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             ),
         ));
     }
+    if let Some(lock) = &spec.image_lock {
+        cx.normal_path("imageLock", lock)?;
+    }
     let network = spec
         .network
         .name
@@ -241,6 +244,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         data_dir: spec.paths.data_dir.clone(),
         services,
         vpn_service,
+        lock: None,
     })
 }
 

@@ -1,0 +1,1 @@
+//! Which digest a tag points to now, asked of its registry.
