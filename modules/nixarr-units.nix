@@ -458,6 +458,10 @@ let
       inherit (cfg) stateDir dataDir;
     };
     services = lib.listToAttrs (map (e: lib.nameValuePair e.name e.service) enabled);
+  }
+  // lib.optionalAttrs (cfg.imageLock != null) {
+    # A store path: the lock is an input of the units' derivation.
+    imageLock = "${cfg.imageLock}";
   };
 
   enginePackage =

@@ -777,6 +777,20 @@ in
       '';
     };
 
+    imageLock = mkOption {
+      type = types.nullOr types.path;
+      default = null;
+      example = literalExpression "./images.lock.json";
+      description = ''
+        Image lock file (`nixarr-units update --lock FILE` writes it): each
+        image that has an entry runs at the digest the lock pins
+        (`repo@sha256:…`, the tag kept in the label `io.nixarr.image.tag`),
+        so this generation pins its images and rolling back the generation
+        rolls back the images. Images without an entry, and `imageFile`
+        images, run as they are. `null`: every image runs by its tag.
+      '';
+    };
+
     group = mkOption {
       type = types.str;
       default = "media";

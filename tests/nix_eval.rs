@@ -178,6 +178,7 @@ fn scenario(name: &str) {
     }
     assert!(spec.is_object(), "{name}: no spec");
     secrets_are_paths_only(name, spec);
+    let spec = &with_local_lock(spec);
     let dir = tempfile::tempdir().unwrap();
     let spec_file = dir.path().join(format!("{name}.json"));
     std::fs::write(&spec_file, serde_json::to_vec_pretty(spec).unwrap()).unwrap();
@@ -214,6 +215,20 @@ fn scenario(name: &str) {
     }
     assert!(units.join(format!("{prefix}.target")).is_file());
     assert!(out_dir.join("share/nixarr-units/manifest.json").is_file());
+}
+
+/// The spec with its `imageLock` store path (which `nix-instantiate
+/// --eval` computes without adding the file to the store) replaced by the
+/// fixture it was made from (`tests/nix/fixtures/<name>`), as the units'
+/// derivation would read it.
+fn with_local_lock(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(lock) = spec["imageLock"].as_str() {
+        let name = lock.rsplit('/').next().unwrap();
+        let name = name.split_once('-').map_or(name, |(_, n)| n);
+        spec["imageLock"] = format!("{ROOT}/tests/nix/fixtures/{name}").into();
+    }
+    spec
 }
 
 /// Every string anywhere in a value, with its JSON path.
@@ -336,6 +351,56 @@ scenarios! {
     assertion_uid_collision => "assert-uid-collision",
     container_ids_not_declared_when_asked => "users-not-created",
     migration_seerr_from_nixpkgs_config_dir => "migrate-seerr-nixpkgs",
+    image_lock_reaches_the_spec => "image-lock",
+}
+
+/// `imageLock`: the units the module's spec renders run Sonarr at the
+/// locked digest (the tag in a label) and Radarr, which has no entry, by
+/// its tag.
+#[test]
+fn image_lock_pins_the_rendered_units() {
+    let Some(lib) = nixpkgs_lib("image_lock_pins_the_rendered_units") else {
+        return;
+    };
+    let result = json(&eval_scenario(&lib, "image-lock", "result"), "image-lock");
+    assert!(
+        result["spec"]["imageLock"]
+            .as_str()
+            .unwrap()
+            .ends_with("-images.lock.json")
+    );
+    let spec_json = with_local_lock(&result["spec"]);
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, serde_json::to_vec(&spec_json).unwrap()).unwrap();
+    let out = dir.path().join("out");
+    let r = run_bin(&[
+        "render",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let unit = |svc: &str| {
+        std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service")))
+            .unwrap()
+    };
+    let exec_start = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("ExecStart="))
+            .unwrap()
+            .to_owned()
+    };
+    let sonarr = unit("sonarr");
+    assert!(
+        exec_start(&sonarr).ends_with(
+            " lscr.io/linuxserver/sonarr@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+        ),
+        "{sonarr}"
+    );
+    assert!(sonarr.contains("--label=io.nixarr.image.tag=lscr.io/linuxserver/sonarr:latest"));
+    assert!(exec_start(&unit("radarr")).ends_with(" lscr.io/linuxserver/radarr:latest"));
 }
 
 /// A scenario file without a test here would silently not run.
