@@ -193,6 +193,40 @@ impl Engine {
         self.command(["image", "inspect", image])
     }
 
+    /// `image inspect IMAGE…`: several images in one call.
+    pub fn images_inspect(&self, images: &[&str]) -> EngineCommand {
+        let mut args = vec!["image", "inspect"];
+        args.extend(images);
+        self.command(args)
+    }
+
+    /// `container inspect CONTAINER…`: the JSON that
+    /// [`parse_container_images`] reads.
+    pub fn containers_inspect(&self, containers: &[&str]) -> EngineCommand {
+        let mut args = vec!["container", "inspect"];
+        args.extend(containers);
+        self.command(args)
+    }
+
+    /// `tag SOURCE TARGET`: point a local tag at an image (`repo@sha256:…`).
+    pub fn tag(&self, source: &str, target: &str) -> EngineCommand {
+        self.command(["tag", source, target])
+    }
+
+    /// `login --username USER --password-stdin REGISTRY`: the password goes
+    /// to standard input, never on the command line. The engine keeps the
+    /// credentials where its pulls (and skopeo) find them.
+    pub fn login(&self, registry: &str, username: &str, password: &[u8]) -> EngineCommand {
+        let mut c = self.command([
+            "login".to_owned(),
+            format!("--username={username}"),
+            "--password-stdin".to_owned(),
+            registry.to_owned(),
+        ]);
+        c.input = Some(password.to_vec());
+        c
+    }
+
     /// `load --input ARCHIVE`: an image archive (`podman save`, `docker save`).
     pub fn load(&self, archive: &Path) -> EngineCommand {
         self.command([
@@ -398,6 +432,59 @@ impl EngineCommand {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Run it, handing each line it prints (on stdout or stderr) to
+    /// `on_line` as it comes (a pull's progress); requires success. The
+    /// error quotes its last line. Standard input is nothing.
+    pub fn run_lines(&self, on_line: &mut dyn FnMut(&str)) -> Result<()> {
+        use std::io::BufRead;
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot run `{self}`; is {} installed at {}?",
+                    self.backend, self.program
+                )
+            })?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let forward = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                if let Some(p) = pipe {
+                    for line in std::io::BufReader::new(p).lines().map_while(|l| l.ok()) {
+                        let _ = tx.send(line);
+                    }
+                }
+            })
+        };
+        let a = forward(child.stdout.take().map(|p| Box::new(p) as _));
+        let b = forward(child.stderr.take().map(|p| Box::new(p) as _));
+        drop(tx);
+        let mut last = String::new();
+        for line in rx {
+            // Carriage returns redraw a line on a terminal: keep the last.
+            let line = line.rsplit('\r').next().unwrap_or("").trim().to_owned();
+            if !line.is_empty() {
+                on_line(&line);
+                last = line;
+            }
+        }
+        let _ = (a.join(), b.join());
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for `{self}`"))?;
+        if !status.success() {
+            bail!(
+                "`{self}` failed ({status}){}{last}; run it by hand to see the whole message",
+                if last.is_empty() { "" } else { ": " }
+            );
+        }
+        Ok(())
+    }
+
     /// Run it, ignoring its output: whether it succeeded.
     pub fn succeeds(&self) -> bool {
         self.output().is_ok_and(|o| o.status.success())
@@ -598,6 +685,29 @@ impl Image {
             repository.is_none_or(|r| r == repo).then_some(digest)
         })
     }
+}
+
+/// A container's image as `container inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerImage {
+    /// The container's name (Docker writes it with a leading `/`).
+    pub name: String,
+    /// The image's ID (Docker: `sha256:…`).
+    pub image: String,
+    /// podman: the digest of the manifest the image was pulled as.
+    #[serde(default)]
+    pub image_digest: Option<String>,
+}
+
+/// Read [`Engine::containers_inspect`]'s output.
+pub fn parse_container_images(stdout: &str) -> Result<Vec<ContainerImage>> {
+    let mut v: Vec<ContainerImage> =
+        serde_json::from_str(stdout.trim()).context("container inspect printed no JSON array")?;
+    for c in &mut v {
+        c.name = c.name.trim_start_matches('/').to_owned();
+    }
+    Ok(v)
 }
 
 /// Read [`Engine::image_inspect`]'s output (the same JSON array on both
@@ -858,6 +968,65 @@ mod tests {
             .output_within(Duration::from_secs(5))
             .expect("runs");
         assert_eq!(out.stdout, b"hi\n");
+    }
+
+    #[test]
+    fn image_commands_and_login() {
+        for (e, p) in [(podman(), "/usr/bin/podman"), (docker(), "/usr/bin/docker")] {
+            assert_eq!(
+                e.images_inspect(&["a", "b"]).argv(),
+                [p, "image", "inspect", "a", "b"]
+            );
+            assert_eq!(
+                e.containers_inspect(&["x"]).argv(),
+                [p, "container", "inspect", "x"]
+            );
+            assert_eq!(
+                e.tag("r/a@sha256:1", "r/a:v").argv(),
+                [p, "tag", "r/a@sha256:1", "r/a:v"]
+            );
+            // The password only on standard input.
+            let login = e.login("127.0.0.1:5000", "me", b"s3cret");
+            assert_eq!(
+                login.argv(),
+                [
+                    p,
+                    "login",
+                    "--username=me",
+                    "--password-stdin",
+                    "127.0.0.1:5000"
+                ]
+            );
+            assert!(!login.to_string().contains("s3cret"));
+            assert_eq!(login.input(), Some(&b"s3cret"[..]));
+        }
+    }
+
+    #[test]
+    fn container_images_on_both_engines() {
+        let podman =
+            r#"[{"Name":"nixarr-a","Image":"0123abcd","ImageDigest":"sha256:11","Other":1}]"#;
+        let docker = r#"[{"Name":"/nixarr-a","Image":"sha256:0123abcd"}]"#;
+        let p = parse_container_images(podman).expect("podman");
+        assert_eq!(p[0].name, "nixarr-a");
+        assert_eq!(p[0].image_digest.as_deref(), Some("sha256:11"));
+        let d = parse_container_images(docker).expect("docker");
+        assert_eq!(d[0].name, "nixarr-a");
+        assert_eq!(d[0].image, "sha256:0123abcd");
+        assert_eq!(d[0].image_digest, None);
+    }
+
+    #[test]
+    fn lines_stream_as_they_come() {
+        let sh = Engine::new(Backend::Podman, "/bin/sh");
+        let mut c = sh.command(["-c", "echo one; echo two >&2; printf 'a\\rb\\n'"]);
+        let mut seen = Vec::new();
+        c.run_lines(&mut |l| seen.push(l.to_owned())).expect("runs");
+        seen.sort();
+        assert_eq!(seen, ["b", "one", "two"]);
+        c.args = vec!["-c".to_owned(), "echo no such image >&2; exit 3".to_owned()];
+        let e = c.run_lines(&mut |_| {}).expect_err("fails").to_string();
+        assert!(e.contains("no such image"), "{e}");
     }
 
     #[test]

@@ -472,6 +472,7 @@ mod tests {
             app: Some(name.to_owned()),
             description: String::new(),
             image: "img".into(),
+            image_digest: None,
             ports: vec![],
             volumes: vec![],
             config_dir: None,
@@ -498,6 +499,7 @@ mod tests {
             target: "nixarr.target".into(),
             network: "nixarr".into(),
             network_unit: "nixarr-network.service".into(),
+            image_lock: None,
             services,
         }
     }
