@@ -6,14 +6,17 @@
 //! and a service is active only once its health gate passed (podman 5:
 //! `--sdnotify=healthy`; podman 4 and Docker: the `wait-healthy`
 //! `ExecStartPost=`). Measured on the end-to-end machines (real systemd in
-//! systemd-nspawn, see tests/e2e/mod.rs) on podman 4 (Debian 12), podman 5
+//! systemd-nspawn, see tests/e2e/harness/) on podman 4 (Debian 12), podman 5
 //! (the trixie machine) and Docker, and printed beside the critical path
 //! (4 × 2 s).
 //!
 //! `cargo bench --bench startup -- [--runs N] [--engines podman4,podman5,docker]`
 //! (as root). Under `cargo test` (no `--bench`) it only says how to run it.
 
-#[path = "../tests/e2e/mod.rs"]
+// The end-to-end tests' harness; this bench uses only part of it (the
+// e2e test binary uses all of it, without this allow).
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/e2e/harness/mod.rs"]
 mod e2e;
 
 use std::process::ExitCode;

@@ -1,562 +1,436 @@
-//! The NixOS end-to-end mode: a machine configured from the *evaluated*
-//! NixOS configuration of a scenario (tests/nix/e2e/<name>.nix), not from a
-//! hand-written spec. [`evaluate`] runs tests/nix/export.nix (nixpkgs' lib,
-//! the stubs of tests/nix/stubs.nix, the module) and [`Generation::build`]
-//! builds what NixOS would: the units derivation's own script, run with this
-//! tree's binary. [`Generation::switch`] installs it the way NixOS does and
-//! activates it the way `switch-to-configuration` does:
+//! The module's own output on real systemd: each scenario is a NixOS
+//! configuration (tests/nix/e2e/<name>.nix), evaluated with nixpkgs' lib and
+//! the stubs (tests/nix/export.nix), built and installed the way NixOS
+//! installs it, behind the NixOS firewall (emulated, tests/e2e/nixos_fw.rs),
+//! in a machine with a network of its own: loopback and a veth pair to a
+//! client namespace, another host on the LAN (tests/harness/ `Net`).
+//! See tests/e2e/nixos.rs for what is installed and how.
 //!
-//! - each `systemd.packages` output copied to a store path in the machine,
-//!   `/nix/store/<hash of its content>-<name>`, and linked unit by unit into
-//!   /etc/systemd/system, ignoring the packages' `*.wants/` directories
-//!   (NixOS's generateUnits does both); `systemd.targets.<t>.wantedBy` as
-//!   `<w>.wants/<t>.target` links;
-//! - `environment.etc` files linked from /etc (directly, not through
-//!   /etc/static);
-//! - `users.groups`/`users.users` created with groupadd/useradd and their ids;
-//! - `systemd.tmpfiles.rules` written to /etc/tmpfiles.d/00-nixos.conf and
-//!   applied with the real `systemd-tmpfiles --create --remove`;
-//! - the firewall ([`super::nixos_fw`], which says what it leaves out);
-//! - daemon-reload; units whose file changed and that run are restarted,
-//!   units that are gone are stopped, and the active targets are started
-//!   (which starts new units they want), as switch-to-configuration does.
-//!
-//! The package and engine paths the units call are the stubs' store paths;
-//! in the machine they are links to this tree's binary and to the engine in
-//! /usr, and the engine's version is the machine's (so the module renders
-//! for the engine that really runs).
+//! Runs as root with nix-instantiate and NIXPKGS_LIB (tests/run.sh);
+//! otherwise prints SKIPPED loudly.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
-use anyhow::{Context, Result, bail, ensure};
-use serde::Deserialize;
-use sha2::Digest as _;
+use std::time::Duration;
 
-use crate::e2e::{BIN, IMAGE, MACHINE_BIN_DIR, Machine, host};
-use crate::nixos_fw::{self, Firewall};
+use crate::harness;
+use crate::harness::nixos::Generation;
+use crate::harness::{
+    Backend, BootOptions, Machine, NET_CLIENT_ADDR, NET_HOST_NAME, NET_MACHINE_ADDR, Scenario,
+    ScenarioFn, output_text,
+};
+use anyhow::{Context, Result, ensure};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const SCENARIOS: &[(&str, ScenarioFn)] = &[
+    (
+        "0 installed as NixOS installs it: store links, wants, users, tmpfiles, manifest, firewall",
+        installed_as_nixos,
+    ),
+    (
+        "a containers resolve each other and the host's name, firewall on",
+        dns,
+    ),
+    (
+        "b openFirewall = false is closed to the LAN, open on loopback",
+        open_firewall,
+    ),
+    ("c switch restarts exactly the changed container", switch),
+];
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Drv {
-    pub name: String,
-    pub path: String,
-    pub script: Option<String>,
+#[test]
+fn podman() {
+    suite(Backend::Podman, false);
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct PathOf {
-    pub path: String,
+/// podman 5.4 on the trixie machine: the podman NixOS ships.
+#[test]
+fn podman5() {
+    suite(Backend::Podman, true);
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Package {
-    pub path: String,
+#[test]
+fn docker() {
+    suite(Backend::Docker, false);
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Target {
-    pub wanted_by: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EtcFile {
-    pub source: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Group {
-    pub gid: Option<u32>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Users {
-    pub users: BTreeMap<String, serde_json::Value>,
-    pub groups: BTreeMap<String, Group>,
-}
-
-/// What tests/nix/export.nix prints.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Export {
-    pub files: BTreeMap<String, String>,
-    pub package: Package,
-    pub engine: PathOf,
-    pub systemd_packages: Vec<Drv>,
-    pub targets: BTreeMap<String, Target>,
-    pub etc: BTreeMap<String, EtcFile>,
-    pub tmpfiles: Vec<String>,
-    pub users: Users,
-    pub firewall: Firewall,
-}
-
-/// nixpkgs' lib (`NIXPKGS_LIB`, set by tests/run.sh), or why the mode
-/// cannot run here.
-pub fn nixpkgs_lib() -> Result<PathBuf, String> {
-    let ok = Command::new("nix-instantiate")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        return Err("nix-instantiate is not installed (apt-get install nix-bin)".to_owned());
-    }
-    match std::env::var_os("NIXPKGS_LIB") {
-        Some(p) if Path::new(&p).join("default.nix").is_file() => Ok(PathBuf::from(p)),
-        Some(p) => Err(format!(
-            "NIXPKGS_LIB={} has no default.nix (point it at nixpkgs' lib/)",
-            Path::new(&p).display()
-        )),
-        None => Err("NIXPKGS_LIB is unset (tests/run.sh sets it to nixpkgs' lib/)".to_owned()),
-    }
-}
-
-/// The engine's version in the machine (`podman --version`, `docker
-/// version`), as a NixOS package of that engine would carry it.
-pub fn engine_version(m: &Machine) -> Result<String> {
-    let out = m.engine(&["--version"])?;
-    // "podman version 4.3.1", "Docker version 28.2.2, build e6534b4"
-    out.split_whitespace()
-        .nth(2)
-        .map(|v| v.trim_end_matches(',').to_owned())
-        .with_context(|| format!("no version in {out:?}"))
-}
-
-/// Evaluate scenario `scenario` (tests/nix/e2e/<scenario>.nix) in `variant`
-/// for this machine and prefix; `extra`: more arguments of
-/// tests/nix/export.nix (`imageFile`).
-pub fn evaluate(
-    m: &Machine,
-    scenario: &str,
-    prefix: &str,
-    variant: &str,
-    extra: &[(&str, &str)],
-) -> Result<Export> {
-    let lib = nixpkgs_lib().map_err(anyhow::Error::msg)?;
-    let version = engine_version(m)?;
-    let mut cmd = Command::new("nix-instantiate");
-    for (k, v) in extra {
-        cmd.args(["--argstr", k, v]);
-    }
-    let out = host(
-        cmd.current_dir(ROOT)
-            .args(["--eval", "--strict", "--json", "tests/nix/export.nix"])
-            .arg("--arg")
-            .arg("nixpkgsLib")
-            .arg(&lib)
-            .args(["--argstr", "scenario", scenario])
-            .args(["--argstr", "prefix", prefix])
-            .args(["--argstr", "backend", m.backend.name()])
-            .args(["--argstr", "engineVersion", &version])
-            .args(["--argstr", "image", IMAGE])
-            .args(["--argstr", "variant", variant]),
-    )
-    .with_context(|| format!("evaluating tests/nix/e2e/{scenario}.nix ({variant})"))?;
-    serde_json::from_str(&out).context("tests/nix/export.nix printed something else than JSON")
-}
-
-/// One built system: each store path of the export, built on the host.
-pub struct Generation {
-    pub export: Export,
-    /// The stubs' store path of each package → its path in the machine.
-    pub store: BTreeMap<String, String>,
-    /// Built trees on the host, by machine store path.
-    built: BTreeMap<String, PathBuf>,
-    /// Unit files (and drop-ins) as installed under /etc/systemd/system:
-    /// relative path → content.
-    pub units: BTreeMap<String, Vec<u8>>,
-}
-
-fn walk(dir: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) -> Result<()> {
-    for e in fs_err::read_dir(dir)? {
-        let e = e?;
-        let p = e.path();
-        let r = rel.join(e.file_name());
-        if e.file_type()?.is_dir() {
-            walk(&p, &r, out)?;
-        } else {
-            out.insert(r, fs_err::read(&p)?);
-        }
-    }
-    Ok(())
-}
-
-impl Generation {
-    /// Build every `systemd.packages` output with its own script, as the
-    /// derivation would: `out` set, the binary on PATH (nativeBuildInputs),
-    /// the files it reads at their store paths (here: host files).
-    pub fn build(export: Export, dir: &Path) -> Result<Generation> {
-        let bin_dir = Path::new(BIN)
-            .parent()
-            .context("binary without directory")?;
-        let files = dir.join("files");
-        fs_err::create_dir_all(&files)?;
-        let mut store = BTreeMap::new();
-        let mut built = BTreeMap::new();
-        let mut units = BTreeMap::new();
-        for (i, d) in export.systemd_packages.iter().enumerate() {
-            let mut script = d
-                .script
-                .clone()
-                .with_context(|| format!("systemd package {} has no build script", d.name))?;
-            for (path, text) in &export.files {
-                let name = Path::new(path).file_name().context("file without name")?;
-                let local = files.join(name);
-                fs_err::write(&local, text)?;
-                script = script.replace(path.as_str(), &local.to_string_lossy());
-            }
-            // Only the package's own path (baked into the units) may remain.
-            let rest = script.replace(&export.package.path, "");
-            ensure!(
-                !rest.contains("/nix/store/"),
-                "the build script of {} reads a store path the export does not give \
-                 (add it to `files` in tests/nix/export.nix):\n{script}",
-                d.name
-            );
-            let out = dir.join(format!("build-{i}"));
-            if out.exists() {
-                fs_err::remove_dir_all(&out)?;
-            }
-            let path_var = format!(
-                "{}:{}",
-                bin_dir.display(),
-                std::env::var("PATH").unwrap_or_default()
-            );
-            host(
-                Command::new("bash")
-                    .args(["-euo", "pipefail", "-c", &script])
-                    .env("out", &out)
-                    .env("PATH", path_var),
-            )
-            .with_context(|| format!("building {}", d.name))?;
-            let mut tree = BTreeMap::new();
-            walk(&out, Path::new(""), &mut tree)?;
-            let mut h = sha2::Sha256::new();
-            for (p, bytes) in &tree {
-                h.update(p.to_string_lossy().as_bytes());
-                h.update([0]);
-                h.update((bytes.len() as u64).to_le_bytes());
-                h.update(bytes);
-            }
-            let hash: String = h
-                .finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()[..32]
-                .to_owned();
-            let machine_path = format!("/nix/store/{hash}-{}", d.name);
-            // What generateUnits links: etc/ and lib/systemd/system, minus
-            // the `*.wants` directories.
-            for unit_dir in ["etc/systemd/system", "lib/systemd/system"] {
-                for (p, bytes) in &tree {
-                    let Ok(rel) = p.strip_prefix(unit_dir) else {
-                        continue;
-                    };
-                    let first = rel
-                        .components()
-                        .next()
-                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    if first.ends_with(".wants") {
-                        continue;
-                    }
-                    units.insert(rel.to_string_lossy().into_owned(), bytes.clone());
-                }
-            }
-            store.insert(d.path.clone(), machine_path.clone());
-            built.insert(machine_path, out);
-        }
-        Ok(Generation {
-            export,
-            store,
-            built,
-            units,
-        })
-    }
-
-    /// A path of the stubs' store mapped to the machine's.
-    fn map_store(&self, p: &str) -> Result<String> {
-        for (from, to) in &self.store {
-            if let Some(rest) = p.strip_prefix(from.as_str()) {
-                return Ok(format!("{to}{rest}"));
-            }
-        }
-        bail!("{p} is not in a package of this generation")
-    }
-
-    /// Install this generation on `m` in place of `old` (None: the first
-    /// one) and activate it; returns the units restarted.
-    pub fn switch(&self, m: &Machine, old: Option<&Generation>) -> Result<Vec<String>> {
-        let root = m.root();
-        let sys = root.join("etc/systemd/system");
-        // Links to this tree's binary and the engine, at the stubs' paths.
-        let pkg = root.join(self.export.package.path.trim_start_matches('/'));
-        if !pkg.exists() {
-            fs_err::create_dir_all(&pkg)?;
-            fs_err::os::unix::fs::symlink(MACHINE_BIN_DIR, pkg.join("bin"))?;
-        }
-        let engine = root.join(self.export.engine.path.trim_start_matches('/'));
-        if engine.symlink_metadata().is_err() {
-            fs_err::create_dir_all(engine.parent().context("engine path")?)?;
-            fs_err::os::unix::fs::symlink("/usr", &engine)?;
-        }
-        for (machine_path, tree) in &self.built {
-            let dest = root.join(machine_path.trim_start_matches('/'));
-            if !dest.exists() {
-                fs_err::create_dir_all(dest.parent().context("store path")?)?;
-                host(Command::new("cp").arg("-a").arg(tree).arg(&dest))?;
-            }
-        }
-
-        // Users and groups first (tmpfiles and units name them).
-        self.users(m)?;
-
-        // Units that are gone are stopped before their files go.
-        let gone: Vec<String> = old
-            .map(|o| {
-                o.units
-                    .keys()
-                    .filter(|u| !self.units.contains_key(*u) && !u.contains('/'))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !gone.is_empty() {
-            let mut argv = vec!["systemctl", "stop"];
-            argv.extend(gone.iter().map(String::as_str));
-            m.ok(&argv)?;
-        }
-        if let Some(o) = old {
-            o.unlink(m)?;
-        }
-        for (machine_path, tree) in &self.built {
-            for unit_dir in ["etc/systemd/system", "lib/systemd/system"] {
-                let src = tree.join(unit_dir);
-                if !src.is_dir() {
-                    continue;
-                }
-                for e in fs_err::read_dir(&src)? {
-                    let e = e?;
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if name.ends_with(".wants") {
-                        continue;
-                    }
-                    let target = Path::new(machine_path).join(unit_dir).join(&name);
-                    if e.file_type()?.is_dir() {
-                        fs_err::create_dir_all(sys.join(&name))?;
-                        for f in fs_err::read_dir(e.path())? {
-                            let f = f?;
-                            link(
-                                &target.join(f.file_name()),
-                                &sys.join(&name).join(f.file_name()),
-                            )?;
-                        }
-                    } else {
-                        link(&target, &sys.join(&name))?;
-                    }
-                }
-            }
-        }
-        for (t, def) in &self.export.targets {
-            for w in &def.wanted_by {
-                let wants = sys.join(format!("{w}.wants"));
-                fs_err::create_dir_all(&wants)?;
-                link(
-                    Path::new(&format!("../{t}.target")),
-                    &wants.join(format!("{t}.target")),
-                )?;
-            }
-        }
-        for (name, f) in &self.export.etc {
-            let dest = root.join("etc").join(name);
-            fs_err::create_dir_all(dest.parent().context("etc path")?)?;
-            link(Path::new(&self.map_store(&f.source)?), &dest)?;
-        }
-
-        // Activation: tmpfiles, then the firewall, then systemd.
-        let tmpfiles = root.join("etc/tmpfiles.d/00-nixos.conf");
-        fs_err::create_dir_all(tmpfiles.parent().context("tmpfiles.d")?)?;
-        let mut rules = self.export.tmpfiles.join("\n");
-        rules.push('\n');
-        fs_err::write(&tmpfiles, rules)?;
-        m.ok(&[
-            "systemd-tmpfiles",
-            "--create",
-            "--remove",
-            "/etc/tmpfiles.d/00-nixos.conf",
-        ])
-        .context("systemd-tmpfiles rejected the module's rules")?;
-        self.firewall(m)?;
-        m.daemon_reload()?;
-
-        // switch-to-configuration: restart the running units whose file
-        // changed, then start the active targets (and so the new units
-        // they want).
-        let mut restarted = Vec::new();
-        if let Some(o) = old {
-            for (u, bytes) in &self.units {
-                let changed = o.units.get(u).is_some_and(|b| b != bytes);
-                if !changed || u.contains('/') || u.ends_with(".target") {
-                    continue;
-                }
-                let active = m
-                    .exec(&["systemctl", "is-active", "--quiet", u])?
-                    .status
-                    .success();
-                if active {
-                    restarted.push(u.clone());
-                }
-            }
-            if !restarted.is_empty() {
-                let mut argv = vec!["systemctl", "restart"];
-                argv.extend(restarted.iter().map(String::as_str));
-                m.ok(&argv)?;
-            }
-        }
-        let mut targets: Vec<String> = self
-            .export
-            .targets
-            .values()
-            .flat_map(|t| t.wanted_by.iter().cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        targets.retain(|t| {
-            m.exec(&["systemctl", "is-active", "--quiet", t])
-                .is_ok_and(|o| o.status.success())
-        });
-        if !targets.is_empty() {
-            let mut argv = vec!["systemctl", "start"];
-            argv.extend(targets.iter().map(String::as_str));
-            m.ok(&argv)?;
-        }
-        Ok(restarted)
-    }
-
-    /// Remove this generation's links (before the next one's go in, or at
-    /// the end of a scenario).
-    pub fn unlink(&self, m: &Machine) -> Result<()> {
-        let root = m.root();
-        let sys = root.join("etc/systemd/system");
-        for u in self.units.keys() {
-            let p = sys.join(u);
-            if p.symlink_metadata().is_ok() {
-                fs_err::remove_file(&p)?;
-            }
-        }
-        for (t, def) in &self.export.targets {
-            for w in &def.wanted_by {
-                let p = sys.join(format!("{w}.wants/{t}.target"));
-                if p.symlink_metadata().is_ok() {
-                    fs_err::remove_file(&p)?;
-                }
-            }
-        }
-        for name in self.export.etc.keys() {
-            let p = root.join("etc").join(name);
-            if p.symlink_metadata().is_ok() {
-                fs_err::remove_file(&p)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Stop this generation's units and remove it; the firewall goes too.
-    pub fn remove(&self, m: &Machine) -> Result<()> {
-        let mut argv = vec!["systemctl", "stop"];
-        argv.extend(
-            self.units
-                .keys()
-                .filter(|u| !u.contains('/'))
-                .map(String::as_str),
+fn suite(backend: Backend, trixie: bool) {
+    const WHAT: &str = "NixOS end-to-end mode";
+    let missing = harness::skip_reason()
+        .or_else(|| harness::nixos::nixpkgs_lib().err())
+        .or_else(|| trixie.then(harness::trixie_missing).flatten());
+    if let Some(why) = missing {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: {WHAT} on {} not run: {why} !!!!!!!!\n",
+            harness::label(backend, trixie)
         );
-        let _ = m.exec(&argv);
-        self.unlink(m)?;
-        self.firewall_off(m)?;
-        // The next scenario is another system: its users may reuse the ids.
-        for name in self.export.users.users.keys() {
-            if m.exec(&["getent", "passwd", name])?.status.success() {
-                m.ok(&["userdel", name])?;
-            }
-        }
-        for name in self.export.users.groups.keys() {
-            if m.exec(&["getent", "group", name])?.status.success() {
-                m.ok(&["groupdel", name])?;
-            }
-        }
-        m.daemon_reload()
+        return;
     }
-
-    /// `networking.firewall.enable = false` (to tell what the firewall does).
-    pub fn firewall_off(&self, m: &Machine) -> Result<()> {
-        let off = Firewall {
-            enable: false,
-            ..self.export.firewall.clone()
-        };
-        m.ok(&["sh", "-c", &nixos_fw::start_script(&off)])?;
-        Ok(())
-    }
-
-    fn users(&self, m: &Machine) -> Result<()> {
-        for (name, g) in &self.export.users.groups {
-            if m.exec(&["getent", "group", name])?.status.success() {
-                continue;
-            }
-            let mut argv = vec!["groupadd".to_owned()];
-            if let Some(gid) = g.gid {
-                argv.extend(["-g".to_owned(), gid.to_string()]);
-            }
-            argv.push(name.clone());
-            m.ok(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
-        }
-        for (name, u) in &self.export.users.users {
-            if m.exec(&["getent", "passwd", name])?.status.success() {
-                continue;
-            }
-            let mut argv = vec!["useradd".to_owned(), "-M".to_owned()];
-            if let Some(uid) = u.get("uid").and_then(serde_json::Value::as_u64) {
-                argv.extend(["-u".to_owned(), uid.to_string()]);
-            }
-            if let Some(g) = u.get("group").and_then(serde_json::Value::as_str) {
-                argv.extend(["-g".to_owned(), g.to_owned()]);
-            }
-            if let Some(gs) = u.get("extraGroups").and_then(serde_json::Value::as_array) {
-                let gs: Vec<&str> = gs.iter().filter_map(serde_json::Value::as_str).collect();
-                if !gs.is_empty() {
-                    argv.extend(["-G".to_owned(), gs.join(",")]);
-                }
-            }
-            if u.get("isSystemUser").and_then(serde_json::Value::as_bool) == Some(true) {
-                argv.push("--system".to_owned());
-            }
-            if let Some(h) = u.get("home").and_then(serde_json::Value::as_str) {
-                argv.extend(["-d".to_owned(), h.to_owned()]);
-            }
-            argv.extend([
-                "-s".to_owned(),
-                "/usr/sbin/nologin".to_owned(),
-                name.clone(),
-            ]);
-            m.ok(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
-        }
-        Ok(())
-    }
-
-    fn firewall(&self, m: &Machine) -> Result<()> {
-        let script = nixos_fw::start_script(&self.export.firewall);
-        m.ok(&["sh", "-c", &script])
-            .context("applying the NixOS firewall emulation (tests/e2e/nixos_fw.rs)")?;
-        Ok(())
-    }
+    let _serial = harness::MACHINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    harness::clean_leftovers();
+    let opts = BootOptions {
+        private_storage: true,
+        private_network: true,
+        trixie,
+        ..BootOptions::default()
+    };
+    let m = Machine::boot_with(backend, opts).expect("booting the e2e machine");
+    prepare(&m).expect("preparing the machine as a NixOS host");
+    let failed = harness::run_scenarios(&m, SCENARIOS);
+    drop(m);
+    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
 }
 
-/// `ln -sfn target link`.
-fn link(target: &Path, link: &Path) -> Result<()> {
-    if link.symlink_metadata().is_ok() {
-        fs_err::remove_file(link)?;
+/// A NixOS host runs no nixarr-units generator (the harness installs one):
+/// the units come from the module, and /etc/nixarr-units holds its manifest.
+fn prepare(m: &Machine) -> Result<()> {
+    let g = m
+        .root()
+        .join("etc/systemd/system-generators/nixarr-units-generator");
+    if g.symlink_metadata().is_ok() {
+        fs_err::remove_file(&g)?;
     }
-    fs_err::os::unix::fs::symlink(target, link)?;
+    m.daemon_reload()
+}
+
+/// Evaluate, build and switch to scenario `name` (`variant`).
+fn generation(sc: &Scenario, name: &str, variant: &str) -> Result<Generation> {
+    let export = harness::nixos::evaluate(sc.m, name, &sc.prefix, variant, &[])?;
+    let dir = sc.m.dir.path().join(format!("{}-{variant}", sc.prefix));
+    Generation::build(export, &dir)
+}
+
+/// Run `body` with `g` installed; remove it afterwards, whatever happened.
+fn installed<T>(sc: &Scenario, g: &Generation, body: impl FnOnce() -> Result<T>) -> Result<T> {
+    let r = g.switch(sc.m, None).and_then(|_| body());
+    let removed = g.remove(sc.m);
+    let v = r?;
+    removed?;
+    Ok(v)
+}
+
+fn wait_units(sc: &Scenario, svcs: &[&str]) -> Result<()> {
+    for s in svcs {
+        sc.m.wait_active(&sc.unit(s), Duration::from_secs(120))?;
+    }
     Ok(())
+}
+
+/// curl's arguments for a GET of `url` that gives up after 5 s.
+fn curl(url: &str) -> [&str; 5] {
+    ["curl", "-fsS", "--max-time", "5", url]
+}
+
+/// GET `url` from the machine (in all its namespaces): the body.
+fn get_in_machine(sc: &Scenario, url: &str) -> Result<String> {
+    sc.m.ok(&curl(url))
+}
+
+/// GET `url` from the client, another host on the LAN.
+fn get_from_client(sc: &Scenario, url: &str) -> Result<std::process::Output> {
+    let net =
+        sc.m.net
+            .as_ref()
+            .context("the machine has no network of its own")?;
+    net.client(&curl(url))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running wget in the client namespace")
+}
+
+/// Run a command in a container of the scenario.
+fn in_container(sc: &Scenario, svc: &str, argv: &[&str]) -> Result<String> {
+    let c = sc.container(svc);
+    let mut v = vec!["exec", c.as_str()];
+    v.extend_from_slice(argv);
+    sc.m.engine(&v)
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// What NixOS installs is where NixOS puts it, and works from there: the
+/// units are links into the package's store path (its own `*.wants` links
+/// are not used: the target is wanted through `wantedBy`), the users and the
+/// tmpfiles' directories exist as declared, and the CLI finds the stack
+/// through the manifest in /etc.
+fn installed_as_nixos(sc: &mut Scenario) -> Result<()> {
+    let g = generation(sc, "firewall", "default")?;
+    installed(sc, &g, || {
+        wait_units(sc, &["closed", "open"])?;
+        let m = sc.m;
+        let unit = m.ok(&[
+            "readlink",
+            &format!("/etc/systemd/system/{}", sc.unit("closed")),
+        ])?;
+        let store = g.store.values().next().context("no package")?;
+        ensure!(
+            unit.trim() == format!("{store}/lib/systemd/system/{}", sc.unit("closed")),
+            "{} links to {unit:?}, not into {store}",
+            sc.unit("closed")
+        );
+        let wanted = m.systemctl(&["show", "-P", "WantedBy", &sc.target()])?;
+        ensure!(
+            wanted.split_whitespace().any(|w| w == "multi-user.target"),
+            "{} is wanted by {wanted:?}",
+            sc.target()
+        );
+        let user = m.ok(&["getent", "passwd", &sc.prefix])?;
+        ensure!(
+            user.split(':').nth(2) == Some("568") && user.split(':').nth(3) == Some("169"),
+            "the containers' user: {user:?} (expected uid 568, gid 169)"
+        );
+        for (dir, want) in [
+            ("/data", "2775 root media"),
+            ("/var/lib/nixarr", "755 root root"),
+        ] {
+            let got = m.ok(&["stat", "-c", "%a %U %G", dir])?;
+            ensure!(got.trim() == want, "{dir}: {got:?}, expected {want:?}");
+        }
+        // The CLI of the package, as a NixOS user runs it: the manifest in
+        // /etc/nixarr-units (no generator here) names the stack.
+        let exe = format!("{}/bin/nixarr-units", g.export.package.path);
+        let status = m.exec(&[&exe, "status", "--json"])?;
+        ensure!(
+            status.status.success(),
+            "nixarr-units status from the manifest in /etc:\n{}",
+            output_text(&status)
+        );
+        let text = String::from_utf8_lossy(&status.stdout);
+        for svc in ["closed", "open"] {
+            ensure!(
+                text.contains(&sc.unit(svc)),
+                "status does not list {svc}:\n{text}"
+            );
+        }
+        firewall_is_on(sc, &g)
+    })
+}
+
+/// The emulated NixOS firewall is in place: a service of the host itself on
+/// a port that is not in allowedTCPPorts is dropped for the LAN (curl times
+/// out, exit status 28), and answers once the firewall is off.
+fn firewall_is_on(sc: &Scenario, g: &Generation) -> Result<()> {
+    let listener = format!("{}-host-listener", sc.prefix);
+    sc.m.ok(&[
+        "systemd-run",
+        "--unit",
+        &listener,
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "9911",
+        "-e",
+        "/bin/true",
+    ])?;
+    let url = format!("http://{NET_MACHINE_ADDR}:9911/");
+    let probe = || -> Result<i32> {
+        let net = sc.m.net.as_ref().context("no network of its own")?;
+        let o = net
+            .client(&["curl", "-sS", "--max-time", "3", &url])
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        Ok(o.status.code().unwrap_or(-1))
+    };
+    // Until it listens (seen from the machine itself: lo is trusted).
+    harness::wait_for("the host's listener", Duration::from_secs(10), || {
+        let o =
+            sc.m.exec(&["curl", "-sS", "--max-time", "2", "http://127.0.0.1:9911/"])?;
+        Ok(o.status.code().is_some_and(|c| c != 7).then_some(()))
+    })?;
+    let on = probe()?;
+    g.firewall_off(sc.m)?;
+    let off = probe()?;
+    let _ = sc.m.exec(&["systemctl", "stop", &listener]);
+    ensure!(
+        on == 28,
+        "firewall on: port 9911 of the host should be dropped for the LAN (curl exit 28), \
+         curl exited {on}"
+    );
+    ensure!(
+        off != 28 && off != 7,
+        "firewall off: port 9911 of the host should answer the LAN, curl exited {off}"
+    );
+    Ok(())
+}
+
+/// (a) Two containers reach each other by their network alias, and a name
+/// only the LAN's resolver knows resolves through the engine's DNS server,
+/// with the NixOS firewall on.
+fn dns(sc: &mut Scenario) -> Result<()> {
+    if sc.m.backend == Backend::Podman {
+        let v = harness::nixos::engine_version(sc.m)?;
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        if (major, minor) < (4, 5) {
+            sc.notes.push(format!(
+                "not run: podman {v} cannot name the stack's bridge (--interface-name is \
+                 podman >= 4.5), so the module cannot open DNS on it; NixOS ships podman 5"
+            ));
+            return Ok(());
+        }
+    }
+    let g = generation(sc, "dns", "default")?;
+    installed(sc, &g, || {
+        wait_units(sc, &["alpha", "beta"])?;
+        let checked = resolve_all(sc);
+        if let Err(e) = &checked {
+            // Why: the same lookups with the firewall off.
+            let why = match g.firewall_off(sc.m).and_then(|()| resolve_all(sc)) {
+                Ok(()) => {
+                    "they all succeed with the firewall off: the firewall blocks DNS".to_owned()
+                }
+                Err(e) => format!("with the firewall off too: {e:#}"),
+            };
+            let conf = in_container(sc, "alpha", &["cat", "/etc/resolv.conf"]).unwrap_or_default();
+            anyhow::bail!("{e:#}\nalpha's /etc/resolv.conf:\n{conf}\n{why}");
+        }
+        checked
+    })
+}
+
+/// The address `nslookup NAME` prints last (the answer; the server's comes
+/// first), if any.
+fn answer(out: &str) -> Option<String> {
+    let after = out.split_once("Name:")?.1;
+    after
+        .split(|c: char| c.is_whitespace() || c == ':')
+        .rfind(|w| w.split('.').count() == 4 && w.split('.').all(|p| p.parse::<u8>().is_ok()))
+        .map(str::to_owned)
+}
+
+fn resolve_all(sc: &Scenario) -> Result<()> {
+    for (from, to) in [("alpha", "beta"), ("beta", "alpha")] {
+        let out = in_container(sc, from, &["nslookup", to])
+            .with_context(|| format!("{from} cannot resolve {to}"))?;
+        let addr = answer(&out)
+            .with_context(|| format!("nslookup {to} in {from} gave no address:\n{out}"))?;
+        // (busybox's `wget -T` crashes: `timeout` bounds it instead.)
+        let body = in_container(
+            sc,
+            from,
+            &[
+                "timeout",
+                "10",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                &format!("http://{to}:8080/ping"),
+            ],
+        )
+        .with_context(|| format!("{from} cannot reach http://{to}:8080/ping"))?;
+        ensure!(body.contains("OK"), "{from} → {to}: {body}");
+        let peer = sc.m.engine(&[
+            "inspect",
+            "--type=container",
+            "--format={{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &sc.container(to),
+        ])?;
+        ensure!(
+            peer.split_whitespace().any(|a| a == addr),
+            "{to} resolves to {addr} in {from}, but {to} has {peer:?}"
+        );
+    }
+    let out = in_container(sc, "alpha", &["nslookup", NET_HOST_NAME])
+        .with_context(|| format!("alpha cannot resolve the host's name {NET_HOST_NAME}"))?;
+    ensure!(
+        answer(&out).as_deref() == Some(NET_MACHINE_ADDR),
+        "nslookup {NET_HOST_NAME} in alpha did not answer {NET_MACHINE_ADDR}:\n{out}"
+    );
+    Ok(())
+}
+
+/// (b) openFirewall = false: closed to another host, open on the machine's
+/// loopback; openFirewall = true: open to another host.
+fn open_firewall(sc: &mut Scenario) -> Result<()> {
+    let g = generation(sc, "firewall", "default")?;
+    installed(sc, &g, || {
+        wait_units(sc, &["closed", "open"])?;
+        // Both run and answer on the machine itself.
+        for port in [8181, 8182] {
+            let body = get_in_machine(sc, &format!("http://127.0.0.1:{port}/ping"))?;
+            ensure!(body.contains("OK"), "127.0.0.1:{port}: {body}");
+        }
+        // The LAN reaches the open one (so the path itself works) ...
+        let open = get_from_client(sc, &format!("http://{NET_MACHINE_ADDR}:8182/ping"))?;
+        ensure!(
+            open.status.success() && String::from_utf8_lossy(&open.stdout).contains("OK"),
+            "openFirewall = true: port 8182 unreachable from {NET_CLIENT_ADDR}:\n{}",
+            output_text(&open)
+        );
+        // ... and not the closed one.
+        let closed = get_from_client(sc, &format!("http://{NET_MACHINE_ADDR}:8181/ping"))?;
+        ensure!(
+            !closed.status.success(),
+            "openFirewall = false, yet port 8181 answers {NET_CLIENT_ADDR} from the LAN:\n{}",
+            output_text(&closed)
+        );
+        Ok(())
+    })
+}
+
+/// PIDs that tell whether a unit's container was restarted: the unit's main
+/// PID and the container's.
+fn pids(sc: &Scenario, svc: &str) -> Result<(u64, String)> {
+    let main =
+        sc.m.unit_property(&sc.unit(svc), "Service", "MainPID")?
+            .as_u64()
+            .context("MainPID")?;
+    let c =
+        sc.m.engine(&[
+            "inspect",
+            "--type=container",
+            "--format={{.State.Pid}}",
+            &sc.container(svc),
+        ])?
+        .trim()
+        .to_owned();
+    Ok((main, c))
+}
+
+/// (c) A switch that changes one container's option restarts that
+/// container and nothing else.
+fn switch(sc: &mut Scenario) -> Result<()> {
+    let svcs = ["alpha", "beta", "gamma"];
+    let g1 = generation(sc, "switch", "default")?;
+    let g2 = generation(sc, "switch", "changed")?;
+    let differ: Vec<&String> = g2
+        .units
+        .iter()
+        .filter(|(u, b)| g1.units.get(*u) != Some(b))
+        .map(|(u, _)| u)
+        .collect();
+    ensure!(
+        differ == [&sc.unit("beta")],
+        "the changed option should change beta's unit only, changed: {differ:?}"
+    );
+    installed(sc, &g1, || {
+        wait_units(sc, &svcs)?;
+        let before: Vec<_> = svcs.iter().map(|s| pids(sc, s)).collect::<Result<_>>()?;
+        let restarted = g2.switch(sc.m, Some(&g1))?;
+        ensure!(
+            restarted == [sc.unit("beta")],
+            "switch restarted {restarted:?}, expected only {}",
+            sc.unit("beta")
+        );
+        wait_units(sc, &svcs)?;
+        let env = in_container(sc, "beta", &["sh", "-c", "echo \"$GENERATION\""])?;
+        ensure!(
+            env.trim() == "2",
+            "beta runs generation {env:?} after the switch"
+        );
+        let after: Vec<_> = svcs.iter().map(|s| pids(sc, s)).collect::<Result<_>>()?;
+        for ((s, b), a) in svcs.iter().zip(&before).zip(&after) {
+            let same = b == a;
+            ensure!(
+                same == (*s != "beta"),
+                "{s}: PIDs before {b:?}, after {a:?} ({})",
+                if same { "not restarted" } else { "restarted" }
+            );
+        }
+        // The first generation's links are gone, the second's in place.
+        g2.remove(sc.m)
+    })
 }

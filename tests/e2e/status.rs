@@ -1,7 +1,7 @@
 //! End-to-end tests of the commands that look at and steer running services
 //! (`status`, `start`/`stop`/`restart`, `logs`, `vpn status`) against real
 //! systemd (PID 1 in systemd-nspawn) over real D-Bus. One machine per
-//! backend, shared by its scenarios (see e2e/mod.rs); podman runs every
+//! backend, shared by its scenarios (see harness/); podman runs every
 //! scenario, Docker all but `logs` and `vpn status` (which do not depend on
 //! the engine).
 //!
@@ -15,15 +15,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "e2e/mod.rs"]
-mod e2e;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness;
+use crate::harness::{
+    BIN, Backend, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get, wait_for,
+};
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{BIN, Backend, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get, wait_for};
 use serde_json::{Value, json};
 
 const PODMAN_SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -57,20 +57,20 @@ const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 #[test]
-fn e2e_status_podman() {
-    e2e::run_suite("status end-to-end tests", Backend::Podman, PODMAN_SCENARIOS);
+fn podman() {
+    harness::run_suite("status end-to-end tests", Backend::Podman, PODMAN_SCENARIOS);
 }
 
 /// On podman 5 (the trixie machine), where the engine's own health gate
 /// (`--sdnotify=healthy`) replaces `wait-healthy`.
 #[test]
-fn e2e_status_podman5() {
-    e2e::run_suite_podman5("status end-to-end tests", PODMAN_SCENARIOS);
+fn podman5() {
+    harness::run_suite_podman5("status end-to-end tests", PODMAN_SCENARIOS);
 }
 
 #[test]
-fn e2e_status_docker() {
-    e2e::run_suite("status end-to-end tests", Backend::Docker, DOCKER_SCENARIOS);
+fn docker() {
+    harness::run_suite("status end-to-end tests", Backend::Docker, DOCKER_SCENARIOS);
 }
 
 // ---------------------------------------------------------------- helpers

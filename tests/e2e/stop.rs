@@ -1,5 +1,5 @@
 //! End-to-end: how units stop and what systemd can tell about them, on real
-//! systemd with podman and Docker (see e2e/mod.rs).
+//! systemd with podman and Docker (see harness/).
 //!
 //! - A container whose main process ignores SIGTERM (busybox `httpd -f` as
 //!   PID 1, a shell entrypoint) ends `inactive (dead)` after a stop, a
@@ -13,13 +13,11 @@
 //!
 //! Runs as root only (CI does); otherwise prints SKIPPED loudly.
 
-#[path = "e2e/mod.rs"]
-mod e2e;
-
 use std::time::{Duration, Instant};
 
+use crate::harness;
+use crate::harness::{Backend, IMAGE, MACHINE_BIN_DIR, Scenario, ScenarioFn, free_port, wait_for};
 use anyhow::{Context, Result, ensure};
-use e2e::{Backend, IMAGE, MACHINE_BIN_DIR, Scenario, ScenarioFn, free_port, wait_for};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -54,19 +52,19 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 #[test]
-fn e2e_stop_podman() {
-    e2e::run_suite("stop end-to-end tests", Backend::Podman, SCENARIOS);
+fn podman() {
+    harness::run_suite("stop end-to-end tests", Backend::Podman, SCENARIOS);
 }
 
 /// podman 5 (the trixie machine, what NixOS ships).
 #[test]
-fn e2e_stop_podman5() {
-    e2e::run_suite_podman5("stop end-to-end tests", SCENARIOS);
+fn podman5() {
+    harness::run_suite_podman5("stop end-to-end tests", SCENARIOS);
 }
 
 #[test]
-fn e2e_stop_docker() {
-    e2e::run_suite("stop end-to-end tests", Backend::Docker, SCENARIOS);
+fn docker() {
+    harness::run_suite("stop end-to-end tests", Backend::Docker, SCENARIOS);
 }
 
 /// Seconds between SIGTERM and SIGKILL for the test apps.
@@ -145,8 +143,12 @@ fn expect_kill_lines(sc: &Scenario, svc: &str, kills: usize) -> Result<()> {
 fn status_json(sc: &Scenario, svc: &str) -> Result<Value> {
     let exe = format!("{MACHINE_BIN_DIR}/nixarr-units");
     let out = sc.m.exec(&[&exe, "status", "--json", "--no-probe", svc])?;
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("status --json printed no JSON:\n{}", e2e::output_text(&out)))?;
+    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "status --json printed no JSON:\n{}",
+            harness::output_text(&out)
+        )
+    })?;
     v["services"]
         .as_array()
         .and_then(|a| a.first())
@@ -298,7 +300,7 @@ fn source_path_needs_reload(sc: &mut Scenario) -> Result<()> {
         "{unit}: NeedDaemonReload is not yes after the spec changed"
     );
     let status = sc.m.exec(&["systemctl", "--no-pager", "status", &unit])?;
-    let text = e2e::output_text(&status);
+    let text = harness::output_text(&status);
     ensure!(
         text.contains("changed on disk"),
         "systemctl status does not say the spec changed:\n{text}"
@@ -365,7 +367,7 @@ fn status_text_while_waiting(sc: &mut Scenario) -> Result<()> {
         sc.m.active_state(&unit)? == "activating",
         "{unit} is not activating while the gate waits"
     );
-    let status = e2e::output_text(&sc.m.exec(&["systemctl", "--no-pager", "status", &unit])?);
+    let status = harness::output_text(&sc.m.exec(&["systemctl", "--no-pager", "status", &unit])?);
     ensure!(
         status.contains("Status: \"waiting for health: try"),
         "systemctl status does not show it:\n{status}"

@@ -1,5 +1,5 @@
 //! End-to-end tests of `nixarr-migrate` against real systemd (PID 1 in
-//! systemd-nspawn), real podman and a real dockerd (see e2e/mod.rs).
+//! systemd-nspawn), real podman and a real dockerd (see harness/).
 //!
 //! Inside the machine a fake native `sonarr.service` (busybox httpd serving
 //! its data directory on the sonarr port) owns /var/lib/sonarr/.config/NzbDrone:
@@ -24,19 +24,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "e2e/mod.rs"]
-mod e2e;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use e2e::{
+use crate::harness;
+use crate::harness::{
     BIN, Backend, BootOptions, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get,
     wait_for,
 };
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -79,7 +77,7 @@ fn run_backend(backend: Backend, opts: BootOptions) {
         .filter(|(name, _)| backend == Backend::Podman || *name != MOUNT_POINTS)
         .copied()
         .collect();
-    e2e::run_suite_booted(
+    harness::run_suite_booted(
         "migration end-to-end tests",
         backend,
         opts,
@@ -91,19 +89,19 @@ fn run_backend(backend: Backend, opts: BootOptions) {
 }
 
 #[test]
-fn e2e_migrate_podman() {
+fn podman() {
     run_backend(Backend::Podman, BootOptions::default());
 }
 
 /// On podman 5 (the trixie machine): the health gate a migration waits for
 /// is podman's own (`--sdnotify=healthy`).
 #[test]
-fn e2e_migrate_podman5() {
-    run_backend(Backend::Podman, e2e::PODMAN5);
+fn podman5() {
+    run_backend(Backend::Podman, harness::PODMAN5);
 }
 
 #[test]
-fn e2e_migrate_docker() {
+fn docker() {
     run_backend(Backend::Docker, BootOptions::default());
 }
 
@@ -399,7 +397,7 @@ struct Background {
 
 impl Background {
     fn start(m: &Machine, argv: &[&str]) -> Result<Background> {
-        let log = m.dir.path().join(format!("bg-{}.log", e2e::run_id()));
+        let log = m.dir.path().join(format!("bg-{}.log", harness::run_id()));
         let f = fs_err::File::create(&log)?;
         let mut nsenter = Command::new("nsenter")
             .args(["-t", &m.leader.to_string(), "-a", "--"])
@@ -437,7 +435,7 @@ impl Background {
     }
 
     fn kill(&mut self) -> Result<()> {
-        e2e::host(Command::new("kill").args(["-KILL", &self.pid.to_string()]))?;
+        harness::host(Command::new("kill").args(["-KILL", &self.pid.to_string()]))?;
         self.nsenter.wait()?;
         Ok(())
     }
@@ -651,9 +649,9 @@ fn legacy_masked(m: &Machine) -> Result<()> {
     );
     let start = m.exec(&["systemctl", "start", LEGACY_UNIT])?;
     ensure!(
-        !start.status.success() && e2e::output_text(&start).contains("masked"),
+        !start.status.success() && harness::output_text(&start).contains("masked"),
         "starting the masked {LEGACY_UNIT} did not fail as masked: {}",
-        e2e::output_text(&start)
+        harness::output_text(&start)
     );
     Ok(())
 }
@@ -944,7 +942,7 @@ fn detached(sc: &mut Scenario) -> Result<()> {
     let result = m.unit_property(&unit, "Service", "Result")?;
     ensure!(result == "success", "{unit} ended with {result}");
     let out = m.exec(&["systemctl", "--no-pager", "-l", "-n", "60", "status", &unit])?;
-    let status = e2e::output_text(&out);
+    let status = harness::output_text(&out);
     for needle in [
         "legacy-stopped",
         "snapshot: ",

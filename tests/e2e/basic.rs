@@ -1,17 +1,15 @@
 //! End-to-end scenarios on real systemd (PID 1 in systemd-nspawn), with
 //! nixarr-units installed as a systemd generator, on podman and on Docker.
 //! One machine per backend, booted once and shared by its scenarios; each
-//! scenario has its own prefix and cleans up after itself. See e2e/mod.rs.
+//! scenario has its own prefix and cleans up after itself. See harness/.
 //!
 //! Runs as root only (CI does); otherwise prints SKIPPED loudly.
 
-#[path = "e2e/mod.rs"]
-mod e2e;
-
 use std::time::Duration;
 
+use crate::harness;
+use crate::harness::{Backend, IMAGE, Scenario, ScenarioFn, free_port, http_get, wait_for};
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{Backend, IMAGE, Scenario, ScenarioFn, free_port, http_get, wait_for};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -39,21 +37,21 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 #[test]
-fn e2e_podman() {
-    e2e::run_suite("end-to-end tests", Backend::Podman, SCENARIOS);
+fn podman() {
+    harness::run_suite("end-to-end tests", Backend::Podman, SCENARIOS);
 }
 
 /// The same scenarios on podman 5 (the trixie machine, what NixOS ships):
 /// `--sdnotify=healthy` and podman's start-up health checks instead of the
 /// `wait-healthy` gate, `network create --ignore`.
 #[test]
-fn e2e_podman5() {
-    e2e::run_suite_podman5("end-to-end tests", SCENARIOS);
+fn podman5() {
+    harness::run_suite_podman5("end-to-end tests", SCENARIOS);
 }
 
 #[test]
-fn e2e_docker() {
-    e2e::run_suite("end-to-end tests", Backend::Docker, SCENARIOS);
+fn docker() {
+    harness::run_suite("end-to-end tests", Backend::Docker, SCENARIOS);
 }
 
 // ---------------------------------------------------------------- helpers
@@ -426,7 +424,7 @@ fn reload_changed_only(sc: &mut Scenario) -> Result<()> {
 
     set(&mut a, &["environment", "FAKE_MARK"], json!("v2"));
     sc.m.write_spec(&sc.prefix, &sc.spec(json!({ "a": a, "b": b })))?;
-    let out = sc.m.ok(&[e2e::BIN, "reload"])?;
+    let out = sc.m.ok(&[harness::BIN, "reload"])?;
     sc.notes.push(format!(
         "reload printed: {}",
         out.lines()
@@ -450,7 +448,7 @@ fn reload_changed_only(sc: &mut Scenario) -> Result<()> {
         "new label {new_hash} is not the manifest's hash"
     );
     let (_, _, environ) = http_get(pa, "/environ")?;
-    let env = e2e::parse_environ(&environ);
+    let env = harness::parse_environ(&environ);
     ensure!(
         env.get("FAKE_MARK").map(String::as_str) == Some("v2"),
         "a runs without its new config: FAKE_MARK={:?}",
@@ -465,7 +463,7 @@ fn reload_changed_only(sc: &mut Scenario) -> Result<()> {
         "b's hash changed"
     );
     // A second reload has nothing to do.
-    let again = sc.m.ok(&[e2e::BIN, "reload"])?;
+    let again = sc.m.ok(&[harness::BIN, "reload"])?;
     ensure!(
         again.contains(&format!("{ua}: unchanged")),
         "second reload:\n{again}"
@@ -513,7 +511,7 @@ fn hostile_values(sc: &mut Scenario) -> Result<()> {
     sc.start_target()?;
 
     let (_, _, environ) = http_get(port, "/environ")?;
-    let got = e2e::parse_environ(&environ);
+    let got = harness::parse_environ(&environ);
     let mut bad = Vec::new();
     for (i, v) in values.iter().enumerate() {
         let k = format!("HOSTILE_{i}");

@@ -18,43 +18,37 @@
 //! Runs as root with nix-instantiate and NIXPKGS_LIB (tests/run.sh);
 //! otherwise prints SKIPPED loudly.
 
-#[path = "e2e/mod.rs"]
-mod e2e;
-#[path = "e2e/nixos.rs"]
-mod nixos;
-#[path = "e2e/nixos_fw.rs"]
-mod nixos_fw;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness;
+use crate::harness::nixos::Generation;
+use crate::harness::{Backend, BootOptions, Machine, host};
 use anyhow::{Context, Result, bail};
-use e2e::{Backend, BootOptions, Machine, host};
-use nixos::Generation;
 
 /// The VM test's image name (nix/vm-test.nix), here imported from the same
 /// files.
 const FAKE_ARR: &str = "localhost/fake-arr:test";
 const FAKE_ARR_FILES: &[(&str, &str, u32)] = &[
-    ("bin/fake-arr", include_str!("vm/fake-arr/run"), 0o755),
-    ("bin/curl", include_str!("vm/fake-arr/curl"), 0o755),
-    ("www/ping", include_str!("vm/fake-arr/www/ping"), 0o644),
+    ("bin/fake-arr", include_str!("../vm/fake-arr/run"), 0o755),
+    ("bin/curl", include_str!("../vm/fake-arr/curl"), 0o755),
+    ("www/ping", include_str!("../vm/fake-arr/www/ping"), 0o644),
 ];
 const PREFIX: &str = "nixarr";
 /// Upper bound of the whole scenario; each wait inside has its own.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 #[test]
-fn vm_scenario_on_nspawn() {
+fn podman() {
     if let Some(why) = skip_reason() {
         eprintln!("\n!!!!!!!! SKIPPED: the VM scenario on nspawn not run: {why} !!!!!!!!\n");
         return;
     }
-    let _serial = e2e::MACHINES
+    let _serial = harness::MACHINES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    e2e::clean_leftovers();
+    harness::clean_leftovers();
     let started = Instant::now();
     // Its own podman storage: other e2e runs on the host (a colleague's
     // `cargo test`) would otherwise reset our containers' state.
@@ -88,7 +82,7 @@ fn vm_scenario_on_nspawn() {
 }
 
 fn skip_reason() -> Option<String> {
-    if let Some(why) = e2e::skip_reason().or_else(|| nixos::nixpkgs_lib().err()) {
+    if let Some(why) = harness::skip_reason().or_else(|| harness::nixos::nixpkgs_lib().err()) {
         return Some(why);
     }
     let python = Command::new("python3")
@@ -171,7 +165,7 @@ fn prepare(m: &Machine) -> Result<Generation> {
     if generator.symlink_metadata().is_ok() {
         fs_err::remove_file(&generator)?;
     }
-    let export = nixos::evaluate(m, "vm", PREFIX, "default", &[("imageFile", archive)])?;
+    let export = harness::nixos::evaluate(m, "vm", PREFIX, "default", &[("imageFile", archive)])?;
     let g = Generation::build(export, &d.join("vm-generation"))?;
     g.switch(m, None)?;
     Ok(g)

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)]
 //! The no-leak rule of secret bridges (issue 7), end to end on real systemd
-//! with podman and with Docker (one machine per backend, see e2e/mod.rs).
+//! with podman and with Docker (one machine per backend, see harness/).
 //!
 //! Secrets get random values, unique per secret and run, in sources laid
 //! out as sops-nix does (`/run/secrets` → `/run/secrets.d/<generation>`,
@@ -18,9 +18,6 @@
 //!
 //! Runs as root only (CI does); otherwise prints SKIPPED loudly.
 
-#[path = "e2e/mod.rs"]
-mod e2e;
-
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -28,10 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
-use e2e::{
+use crate::harness;
+use crate::harness::{
     Backend, BootOptions, IMAGE, Machine, Scenario, ScenarioFn, free_port, http_get, wait_for,
 };
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -55,7 +53,7 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 ];
 
 fn run_backend(backend: Backend, opts: BootOptions) {
-    e2e::run_suite_booted(
+    harness::run_suite_booted(
         "end-to-end secret tests",
         backend,
         opts,
@@ -71,19 +69,19 @@ fn run_backend(backend: Backend, opts: BootOptions) {
 }
 
 #[test]
-fn e2e_secrets_podman() {
+fn podman() {
     run_backend(Backend::Podman, BootOptions::default());
 }
 
 /// On podman 5 (the trixie machine): `podman secret` with type=env hidden
 /// from inspect (podman ≥ 5.3).
 #[test]
-fn e2e_secrets_podman5() {
-    run_backend(Backend::Podman, e2e::PODMAN5);
+fn podman5() {
+    run_backend(Backend::Podman, harness::PODMAN5);
 }
 
 #[test]
-fn e2e_secrets_docker() {
+fn docker() {
     run_backend(Backend::Docker, BootOptions::default());
 }
 
@@ -323,7 +321,7 @@ fn service(port: u16, secrets: &[&Sec], secret_file_env: Option<&str>) -> Value 
 fn environ(port: u16) -> Result<std::collections::BTreeMap<String, String>> {
     let (status, head, body) = http_get(port, "/environ")?;
     ensure!(status == 200, "GET /environ: {head}");
-    Ok(e2e::parse_environ(&body))
+    Ok(harness::parse_environ(&body))
 }
 
 fn cat(port: u16, path: &str) -> Result<Option<Vec<u8>>> {
@@ -477,12 +475,12 @@ fn scan_files(m: &Machine, needles: &[(String, Vec<u8>)], found: &mut Findings) 
     skip.extend(engine_run.iter().cloned());
     // The harness's directory, bound in at its host path (under /tmp): the
     // shared /run/nixarr-units and dockerd's state, searched on their own.
-    let harness = m.dir.path();
-    skip.push(root.join(harness.strip_prefix("/").unwrap_or(harness)));
+    let harness_dir = m.dir.path();
+    skip.push(root.join(harness_dir.strip_prefix("/").unwrap_or(harness_dir)));
     // The build directory holding the binary, bound in for the generator
     // and at its own path (under /tmp when the checkout is there).
-    skip.push(root.join(e2e::MACHINE_BIN_DIR.trim_start_matches('/')));
-    if let Some(exe_dir) = Path::new(e2e::BIN).parent() {
+    skip.push(root.join(harness::MACHINE_BIN_DIR.trim_start_matches('/')));
+    if let Some(exe_dir) = Path::new(harness::BIN).parent() {
         skip.push(root.join(exe_dir.strip_prefix("/").unwrap_or(exe_dir)));
     }
     for d in ["run", "tmp", "var/tmp", "etc/systemd", "etc/nixarr-units"] {
@@ -675,9 +673,9 @@ fn scan_outputs(sc: &Scenario, svcs: &[&str], needles: &[(String, Vec<u8>)], fou
         ],
         vec!["systemctl", "--no-pager", "show", "--all", &pattern],
         vec!["systemctl", "--no-pager", "cat", &pattern],
-        vec![e2e::BIN, "status"],
-        vec![e2e::BIN, "status", "--json"],
-        vec![e2e::BIN, "validate", "--spec"],
+        vec![harness::BIN, "status"],
+        vec![harness::BIN, "status", "--json"],
+        vec![harness::BIN, "validate", "--spec"],
     ]
     .into_iter()
     .map(|v| v.into_iter().map(str::to_owned).collect())
@@ -688,7 +686,7 @@ fn scan_outputs(sc: &Scenario, svcs: &[&str], needles: &[(String, Vec<u8>)], fou
     }
     for svc in svcs {
         cmds.push(vec![
-            e2e::BIN.to_owned(),
+            harness::BIN.to_owned(),
             "logs".to_owned(),
             "-n".to_owned(),
             "200".to_owned(),
@@ -811,7 +809,7 @@ fn start_all(sc: &Scenario, svcs: &[&str]) -> Result<()> {
             ])?;
             bail!(
                 "{unit} is {state} after starting the target; its bridge:\n{}",
-                e2e::output_text(&out)
+                harness::output_text(&out)
             );
         }
     }
@@ -821,7 +819,7 @@ fn start_all(sc: &Scenario, svcs: &[&str]) -> Result<()> {
 /// `systemd-analyze security UNIT`: the exposure number.
 fn exposure(m: &Machine, unit: &str) -> Result<String> {
     let out = m.exec(&["systemd-analyze", "security", "--no-pager", unit])?;
-    let text = e2e::output_text(&out);
+    let text = harness::output_text(&out);
     let line = text
         .lines()
         .find(|l| l.contains("Overall exposure level"))

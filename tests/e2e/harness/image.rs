@@ -1,0 +1,55 @@
+//! The fake app's image: a busybox root with the scripts of
+//! tests/e2e/fake-app/, built as a deterministic tarball and loaded into
+//! each machine's engine as [`super::IMAGE`].
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use super::host::host;
+
+const FAKE_APP: &[(&str, &str)] = &[
+    ("run", include_str!("../fake-app/run")),
+    ("handle", include_str!("../fake-app/handle")),
+    ("ctl", include_str!("../fake-app/ctl")),
+];
+
+/// Build the fake app's root file system tarball (deterministic bytes).
+pub(super) fn build_image_tar(dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("fake-rootfs");
+    for d in ["bin", "app", "tmp", "proc", "sys", "dev", "etc"] {
+        fs_err::create_dir_all(root.join(d))?;
+    }
+    fs_err::copy("/usr/bin/busybox", root.join("bin/busybox"))
+        .context("copying busybox (apt-get install busybox-static)")?;
+    let list = host(Command::new("/usr/bin/busybox").arg("--list"))?;
+    for applet in list.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        let link = root.join("bin").join(applet);
+        if !link.exists() {
+            fs_err::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    for (name, text) in FAKE_APP {
+        let p = root.join("app").join(name);
+        fs_err::write(&p, text)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    fs_err::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
+    fs_err::write(root.join("etc/group"), "root:x:0:\n")?;
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    let tar = dir.join("fake-app.tar");
+    host(
+        Command::new("tar")
+            .arg("--sort=name")
+            .arg("--mtime=@0")
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )?;
+    Ok(tar)
+}
