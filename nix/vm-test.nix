@@ -11,7 +11,7 @@ let
   # body the catalog's probe expects, on $LISTEN_PORT, and a `curl` shim so
   # the catalog's in-container health command (`curl -fsS -o /dev/null URL`)
   # works with busybox's wget. Its files live in tests/vm/fake-arr/, shared
-  # with the nspawn run of this scenario (tests/e2e_vm_scenario.rs), which
+  # with the nspawn run of this scenario (tests/e2e/vm_scenario.rs), which
   # imports the same files into podman. The entrypoint is a shell that traps
   # SIGTERM: busybox httpd as PID 1 ignores it, and every stop would wait
   # the whole stop timeout.

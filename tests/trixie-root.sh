@@ -7,8 +7,8 @@
 # when RECIPE below changes (its stamp is a file inside the root). It is built
 # into a temporary directory and renamed into place, so a build that is killed
 # never leaves a half root behind; concurrent runs wait for each other. The
-# machines boot it through an overlay (tests/e2e/mod.rs), so the cache is
-# never written to by a test.
+# machines boot it through an overlay (tests/e2e/harness/machine.rs), so the
+# cache is never written to by a test.
 #
 #     bash tests/trixie-root.sh [ROOT]     # default: $NIXARR_TRIXIE_ROOT or
 #                                          # /var/cache/nixarr-units/trixie-root

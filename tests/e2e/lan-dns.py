@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The LAN's resolver in the end-to-end tests' private network (tests/e2e/mod.rs,
-`Net`): a minimal DNS server over UDP that knows a few names.
+"""The LAN's resolver in the end-to-end tests' private network
+(tests/e2e/harness/net.rs, `Net`): a minimal DNS server over UDP that knows a
+few names.
 
     python3 lan-dns.py LISTEN_ADDRESS NAME=IPV4...
 

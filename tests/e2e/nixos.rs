@@ -1,10 +1,11 @@
 //! The module's own output on real systemd: each scenario is a NixOS
 //! configuration (tests/nix/e2e/<name>.nix), evaluated with nixpkgs' lib and
 //! the stubs (tests/nix/export.nix), built and installed the way NixOS
-//! installs it, behind the NixOS firewall (emulated, tests/e2e/nixos_fw.rs),
-//! in a machine with a network of its own: loopback and a veth pair to a
-//! client namespace, another host on the LAN (tests/harness/ `Net`).
-//! See tests/e2e/nixos.rs for what is installed and how.
+//! installs it, behind the NixOS firewall (emulated,
+//! tests/e2e/harness/nixos_fw.rs), in a machine with a network of its own:
+//! loopback and a veth pair to a client namespace, another host on the LAN
+//! (tests/e2e/harness/net.rs).
+//! See tests/e2e/harness/nixos.rs for what is installed and how.
 //!
 //! Runs as root with nix-instantiate and NIXPKGS_LIB (tests/run.sh);
 //! otherwise prints SKIPPED loudly.

@@ -8,11 +8,11 @@
 //! stack of tests/vm/stack.nix (sonarr, radarr depending on sonarr, the
 //! instance sonarr-4k on 8990), evaluated with the module
 //! (tests/nix/e2e/vm.nix) and installed the way NixOS installs it, behind
-//! the NixOS firewall (the NixOS end-to-end mode, tests/e2e/nixos.rs). The
-//! fake *arr image of tests/vm/fake-arr/ is loaded from an image archive, as
-//! the VM's dockerTools image is. The switch to that configuration starts
-//! multi-user.target, which stands for the boot that starts the stack in
-//! the VM. The machine has a network of its own, so the scenario's fixed
+//! the NixOS firewall (the NixOS end-to-end mode,
+//! tests/e2e/harness/nixos.rs). The fake *arr image of tests/vm/fake-arr/
+//! is loaded from an image archive, as the VM's dockerTools image is. The
+//! switch to that configuration starts multi-user.target, which stands for
+//! the boot that starts the stack in the VM. The machine has a network of its own, so the scenario's fixed
 //! ports (8989, 7878, 8990) never meet the host's.
 //!
 //! Runs as root with nix-instantiate and NIXPKGS_LIB (tests/run.sh);
@@ -72,7 +72,7 @@ fn podman() {
     cleanup(&machine);
     drop(machine);
     eprintln!(
-        "e2e_vm_scenario: {} in {:.1}s",
+        "vm_scenario: {} in {:.1}s",
         if outcome.is_ok() { "passed" } else { "FAILED" },
         started.elapsed().as_secs_f32()
     );

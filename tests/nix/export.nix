@@ -1,8 +1,8 @@
 # What NixOS would install for one end-to-end scenario of the module
 # (tests/nix/e2e/<name>.nix), as JSON, for the end-to-end mode that
-# configures a machine from the evaluated configuration (tests/e2e_nixos.rs,
-# which applies it with tests/e2e/nixos.rs). Evaluated like tests/nix/eval.nix:
-# nixpkgs' lib, the stubs of tests/nix/stubs.nix, the module's non-flake entry.
+# configures a machine from the evaluated configuration (tests/e2e/nixos.rs,
+# which applies it with tests/e2e/harness/nixos.rs). Evaluated like
+# tests/nix/eval.nix: nixpkgs' lib, the stubs of tests/nix/stubs.nix, the module's non-flake entry.
 #
 #   nix-instantiate --eval --strict --json tests/nix/export.nix \
 #     --arg nixpkgsLib "$NIXPKGS_LIB" --argstr scenario firewall \

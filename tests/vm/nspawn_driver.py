@@ -5,7 +5,7 @@ The NixOS test driver gives a test script a `machine` object (and a few
 globals: `start_all`, `subtest`, `machines`); this stand-in gives the same
 names, with the same signatures and semantics for the subset our scenario
 uses, mapped onto `nsenter` into a booted nspawn machine whose PID 1 is
-given. tests/e2e_vm_scenario.rs boots that machine, installs the stack and
+given. tests/e2e/vm_scenario.rs boots that machine, installs the stack and
 calls:
 
     python3 tests/vm/nspawn_driver.py --pid PID1 tests/vm/scenario.py

@@ -2,7 +2,7 @@
 # testScript). It uses only the test driver's machine API -- start,
 # wait_for_unit, wait_for_open_port, succeed, fail, wait_until_succeeds,
 # execute -- and its `subtest`, so that a stand-in driver (an nspawn container
-# instead of a VM, tests/vm/nspawn_driver.py, run by tests/e2e_vm_scenario.rs)
+# instead of a VM, tests/vm/nspawn_driver.py, run by tests/e2e/vm_scenario.rs)
 # can run the very same file. The driver provides `machine` and `subtest`.
 #
 # The stack (see nix/vm-test.nix): sonarr (8989), radarr (7878, depends on

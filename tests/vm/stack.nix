@@ -1,5 +1,5 @@
 # The stack of the NixOS VM test (nix/vm-test.nix), shared with its run on
-# nspawn (tests/e2e_vm_scenario.rs, through tests/nix/e2e/vm.nix) so that
+# nspawn (tests/e2e/vm_scenario.rs, through tests/nix/e2e/vm.nix) so that
 # both run the same configuration of the module: sonarr, radarr (depends on
 # sonarr) and a second Sonarr instance sonarr-4k on port 8990, all from the
 # fake *arr image. `fake port` gives the image options of an app that

@@ -547,7 +547,7 @@ impl Generation {
     fn firewall(&self, m: &Machine) -> Result<()> {
         let script = nixos_fw::start_script(&self.export.firewall);
         m.ok(&["sh", "-c", &script])
-            .context("applying the NixOS firewall emulation (tests/e2e/nixos_fw.rs)")?;
+            .context("applying the NixOS firewall emulation (tests/e2e/harness/nixos_fw.rs)")?;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! (nixpkgs nixos/modules/services/networking/firewall-iptables.nix, the
 //! default iptables backend) for the `networking.firewall.*` options that
 //! tests/nix/export.nix exports, run with the machine's own `iptables` in
-//! the machine's own network namespace (tests/e2e/mod.rs `Net`).
+//! the machine's own network namespace (tests/e2e/harness/net.rs).
 //!
 //! What it does, as NixOS does: chains `nixos-fw-accept` (ACCEPT),
 //! `nixos-fw-refuse` (DROP, or REJECT with `rejectPackets`),

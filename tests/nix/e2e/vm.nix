@@ -1,5 +1,5 @@
 # The NixOS VM test's configuration (tests/vm/stack.nix, as nix/vm-test.nix
-# uses it), for its run on nspawn (tests/e2e_vm_scenario.rs): the fake *arr
+# uses it), for its run on nspawn (tests/e2e/vm_scenario.rs): the fake *arr
 # image is the machine's, loaded from `imageFile` as the VM loads its
 # dockerTools image.
 {
