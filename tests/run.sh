@@ -56,6 +56,11 @@ if [ "$(id -u)" -eq 0 ]; then
   bash tests/trixie-root.sh >/dev/null
 fi
 
+# Every test binary, the end-to-end one (tests/e2e/main.rs: every suite on
+# podman 4, podman 5 and Docker, see the README) among them. Its machines
+# boot one at a time whatever --test-threads says (the host lock
+# /run/nixarr-e2e.lock), so other runs on this host wait for each other.
+# One suite or machine: `cargo test --test e2e stop::` (README).
 echo "== cargo test"
 cargo test --all-targets --locked --no-fail-fast -- --test-threads=2
 # The module evaluation once more as the flake's module-eval check runs it
