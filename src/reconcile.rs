@@ -28,6 +28,7 @@ use crate::engine;
 use crate::manifest::{ServiceManifest, StackManifest};
 use crate::render::{LABEL_HASH, LABEL_MANAGED, LABEL_SERVICE, LABEL_STACK};
 use crate::spec::Backend;
+use crate::systemd::{ActiveState, LoadState};
 
 /// One container as the engine lists it (label filter
 /// `io.nixarr.managed=true`), with the cgroup of its main process when the
@@ -58,8 +59,8 @@ impl Container {
 /// What systemd says about one unit, as far as reconcile needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitView {
-    pub load_state: String,
-    pub active_state: String,
+    pub load_state: LoadState,
+    pub active_state: ActiveState,
     pub sub_state: String,
     pub result: Option<String>,
     pub n_restarts: Option<u32>,
@@ -70,9 +71,10 @@ pub struct UnitView {
 impl UnitView {
     /// The unit has processes that may be running its container.
     fn has_processes(&self) -> bool {
+        use ActiveState::*;
         matches!(
-            self.active_state.as_str(),
-            "active" | "activating" | "deactivating" | "reloading"
+            self.active_state,
+            Active | Activating | Deactivating | Reloading
         )
     }
 }
@@ -328,7 +330,7 @@ fn container_entry(
             let hash = c.label(LABEL_HASH).unwrap_or("");
             let active = units
                 .get(&svc.unit)
-                .is_some_and(|u| u.active_state == "active");
+                .is_some_and(|u| u.active_state == ActiveState::Active);
             if hash == svc.config_hash {
                 entry.class = Class::Ok;
                 entry.detail = format!("run by {}", svc.unit);
@@ -365,7 +367,10 @@ fn runs(
         ));
     }
     let Some(unit) = unit.filter(|u| u.has_processes()) else {
-        let state = unit.map_or("unknown to systemd", |u| u.active_state.as_str());
+        let state = unit.map_or_else(
+            || "unknown to systemd".to_owned(),
+            |u| u.active_state.to_string(),
+        );
         return Err(format!("the unit is {state}"));
     };
     if !c.running() {
@@ -400,17 +405,17 @@ fn unit_entry(
         action: Action::None,
         detail: String::new(),
     };
-    let Some(u) = unit.filter(|u| u.load_state == "loaded") else {
+    let Some(u) = unit.filter(|u| u.load_state == LoadState::Loaded) else {
         e.class = Class::Missing;
         e.detail = format!(
             "systemd has no such unit ({}); run `systemctl daemon-reload`",
-            unit.map_or("not listed", |u| u.load_state.as_str())
+            unit.map_or_else(|| "not listed".to_owned(), |u| u.load_state.to_string())
         );
         return e;
     };
     let restarts = u.n_restarts.unwrap_or(0);
-    match u.active_state.as_str() {
-        "failed" => {
+    match &u.active_state {
+        ActiveState::Failed => {
             e.class = Class::Missing;
             e.action = Action::Start;
             e.detail = format!(
@@ -418,7 +423,7 @@ fn unit_entry(
                 u.result.as_deref().unwrap_or("unknown")
             );
         }
-        "active" => match running {
+        ActiveState::Active => match running {
             None => {
                 e.class = Class::Missing;
                 e.action = Action::Restart;
@@ -440,7 +445,7 @@ fn unit_entry(
             }
         },
         // Starting, stopping or waiting to restart: systemd is on it.
-        "activating" | "deactivating" | "reloading" => {
+        ActiveState::Activating | ActiveState::Deactivating | ActiveState::Reloading => {
             e.detail = format!("{} ({}): left to systemd", u.active_state, u.sub_state);
         }
         other => {
@@ -530,8 +535,8 @@ mod tests {
 
     fn active(unit: &str) -> UnitView {
         UnitView {
-            load_state: "loaded".into(),
-            active_state: "active".into(),
+            load_state: LoadState::Loaded,
+            active_state: ActiveState::Active,
             sub_state: "running".into(),
             result: Some("success".into()),
             n_restarts: Some(0),
@@ -619,7 +624,7 @@ mod tests {
         let st = stack(Backend::Podman);
         let mut u = both_active();
         let failed = u.get_mut("nixarr-radarr.service").unwrap();
-        failed.active_state = "failed".into();
+        failed.active_state = ActiveState::Failed;
         failed.sub_state = "failed".into();
         failed.result = Some("exit-code".into());
         failed.n_restarts = Some(5);
@@ -644,10 +649,10 @@ mod tests {
         let st = stack(Backend::Podman);
         let mut u = both_active();
         let s = u.get_mut("nixarr-sonarr.service").unwrap();
-        s.active_state = "inactive".into();
+        s.active_state = ActiveState::Inactive;
         s.sub_state = "dead".into();
         let r = u.get_mut("nixarr-radarr.service").unwrap();
-        r.active_state = "activating".into();
+        r.active_state = ActiveState::Activating;
         r.sub_state = "auto-restart".into();
         let plan = pass(&st, u, Ok(vec![]), false);
         assert!(plan.all_ok(), "{plan:#?}");
@@ -726,7 +731,7 @@ mod tests {
         let st = stack(Backend::Podman);
         let mut u = both_active();
         let s = u.get_mut("nixarr-sonarr.service").unwrap();
-        s.active_state = "inactive".into();
+        s.active_state = ActiveState::Inactive;
         s.control_group = None;
         let plan = pass(&st, u, Ok(healthy()), false);
         let (class, _, detail) = class_of(&plan, "nixarr-sonarr");

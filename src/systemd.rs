@@ -122,8 +122,8 @@ pub struct UnitState {
 /// A unit as ListUnitsByNames lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedUnit {
-    pub load_state: String,
-    pub active_state: String,
+    pub load_state: LoadState,
+    pub active_state: ActiveState,
     pub sub_state: String,
     pub path: OwnedObjectPath,
 }
@@ -286,8 +286,8 @@ impl Systemd {
                 (
                     name,
                     ListedUnit {
-                        load_state: load,
-                        active_state: active,
+                        load_state: LoadState::from_dbus(&load),
+                        active_state: ActiveState::from_dbus(&active),
                         sub_state: sub,
                         path,
                     },
