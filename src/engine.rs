@@ -809,36 +809,27 @@ mod tests {
     #[test]
     fn ps_filters_by_label_and_asks_for_json() {
         let labels = [("nixarr.stack", "media"), ("nixarr.managed", "")];
-        assert_eq!(
-            podman().ps(&labels).argv(),
-            [
-                "/usr/bin/podman",
-                "ps",
-                "--all",
-                "--no-trunc",
-                "--filter",
-                "label=nixarr.stack=media",
-                "--filter",
-                "label=nixarr.managed",
-                "--format",
-                "json"
-            ]
-        );
-        assert_eq!(
-            docker().ps(&labels).argv(),
-            [
-                "/usr/bin/docker",
-                "ps",
-                "--all",
-                "--no-trunc",
-                "--filter",
-                "label=nixarr.stack=media",
-                "--filter",
-                "label=nixarr.managed",
-                "--format",
-                "{{json .}}"
-            ]
-        );
+        // Docker's `--format json` is Docker ≥ 23; the template works on 20.
+        for (e, p, format) in [
+            (podman(), "/usr/bin/podman", "json"),
+            (docker(), "/usr/bin/docker", "{{json .}}"),
+        ] {
+            assert_eq!(
+                e.ps(&labels).argv(),
+                [
+                    p,
+                    "ps",
+                    "--all",
+                    "--no-trunc",
+                    "--filter",
+                    "label=nixarr.stack=media",
+                    "--filter",
+                    "label=nixarr.managed",
+                    "--format",
+                    format
+                ]
+            );
+        }
     }
 
     #[test]

@@ -214,18 +214,9 @@ impl Systemd {
     /// One ListUnitsByNames call for all units, then the service properties
     /// of every loaded unit, read concurrently.
     pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
-        if units.is_empty() {
-            return Ok(Vec::new());
-        }
-        let listed = self
-            .manager
-            .list_units_by_names(units.to_vec())
-            .await
-            .map_err(|e| explain(e, "listing units"))?;
-        let by_name: BTreeMap<String, _> = listed.into_iter().map(|u| (u.0.clone(), u)).collect();
-        let by_name = &by_name;
+        let by_name = &self.list_units(units).await?;
         let reads = units.iter().map(|name| async move {
-            let Some((_, _, load, active, sub, _, path, ..)) = by_name.get(name) else {
+            let Some(listed) = by_name.get(name) else {
                 return UnitState {
                     unit: name.clone(),
                     load_state: LoadState::NotFound,
@@ -238,25 +229,25 @@ impl Systemd {
                     memory_bytes: None,
                 };
             };
-            let load_state = LoadState::from_dbus(load.as_str());
-            let loaded = load_state == LoadState::Loaded;
-            let (result, n_restarts, main_pid, since, memory) = if loaded {
-                futures_util::future::join5(
-                    self.get::<String>(path, SERVICE_IFACE, "Result"),
-                    self.get::<u32>(path, SERVICE_IFACE, "NRestarts"),
-                    self.get::<u32>(path, SERVICE_IFACE, "MainPID"),
-                    self.get::<u64>(path, UNIT_IFACE, "StateChangeTimestamp"),
-                    self.get::<u64>(path, SERVICE_IFACE, "MemoryCurrent"),
-                )
-                .await
-            } else {
-                (None, None, None, None, None)
-            };
+            let path = &listed.path;
+            let (result, n_restarts, main_pid, since, memory) =
+                if listed.load_state == LoadState::Loaded {
+                    futures_util::future::join5(
+                        self.get::<String>(path, SERVICE_IFACE, "Result"),
+                        self.get::<u32>(path, SERVICE_IFACE, "NRestarts"),
+                        self.get::<u32>(path, SERVICE_IFACE, "MainPID"),
+                        self.get::<u64>(path, UNIT_IFACE, "StateChangeTimestamp"),
+                        self.get::<u64>(path, SERVICE_IFACE, "MemoryCurrent"),
+                    )
+                    .await
+                } else {
+                    (None, None, None, None, None)
+                };
             UnitState {
                 unit: name.clone(),
-                load_state,
-                active_state: ActiveState::from_dbus(active.as_str()),
-                sub_state: sub.clone(),
+                load_state: listed.load_state.clone(),
+                active_state: listed.active_state.clone(),
+                sub_state: listed.sub_state.clone(),
                 result,
                 n_restarts,
                 main_pid: main_pid.filter(|p| *p != 0),
