@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -337,48 +337,43 @@ impl EngineCommand {
     /// input is [`Self::input`] or nothing. `Err` only when it cannot be
     /// started.
     pub fn output(&self) -> Result<Output> {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args)
+        self.spawn()?
+            .wait_with_output()
+            .with_context(|| format!("waiting for `{self}`"))
+    }
+
+    /// Start it with its output piped and [`Self::input`] written to its
+    /// standard input (then closed; nothing when there is no input).
+    fn spawn(&self) -> Result<Child> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .stdin(if self.input.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
-            });
-        let mut child = cmd.spawn().with_context(|| {
-            format!(
-                "cannot run `{self}`; is {} installed at {}? Set the engine's path in the spec \
-                 (\"engine\": {{\"path\": …}}) if it lives elsewhere",
-                self.backend, self.program
-            )
-        })?;
+            })
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot run `{self}`; is {} installed at {}? Set the engine's path in the \
+                     spec (\"engine\": {{\"path\": …}}) if it lives elsewhere",
+                    self.backend, self.program
+                )
+            })?;
         if let (Some(bytes), Some(mut stdin)) = (&self.input, child.stdin.take()) {
             stdin
                 .write_all(bytes)
                 .with_context(|| format!("writing to the standard input of `{self}`"))?;
         }
-        child
-            .wait_with_output()
-            .with_context(|| format!("waiting for `{self}`"))
+        Ok(child)
     }
 
     /// [`Self::output`], but an engine that has not finished within
-    /// `timeout` is killed and reported as not answering. Standard input
-    /// is nothing.
+    /// `timeout` is killed and reported as not answering.
     pub fn output_within(&self, timeout: Duration) -> Result<Output> {
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot run `{self}`; is {} installed at {}?",
-                    self.backend, self.program
-                )
-            })?;
+        let mut child = self.spawn()?;
         // Read both pipes while waiting, so a large listing cannot fill a
         // pipe and stall the engine.
         let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
@@ -434,21 +429,10 @@ impl EngineCommand {
 
     /// Run it, handing each line it prints (on stdout or stderr) to
     /// `on_line` as it comes (a pull's progress); requires success. The
-    /// error quotes its last line. Standard input is nothing.
+    /// error quotes its last line.
     pub fn run_lines(&self, on_line: &mut dyn FnMut(&str)) -> Result<()> {
         use std::io::BufRead;
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot run `{self}`; is {} installed at {}?",
-                    self.backend, self.program
-                )
-            })?;
+        let mut child = self.spawn()?;
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let forward = |pipe: Option<Box<dyn std::io::Read + Send>>| {
             let tx = tx.clone();
