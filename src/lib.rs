@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod generator;
 pub mod genlog;
+pub mod graph;
 pub mod heal;
 pub mod health;
 pub mod images;

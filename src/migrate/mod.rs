@@ -23,6 +23,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::graph::Graph;
 use crate::health::{self, Check};
 use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
 use crate::nixfmt::nar_hash;
@@ -728,24 +729,19 @@ pub fn order(ctx: &Ctx, services: &[String], all: bool, reverse: bool) -> Result
         }
         services.to_vec()
     };
-    // Depth-first: a service after everything it depends on.
-    fn visit(name: &str, manifest: &Manifest, wanted: &[String], out: &mut Vec<String>) {
-        if out.iter().any(|o| o == name) {
-            return;
-        }
-        if let Some((_, _, svc)) = manifest.services().find(|(_, n, _)| n.as_str() == name) {
-            for d in &svc.depends_on {
-                if wanted.contains(d) {
-                    visit(d, manifest, wanted, out);
-                }
-            }
-        }
-        out.push(name.to_owned());
-    }
-    let mut out = Vec::new();
-    for w in &wanted {
-        visit(w, &manifest, &wanted, &mut out);
-    }
+    // A service after everything it depends on.
+    let graph = Graph::new(
+        manifest
+            .services()
+            .map(|(_, name, svc)| (name.as_str(), svc.depends_on.as_slice())),
+    );
+    let mut out = graph.order(&wanted).map_err(|cycle| {
+        refuse(format!(
+            "the manifest's services depend on each other in a cycle ({}); render the stack \
+             again from a valid spec",
+            cycle.join(" -> ")
+        ))
+    })?;
     if reverse {
         out.reverse();
     }

@@ -24,6 +24,7 @@ use self::check::{Ctx, check_id, check_interface_name, is_name, suggest, systemd
 pub use self::secrets::exposure_warnings;
 use crate::catalog::{self, Preset};
 use crate::error::SpecError;
+use crate::graph::Graph;
 use crate::model::{Engine, Service, Stack};
 use crate::spec::{PortSpec, Protocol, Spec, VolumeSpec};
 
@@ -361,56 +362,19 @@ fn check_dependencies(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<
             }
         }
     }
-    // Depth-first search with colours; the first cycle found (in name
-    // order) is reported as a path.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Active,
-        Done,
-    }
-    fn visit<'a>(
-        n: &'a str,
-        services: &'a BTreeMap<String, Service>,
-        marks: &mut BTreeMap<&'a str, Mark>,
-        stack: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(n).copied().unwrap_or(Mark::New) {
-            Mark::Done => return None,
-            Mark::Active => {
-                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    stack[start..].iter().map(|s| (*s).to_owned()).collect();
-                cycle.push(n.to_owned());
-                return Some(cycle);
-            }
-            Mark::New => {}
-        }
-        marks.insert(n, Mark::Active);
-        stack.push(n);
-        if let Some(s) = services.get(n) {
-            for d in &s.depends_on {
-                if let Some(c) = visit(d, services, marks, stack) {
-                    return Some(c);
-                }
-            }
-        }
-        stack.pop();
-        marks.insert(n, Mark::Done);
-        None
-    }
-    let mut marks = BTreeMap::new();
-    for name in services.keys() {
-        let mut stack = Vec::new();
-        if let Some(cycle) = visit(name, services, &mut marks, &mut stack) {
-            return Err(cx.err(
-                format!("services.{}.dependsOn", cycle[0]),
-                format!(
-                    "dependency cycle {}; remove one of these dependencies",
-                    cycle.join(" -> ")
-                ),
-            ));
-        }
+    let graph = Graph::new(
+        services
+            .values()
+            .map(|s| (s.name.as_str(), s.depends_on.as_slice())),
+    );
+    if let Some(cycle) = graph.cycle() {
+        return Err(cx.err(
+            format!("services.{}.dependsOn", cycle[0]),
+            format!(
+                "dependency cycle {}; remove one of these dependencies",
+                cycle.join(" -> ")
+            ),
+        ));
     }
     Ok(())
 }
