@@ -1,7 +1,7 @@
 # Types and helpers shared by the NixOS module, its documentation generator
 # and its tests. Pure: needs nixpkgs' lib only.
 #
-# The types mirror what `nixarr-units validate` accepts (src/resolve.rs), so
+# The types mirror what `nixarr-units validate` accepts (src/resolve/), so
 # that a wrong value fails at evaluation with the option's path rather than
 # later, in the build that renders the units.
 { lib }:
@@ -56,7 +56,67 @@ rec {
   # The web (first) port of a catalog app.
   webPort = app: builtins.head catalog.${app}.ports;
 
+  # Numeric limits the binary enforces too (src/limits.rs), and the names
+  # it keeps for the stack's own units (src/naming.rs derives them from the
+  # unit names). tests/nix_eval.rs compares both sides, so neither changes
+  # alone.
+  limits = {
+    id = {
+      min = 0;
+      max = 4294967294;
+    };
+    port = {
+      min = 1;
+      max = 65535;
+    };
+    stopTimeout = {
+      min = 1;
+      max = 3600;
+    };
+    startTimeout = {
+      min = 10;
+      max = 86400;
+    };
+    healthRetries = {
+      min = 1;
+      max = 100;
+    };
+    httpStatus = {
+      min = 100;
+      max = 599;
+    };
+    nameLength = {
+      min = 1;
+      max = 48;
+    };
+    prefixLength = {
+      min = 1;
+      max = 32;
+    };
+    interfaceLength = {
+      min = 1;
+      max = 15;
+    };
+    umaskDigits = {
+      min = 3;
+      max = 4;
+    };
+  };
+
+  reservedNames = [
+    "network"
+    "health"
+    "migrate"
+  ];
+
+  reservedSuffixes = [ "-secrets" ];
+
+  labelPrefix = "io.nixarr.";
+
   types' = rec {
+    # An integer within one of the `limits`.
+    between = limit: types.ints.between limits.${limit}.min limits.${limit}.max;
+
     line = matching "[^\n\r]*" "string without newlines";
 
     text = matching "[^[:cntrl:]]*[^[:cntrl:]\\\\]" "single-line text not ending in a backslash";
@@ -66,9 +126,19 @@ rec {
     # A bind-mount side: the engines' --volume syntax cannot carry `:` or `,`.
     mountPath = matching "/[^:,\n\r]*" "absolute path without `:` or `,`";
 
-    name = matching "[a-z][a-z0-9-]{0,47}" "service name (lowercase letters, digits, `-`; starts with a letter; at most 48 characters)";
+    name =
+      let
+        max = toString limits.nameLength.max;
+        rest = toString (limits.nameLength.max - 1);
+      in
+      matching "[a-z][a-z0-9-]{0,${rest}}" "service name (lowercase letters, digits, `-`; starts with a letter; at most ${max} characters)";
 
-    prefix = matching "[a-z][a-z0-9-]{0,31}" "prefix (lowercase letters, digits, `-`; starts with a letter; at most 32 characters)";
+    prefix =
+      let
+        max = toString limits.prefixLength.max;
+        rest = toString (limits.prefixLength.max - 1);
+      in
+      matching "[a-z][a-z0-9-]{0,${rest}}" "prefix (lowercase letters, digits, `-`; starts with a letter; at most ${max} characters)";
 
     image = matching "[^[:space:]-][^[:space:]]*" "container image reference";
 
@@ -76,19 +146,21 @@ rec {
 
     timeZone = matching "[^[:space:]]+" "time zone name";
 
-    umask = matching "[0-7]{3,4}" "octal umask";
+    umask =
+      matching "[0-7]{${toString limits.umaskDigits.min},${toString limits.umaskDigits.max}}"
+        "octal umask";
 
     duration = matching "([0-9]+(h|m|s|ms))+|0" "duration (Go syntax: 30s, 2m, 1m30s, 500ms)";
 
     capability = matching "[A-Za-z0-9_]+" "capability name";
 
-    labelKey = types.addCheck (matching "[^=[:space:]]+" "label key") (k: !lib.hasPrefix "io.nixarr." k) // {
+    labelKey = types.addCheck (matching "[^=[:space:]]+" "label key") (k: !lib.hasPrefix labelPrefix k) // {
       description = "label key (no `=` or whitespace, not starting with `io.nixarr.`)";
     };
 
-    id = types.ints.between 0 4294967294;
+    id = between "id";
 
-    port = types.ints.between 1 65535;
+    port = between "port";
 
     ipAddress =
       types.addCheck types.str (s: ipv4Octets s || ipv6Like s)
@@ -120,13 +192,13 @@ rec {
 
   # The bridge of the stack's network: `br-<network>`, or when longer than
   # the kernel's 15 characters, `br-` + 7 characters + `-` + 4 hex digits
-  # of its sha256 (the binary's default_interface in src/resolve.rs).
+  # of its sha256 (the binary's default_interface in src/resolve/mod.rs).
   bridgeName =
     network:
     let
       full = "br-${network}";
     in
-    if lib.stringLength full <= 15 then
+    if lib.stringLength full <= limits.interfaceLength.max then
       full
     else
       "br-${lib.substring 0 7 network}-${lib.substring 0 4 (builtins.hashString "sha256" network)}";

@@ -37,11 +37,7 @@ let
   hasSops = options ? sops && options.sops ? defaultSopsFile;
   sopsDeclared = name: hasSops && config.sops.secrets ? ${name};
 
-  reservedNames = [
-    "network"
-    "health"
-    "migrate"
-  ];
+  inherit (nl) reservedNames reservedSuffixes;
 
   unitOf = name: "${cfg.prefix}-${name}.service";
 
@@ -346,7 +342,7 @@ let
         }
       ]
       ++ lib.mapAttrsToList (k: _: {
-        assertion = builtins.match "[^=[:space:]]+" k != null && !lib.hasPrefix "io.nixarr." k;
+        assertion = builtins.match "[^=[:space:]]+" k != null && !lib.hasPrefix nl.labelPrefix k;
         message = "${path}.labels.\"${k}\": label keys must be non-empty, without `=` or whitespace, and not start with `io.nixarr.` (set by nixarr-units).";
       }) c.labels;
       service = dropNulls {
@@ -490,10 +486,10 @@ let
   nameChecks = map (e: {
     assertion =
       builtins.match "[a-z][a-z0-9-]*" e.name != null
-      && lib.stringLength e.name <= 48
+      && lib.stringLength e.name <= nl.limits.nameLength.max
       && !lib.elem e.name reservedNames
-      && !lib.hasSuffix "-secrets" e.name;
-    message = "${e.path}: `${e.name}` is not a valid service name; use lowercase letters, digits and `-`, starting with a letter, at most 48 characters, not one of ${lib.concatStringsSep ", " reservedNames} and not ending in -secrets.";
+      && !lib.any (s: lib.hasSuffix s e.name) reservedSuffixes;
+    message = "${e.path}: `${e.name}` is not a valid service name; use lowercase letters, digits and `-`, starting with a letter, at most ${toString nl.limits.nameLength.max} characters, not one of ${lib.concatStringsSep ", " reservedNames} and not ending in ${lib.concatStringsSep " or " reservedSuffixes}.";
   }) enabled;
 
   duplicateChecks =
@@ -576,7 +572,7 @@ let
     message = "${e.path}.vpn is true but services.nixarr-units.vpn.enable is false: enable the VPN (services.nixarr-units.vpn = { enable = true; provider = \"…\"; secrets.WIREGUARD_PRIVATE_KEY.sopsSecret = \"…\"; }) or set ${e.path}.vpn = false.";
   }) enabled;
 
-  # The binary's secret rules (resolve_secrets in src/resolve.rs), checked
+  # The binary's secret rules (resolve_secrets in src/resolve/secrets.rs), checked
   # here so that a mistake names the option rather than failing the build.
   secretChecks = lib.concatMap (
     e:

@@ -453,7 +453,7 @@ let
         description = "HTTP method; null means GET.";
       };
       expectStatus = mkOption {
-        type = types.nullOr (types.ints.between 100 599);
+        type = types.nullOr (t.between "httpStatus");
         default = null;
         description = "Expected HTTP status; null accepts 200-399.";
       };
@@ -473,7 +473,7 @@ let
         description = "Time a probe may take; null means 5s.";
       };
       retries = mkOption {
-        type = types.nullOr (types.ints.between 1 100);
+        type = types.nullOr (t.between "healthRetries");
         default = null;
         description = "Failed probes in a row before the container counts as unhealthy; null means 3.";
       };
@@ -638,12 +638,12 @@ let
           description = "systemd `Restart=` of the unit; null means on-failure.";
         };
         stopTimeout = mkOption {
-          type = types.nullOr (types.ints.between 1 3600);
+          type = types.nullOr (t.between "stopTimeout");
           default = null;
           description = "Seconds the container gets between its stop signal and SIGKILL; null means 60 for a catalog app and 10 (the engines' default) for any other image.";
         };
         startTimeout = mkOption {
-          type = types.nullOr (types.ints.between 10 86400);
+          type = types.nullOr (t.between "startTimeout");
           default = null;
           description = "Seconds the unit may take to start and become healthy; null means 900.";
         };

@@ -27,12 +27,8 @@ pub struct Target<'a> {
 /// A usage error (exit 2): a service the manifest does not know.
 fn unknown_service(name: &str, manifest: &Manifest) -> anyhow::Error {
     let known: Vec<&str> = manifest.services().map(|(_, n, _)| n.as_str()).collect();
-    let hint = known
-        .iter()
-        .map(|k| (strsim::jaro_winkler(name, k), *k))
-        .filter(|(s, _)| *s > 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| format!(" Did you mean `{k}`?"))
+    let hint = crate::naming::nearest(name, known.iter().copied())
+        .map(|k| format!(" Did you mean `{k}`?"))
         .unwrap_or_default();
     SpecError::at(
         "command line",

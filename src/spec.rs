@@ -540,13 +540,8 @@ fn strip_position(msg: &str) -> String {
 fn explain_serde(err: &serde_json::Error) -> String {
     let msg = strip_position(&err.to_string());
     if let Some((field, expected)) = parse_unknown_field(&msg) {
-        let best = expected
-            .iter()
-            .map(|cand| (strsim::jaro_winkler(&field, cand), cand))
-            .filter(|(score, _)| *score >= 0.7)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        return match best {
-            Some((_, cand)) => format!("unknown key; did you mean `{cand}`?"),
+        return match crate::naming::nearest(&field, expected.iter().map(String::as_str)) {
+            Some(cand) => format!("unknown key; did you mean `{cand}`?"),
             None => format!(
                 "unknown key; valid keys here: {}",
                 expected

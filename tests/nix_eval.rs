@@ -481,6 +481,56 @@ fn options_doc_is_current() {
     );
 }
 
+/// The module's limits and reserved names are the binary's: each side is
+/// written once (modules/lib.nix, src/limits.rs and src/naming.rs), and
+/// this fails when one changes without the other. Option types take their
+/// bounds from `limits` (through `between`), never from numbers of their own.
+#[test]
+fn module_limits_are_the_binarys() {
+    let Some(lib) = nixpkgs_lib("module_limits_are_the_binarys") else {
+        return;
+    };
+    let nix = json(&nix_eval(&lib, "tests/nix/limits.nix", &[]), "limits");
+    let rust: serde_json::Map<String, Value> = nixarr_units::limits::ALL
+        .iter()
+        .map(|(name, range)| {
+            let bounds = serde_json::json!({"min": range.start(), "max": range.end()});
+            ((*name).to_owned(), bounds)
+        })
+        .collect();
+    assert_eq!(
+        nix["limits"],
+        Value::Object(rust),
+        "modules/lib.nix `limits`"
+    );
+    assert_eq!(
+        nix["reservedNames"],
+        serde_json::json!(nixarr_units::naming::reserved_service_names()),
+        "modules/lib.nix `reservedNames`"
+    );
+    assert_eq!(
+        nix["reservedSuffixes"],
+        serde_json::json!(nixarr_units::naming::reserved_suffixes()),
+        "modules/lib.nix `reservedSuffixes`"
+    );
+    assert_eq!(nix["labelPrefix"], nixarr_units::model::LABEL_PREFIX);
+
+    let mut files = Vec::new();
+    nix_files(&Path::new(ROOT).join("modules"), &mut files);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("ints.between") || line.contains("limits.${limit}"),
+                "{}:{}: an option bound of its own; add it to `limits` in modules/lib.nix \
+                 and src/limits.rs and use `between`:\n{line}",
+                file.display(),
+                i + 1
+            );
+        }
+    }
+}
+
 /// The flake's module-eval check installs nothing but `$out` (a file): its
 /// install phase, with every hook nix/package.nix adds, must succeed the
 /// way stdenv runs it (the package's `ln -s … $out/bin/nixarr-migrate`

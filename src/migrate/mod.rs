@@ -80,13 +80,10 @@ fn find<'a>(manifest: &'a Manifest, service: &str) -> Result<Found<'a>> {
                 .filter(|(_, _, s)| s.migration.is_some())
                 .map(|(_, n, _)| n.as_str())
                 .collect();
-            let nearest = manifest
-                .services()
-                .map(|(_, n, _)| (strsim::jaro_winkler(service, n), n.as_str()))
-                .filter(|(score, _)| *score >= 0.7)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, n)| format!(" Did you mean `{n}`?"))
-                .unwrap_or_default();
+            let nearest =
+                crate::naming::nearest(service, manifest.services().map(|(_, n, _)| n.as_str()))
+                    .map(|n| format!(" Did you mean `{n}`?"))
+                    .unwrap_or_default();
             Err(refuse(format!(
                 "no such service `{service}` in the manifest.{nearest} Services with migration \
                  facts: {}",

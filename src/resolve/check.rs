@@ -1,8 +1,8 @@
 //! Field checks shared by the resolve steps: the validation context that
 //! names the key at fault, path and name rules, image references.
 
-use super::MAX_INTERFACE;
 use crate::error::SpecError;
+use crate::limits;
 
 /// Units systemd itself gives a meaning, from systemd.special(7) (systemd
 /// 252 to 257): a stack unit with one of these names would replace systemd's
@@ -300,24 +300,15 @@ pub(super) fn is_env_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(super) fn suggest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(s, _)| *s >= 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
 /// Why `name` cannot be a network interface's name, if it cannot.
 pub(super) fn check_interface_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_INTERFACE {
+    let range = limits::INTERFACE_LENGTH;
+    if !range.contains(&(name.len() as u64)) {
         return Err(format!(
-            "is {} characters long; an interface name has 1 to {MAX_INTERFACE} (the kernel's limit)",
-            name.len()
+            "is {} characters long; an interface name has {} to {} (the kernel's limit)",
+            name.len(),
+            range.start(),
+            range.end()
         ));
     }
     let ok = name
@@ -338,7 +329,7 @@ pub(super) fn check_interface_name(name: &str) -> Result<(), String> {
 }
 
 pub(super) fn check_id(cx: &Ctx, path: &str, id: u64) -> Result<(), SpecError> {
-    if id > u64::from(u32::MAX - 1) {
+    if !limits::ID.contains(&id) {
         return Err(cx.err(path, format!("{id} is not a valid uid/gid")));
     }
     Ok(())
@@ -346,8 +337,11 @@ pub(super) fn check_id(cx: &Ctx, path: &str, id: u64) -> Result<(), SpecError> {
 
 pub(super) fn port_number(cx: &Ctx, path: &str, n: u64) -> Result<u16, SpecError> {
     match u16::try_from(n) {
-        Ok(p) if p > 0 => Ok(p),
-        _ => Err(cx.err(path, format!("port {n} is out of range 1-65535"))),
+        Ok(p) if limits::PORT.contains(&n) => Ok(p),
+        _ => Err(cx.err(
+            path,
+            format!("port {n} is out of range {}", limits::span(&limits::PORT)),
+        )),
     }
 }
 

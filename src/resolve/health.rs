@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use super::check::Ctx;
 use crate::duration::parse_duration;
 use crate::error::SpecError;
+use crate::limits;
 use crate::model::{Health, Port, Probe};
 use crate::spec::{HealthSpec, Protocol};
 
@@ -25,10 +26,13 @@ pub(super) fn resolve_health(
     let timeout = dur("timeout", &h.timeout, "5s")?;
     let start_period = dur("startPeriod", &h.start_period, "0s")?;
     let retries = h.retries.unwrap_or(3);
-    if !(1..=100).contains(&retries) {
+    if !limits::HEALTH_RETRIES.contains(&retries) {
         return Err(cx.err(
             format!("{path}.retries"),
-            format!("{retries} is out of range 1-100"),
+            format!(
+                "{retries} is out of range {}",
+                limits::span(&limits::HEALTH_RETRIES)
+            ),
         ));
     }
     if let Some(c) = &h.cmd {
@@ -109,11 +113,14 @@ pub(super) fn resolve_health(
             }
             let expect_status = match h.expect_status {
                 None => None,
-                Some(s) if (100..=599).contains(&s) => Some(s as u16),
+                Some(s) if limits::HTTP_STATUS.contains(&s) => Some(s as u16),
                 Some(s) => {
                     return Err(cx.err(
                         format!("{path}.expectStatus"),
-                        format!("{s} is not an HTTP status (100-599)"),
+                        format!(
+                            "{s} is not an HTTP status ({})",
+                            limits::span(&limits::HTTP_STATUS)
+                        ),
                     ));
                 }
             };

@@ -20,18 +20,15 @@ use std::net::IpAddr;
 
 use sha2::Digest as _;
 
-use self::check::{Ctx, check_id, check_interface_name, is_name, suggest, systemd_owned};
+use self::check::{Ctx, check_id, check_interface_name, is_name, systemd_owned};
 pub use self::secrets::exposure_warnings;
 use crate::catalog::{self, Preset};
 use crate::error::SpecError;
 use crate::graph::Graph;
+use crate::limits;
 use crate::model::{Engine, Service, Stack};
+use crate::naming::{self, nearest};
 use crate::spec::{PortSpec, Protocol, Spec, VolumeSpec};
-
-/// Service names that would collide with the stack's own units.
-const RESERVED_NAMES: &[&str] = &["network", "health", "migrate"];
-const MAX_NAME: usize = 48;
-const MAX_PREFIX: usize = 32;
 
 /// Parse "5.4.1" or "podman version 4.3.1" into (major, minor).
 pub fn parse_version(s: &str) -> Option<(u64, u64)> {
@@ -49,13 +46,14 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     let cx = Ctx { origin };
     let cat = catalog::catalog().map_err(|e| cx.err("services", format!("{e:#}")))?;
 
-    if !is_name(&spec.prefix) || spec.prefix.len() > MAX_PREFIX {
+    if !is_name(&spec.prefix) || !limits::PREFIX_LENGTH.contains(&(spec.prefix.len() as u64)) {
         return Err(cx.err(
             "prefix",
             format!(
                 "`{}` is not a valid prefix; use lowercase letters, digits and `-`, starting \
-                 with a letter, at most {MAX_PREFIX} characters",
-                spec.prefix
+                 with a letter, at most {} characters",
+                spec.prefix,
+                limits::PREFIX_LENGTH.end()
             ),
         ));
     }
@@ -129,7 +127,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             "must be a time zone name such as \"Europe/Berlin\"",
         ));
     }
-    let umask_ok = (3..=4).contains(&defaults.umask.len())
+    let umask_ok = limits::UMASK_DIGITS.contains(&(defaults.umask.len() as u64))
         && defaults.umask.chars().all(|c| ('0'..='7').contains(&c));
     if !umask_ok {
         return Err(cx.err(
@@ -149,22 +147,24 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     let mut services = BTreeMap::new();
     for (name, svc) in &spec.services {
         let path = format!("services.{name}");
-        if !is_name(name) || name.len() > MAX_NAME {
+        if !is_name(name) || !limits::NAME_LENGTH.contains(&(name.len() as u64)) {
             return Err(cx.err(
                 &path,
                 format!(
                     "`{name}` is not a valid service name; use lowercase letters, digits and `-`, \
-                     starting with a letter, at most {MAX_NAME} characters"
+                     starting with a letter, at most {} characters",
+                    limits::NAME_LENGTH.end()
                 ),
             ));
         }
-        if RESERVED_NAMES.contains(&name.as_str()) || name.ends_with("-secrets") {
+        if naming::reserved(name) {
             return Err(cx.err(
                 &path,
                 format!(
                     "`{name}` is reserved for nixarr-units' own units; choose another name \
-                     (reserved: {}, and names ending in -secrets)",
-                    RESERVED_NAMES.join(", ")
+                     (reserved: {}, and names ending in {})",
+                    naming::reserved_service_names().join(", "),
+                    naming::reserved_suffixes().join(", ")
                 ),
             ));
         }
@@ -172,7 +172,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         let preset = match &svc.app {
             None => None,
             Some(app) => Some(cat.get(app.as_str()).ok_or_else(|| {
-                let hint = match suggest(app, catalog::app_names()) {
+                let hint = match nearest(app, catalog::app_names()) {
                     Some(s) => format!("did you mean `{s}`? "),
                     None => String::new(),
                 };
@@ -249,16 +249,13 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     })
 }
 
-/// The kernel's limit for an interface name (IFNAMSIZ less the NUL).
-pub const MAX_INTERFACE: usize = 15;
-
 /// The bridge of network `network` when the spec names none: `br-<network>`,
 /// or when that is longer than the kernel allows, `br-` with the first 7
 /// characters and 4 hex digits of the name's sha256 (the NixOS module
 /// derives the same name, modules/lib.nix `bridgeName`).
 pub fn default_interface(network: &str) -> String {
     let full = format!("br-{network}");
-    if full.len() <= MAX_INTERFACE {
+    if limits::INTERFACE_LENGTH.contains(&(full.len() as u64)) {
         return full;
     }
     let digest = sha2::Sha256::digest(network.as_bytes());
@@ -352,7 +349,7 @@ fn check_dependencies(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<
                 ));
             }
             if !services.contains_key(d) {
-                let hint = suggest(d, services.keys().map(String::as_str))
+                let hint = nearest(d, services.keys().map(String::as_str))
                     .map(|s| format!(" Did you mean `{s}`?"))
                     .unwrap_or_default();
                 return Err(cx.err(

@@ -11,6 +11,7 @@ use super::secrets::resolve_secrets;
 use super::{parse_version, preset_ports, preset_volumes};
 use crate::catalog::Preset;
 use crate::error::SpecError;
+use crate::limits;
 use crate::model::{LABEL_PREFIX, Port, Service, Volume};
 use crate::spec::{PortSpec, Restart, SecretMode, ServiceSpec, Spec, VolumeSpec};
 
@@ -290,17 +291,23 @@ pub(super) fn resolve_service(
     } else {
         DEFAULT_STOP_TIMEOUT
     });
-    if !(1..=3600).contains(&stop_timeout) {
+    if !limits::STOP_TIMEOUT.contains(&stop_timeout) {
         return Err(cx.err(
             p("stopTimeout"),
-            format!("{stop_timeout} is out of range 1-3600 seconds"),
+            format!(
+                "{stop_timeout} is out of range {} seconds",
+                limits::span(&limits::STOP_TIMEOUT)
+            ),
         ));
     }
     let start_timeout = svc.start_timeout.unwrap_or(900);
-    if !(10..=86400).contains(&start_timeout) {
+    if !limits::START_TIMEOUT.contains(&start_timeout) {
         return Err(cx.err(
             p("startTimeout"),
-            format!("{start_timeout} is out of range 10-86400 seconds"),
+            format!(
+                "{start_timeout} is out of range {} seconds",
+                limits::span(&limits::START_TIMEOUT)
+            ),
         ));
     }
 

@@ -64,7 +64,10 @@ fn network_interface_is_derived_within_the_kernel_limit() {
             .unwrap();
     // The NixOS module derives the same name (tests/nix/scenarios/dns-firewall.nix).
     assert_eq!(long.network_interface, "br-media-s-e21a");
-    assert_eq!(long.network_interface.len(), MAX_INTERFACE);
+    assert_eq!(
+        long.network_interface.len() as u64,
+        *crate::limits::INTERFACE_LENGTH.end()
+    );
     let given = stack(
         r#"{"version":1,"network":{"name":"media","interface":"media0"},"services":{"a":{"image":"x"}}}"#,
     )
