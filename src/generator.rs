@@ -11,9 +11,10 @@ use anyhow::{Context, Result};
 use crate::engine::Engine;
 use crate::manifest::Manifest;
 use crate::output::{write_atomic, write_units};
-use crate::render::{self, Entry, Options, Rendered};
-use crate::resolve::{exposure_warnings, parse_version, resolve};
-use crate::spec::{self, Backend, Spec};
+use crate::pipeline::{self, LoadOptions};
+use crate::render::{Entry, Rendered};
+use crate::resolve::parse_version;
+use crate::spec::{Backend, Spec};
 
 pub const DEFAULT_SPEC_DIR: &str = "/etc/nixarr-units";
 
@@ -104,29 +105,7 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
         })
 }
 
-fn render_file(path: &Path, self_exe: &str) -> Result<Rendered> {
-    let origin = path.display().to_string();
-    let text = fs_err::read_to_string(path)?;
-    let mut spec = spec::parse(&text, &origin)?;
-    if let Some(note) = detect_engine(&mut spec) {
-        tracing::warn!("{origin}: {note}");
-    }
-    let mut stack = resolve(&spec, &origin)?;
-    crate::images::lock::apply(path, spec.image_lock.as_deref(), &mut stack)?;
-    for w in exposure_warnings(&stack) {
-        tracing::warn!("{origin}: {w}");
-    }
-    Ok(render::render(
-        &stack,
-        &Options {
-            self_exe: self_exe.to_owned(),
-            source_path: Some(origin),
-        },
-    )?)
-}
-
-/// Spec files in `dir`: every `*.json` but the NixOS-installed manifest
-/// and image locks (`*.lock.json`).
+/// Spec files in `dir`: every `*.json` but the NixOS-installed manifest.
 pub fn spec_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let entries = match fs_err::read_dir(dir) {
@@ -154,8 +133,20 @@ pub fn run(cfg: &GeneratorConfig) -> Result<usize> {
     let mut units: BTreeMap<String, (Entry, PathBuf)> = BTreeMap::new();
     let mut stacks = Vec::new();
     for path in spec_files(&cfg.spec_dir)? {
-        let rendered = match render_file(&path, &cfg.self_exe) {
-            Ok(r) => r,
+        let loaded = pipeline::load(
+            &path,
+            &LoadOptions {
+                self_exe: &cfg.self_exe,
+                record_source: true,
+            },
+        );
+        let rendered = match loaded {
+            Ok(l) => {
+                for note in l.notes.iter().chain(&l.warnings) {
+                    tracing::warn!("{note}");
+                }
+                l.rendered
+            }
             Err(e) => {
                 tracing::error!("{e:#}");
                 failed += 1;

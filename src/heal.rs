@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::commands::Context;
 use crate::duration::parse_duration;
 use crate::health::check_once;
 use crate::manifest;
 use crate::output::write_atomic;
 use crate::status::{engine_health, host_check};
-use crate::systemd::{ActiveState, Systemd};
+use crate::systemd::ActiveState;
 
 const STATE_DIR: &str = "/run/nixarr-units/health";
 
@@ -28,8 +29,8 @@ fn state_path(prefix: &str) -> PathBuf {
     Path::new(STATE_DIR).join(format!("{prefix}.json"))
 }
 
-pub fn run(manifest_path: Option<&Path>, prefix: &str, bus_address: Option<&str>) -> Result<()> {
-    let (path, manifest) = manifest::load(manifest_path)?;
+pub fn run(ctx: &Context, prefix: &str) -> Result<()> {
+    let (path, manifest) = ctx.load_manifest()?;
     let stack = manifest.stack(&path, prefix)?;
     let watched: Vec<(&String, &manifest::ServiceManifest)> = stack
         .services
@@ -39,7 +40,7 @@ pub fn run(manifest_path: Option<&Path>, prefix: &str, bus_address: Option<&str>
     let units: Vec<String> = watched.iter().map(|(_, s)| s.unit.clone()).collect();
 
     zbus::block_on(async {
-        let sd = Systemd::connect(bus_address).await?;
+        let sd = ctx.systemd().await?;
         let states = sd.unit_states(&units).await?;
         let active: Vec<bool> = states
             .iter()

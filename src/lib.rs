@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod commands;
 pub mod control;
 pub mod duration;
 pub mod engine;
@@ -22,6 +23,7 @@ pub mod model;
 pub mod naming;
 pub mod nixfmt;
 pub mod output;
+pub mod pipeline;
 pub mod reconcile;
 pub mod reload;
 pub mod render;

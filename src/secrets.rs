@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::commands::Context as Cmd;
 use crate::engine::Engine;
-use crate::manifest::{self, ServiceManifest};
+use crate::manifest::ServiceManifest;
 use crate::model::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR, Secret};
 use crate::output::write_atomic;
 use crate::render::podman_secret_name;
@@ -272,8 +273,8 @@ fn empty_and_remove(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The CLI entry: find the service in the manifest and install or remove.
-pub fn run(manifest_path: Option<&Path>, stack: &str, service: &str, install_: bool) -> Result<()> {
-    let (path, manifest) = manifest::load(manifest_path)?;
+pub fn run(ctx: &Cmd, stack: &str, service: &str, install_: bool) -> Result<()> {
+    let (path, manifest) = ctx.load_manifest()?;
     let st = manifest.stack(&path, stack)?;
     let svc = st.services.get(service).with_context(|| {
         format!(

@@ -336,6 +336,34 @@ fn validate_summarises() {
         .stdout(predicate::str::contains("valid; 12 services on podman"));
 }
 
+/// `--json` is a global flag: before or after the subcommand, the same
+/// result as a JSON document instead of a line of text.
+#[test]
+fn validate_json_anywhere_on_the_line() {
+    for args in [
+        vec!["--json", "validate", "--spec"],
+        vec!["validate", "--json", "--spec"],
+    ] {
+        let out = bin().args(&args).arg(example()).assert().success();
+        let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON: {e}"));
+        assert_eq!(v["backend"], "podman", "{v}");
+        assert_eq!(v["services"].as_array().map(Vec::len), Some(12), "{v}");
+        assert!(v["unitFiles"].as_u64().is_some_and(|n| n > 12), "{v}");
+    }
+}
+
+/// A bad `--owner` for the units' ensure-dir step is a usage error
+/// (exit status 2) that says the form.
+#[test]
+fn ensure_dir_bad_owner_is_a_usage_error() {
+    bin()
+        .args(["ensure-dir", "--owner", "me", "/nonexistent/x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--owner me: write it as UID:GID"));
+}
+
 /// systemd.generator(7): nothing on stdout, one broken spec does not stop
 /// the others, non-zero exit when anything failed — and the units are
 /// byte-identical to what `render` writes for the same spec.

@@ -121,7 +121,7 @@ impl Dir {
     /// is refused before a path is built from it.
     pub fn new(root: &Path, service: &str) -> Result<Self> {
         if !is_service_name(service) {
-            return Err(super::Refusal(format!(
+            return Err(crate::error::UsageError(format!(
                 "`{service}` is not a service name (lowercase letters, digits and `-`)"
             ))
             .into());
@@ -225,7 +225,7 @@ impl Dir {
             .with_context(|| format!("opening the lock in {}", self.path.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(super::Refusal(format!(
+            Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::UsageError(format!(
                 "another nixarr-migrate is working on this service (it holds {}); wait for it \
                  to finish (see `nixarr-migrate status`)",
                 self.path.join("lock").display()

@@ -43,18 +43,8 @@ pub struct Ctx {
 }
 
 /// A refusal the user can act on (exit status 2 for the CLI).
-#[derive(Debug)]
-pub struct Refusal(pub String);
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-impl std::error::Error for Refusal {}
-
 fn refuse(msg: impl Into<String>) -> anyhow::Error {
-    Refusal(msg.into()).into()
+    crate::error::UsageError(msg.into()).into()
 }
 
 struct Found<'a> {

@@ -1,0 +1,77 @@
+//! `nixarr-units validate`: check a spec and say what it would render.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{Context, ExitStatus, Output};
+use crate::pipeline::{self, LoadOptions, Loaded};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The spec file (JSON).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+}
+
+/// A valid spec: what it renders.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Valid {
+    spec: PathBuf,
+    services: Vec<String>,
+    backend: String,
+    unit_files: usize,
+}
+
+impl Output for Valid {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{}: valid; {} services on {} ({} unit files): {}",
+            self.spec.display(),
+            self.services.len(),
+            self.backend,
+            self.unit_files,
+            self.services.join(", ")
+        )
+    }
+}
+
+/// The pipeline's notes and warnings, on stderr.
+pub(super) fn show_notes(ctx: &Context, loaded: &Loaded) {
+    for n in &loaded.notes {
+        ctx.printer.note(n);
+    }
+    for w in &loaded.warnings {
+        ctx.printer.warn(w);
+    }
+}
+
+impl Args {
+    pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
+        let exe = pipeline::self_exe(None)?;
+        let loaded = pipeline::load(
+            &self.spec,
+            &LoadOptions {
+                self_exe: &exe,
+                record_source: false,
+            },
+        )?;
+        show_notes(ctx, &loaded);
+        ctx.printer.print(&Valid {
+            services: loaded.stack.services.keys().cloned().collect(),
+            backend: loaded.stack.backend.to_string(),
+            unit_files: loaded
+                .rendered
+                .units
+                .keys()
+                .filter(|k| !k.contains('/'))
+                .count(),
+            spec: self.spec,
+        })?;
+        Ok(ExitStatus::Success)
+    }
+}
