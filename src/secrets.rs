@@ -15,8 +15,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::commands::Context as Cmd;
 use crate::engine::Engine;
+use crate::manifest::Secret;
 use crate::manifest::ServiceManifest;
-use crate::model::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR, Secret};
+use crate::model::{ENV_DIR, SECRET_MAX_BYTES, SECRETS_DIR};
 use crate::output::write_atomic;
 use crate::render::podman_secret_name;
 use crate::spec::SecretMode;

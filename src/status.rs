@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::health::{Check, check_once};
+use crate::manifest::Probe;
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
-use crate::model::Probe;
 use crate::systemd::{ActiveState, LoadState, UnitState};
 
 pub const STATUS_SCHEMA_VERSION: u64 = 1;
@@ -466,7 +466,7 @@ mod tests {
             config_dir: None,
             depends_on: vec![],
             vpn: false,
-            health: Some(crate::model::Health {
+            health: Some(crate::manifest::Health {
                 cmd: Some("true".into()),
                 probe: None,
                 interval: "30s".into(),

@@ -12,7 +12,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nixarr_units::catalog::PathMap;
+use nixarr_units::manifest::PathMap;
 use nixarr_units::migrate::tree;
 
 fn skip_reason() -> Option<String> {

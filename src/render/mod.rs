@@ -950,16 +950,16 @@ fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManife
             .iter()
             .map(|p| PublishedPort::new(p, via.clone()))
             .collect(),
-        volumes: svc.volumes.clone(),
+        volumes: svc.volumes.iter().map(Into::into).collect(),
         config_dir: svc.config_dir.clone(),
         depends_on: svc.depends_on.clone(),
         vpn: svc.vpn,
-        health: svc.health.clone(),
-        secrets: svc.secrets.clone(),
+        health: svc.health.as_ref().map(Into::into),
+        secrets: svc.secrets.iter().map(Into::into).collect(),
         secrets_unit: (!svc.secrets.is_empty()).then(|| names.secrets_unit(&svc.name)),
         config_hash: hash,
         uid: svc.uid,
         gid: svc.gid,
-        migration: svc.migration.clone(),
+        migration: svc.migration.as_ref().map(Into::into),
     }
 }

@@ -3,97 +3,56 @@
 //! by `render` to `share/nixarr-units/manifest.json` (installed as
 //! `/etc/nixarr-units/manifest.json` by the NixOS module) and by the
 //! generator to `/run/nixarr-units/manifest.json`.
-
-use std::collections::BTreeMap;
+//!
+//! # Version policy
+//!
+//! The manifest is a contract between the binary that rendered the units
+//! and the binaries that read it later (the units' helpers, `status`,
+//! `heal`, `nixarr-migrate`), which may be newer. Its format is the types
+//! of [`v1`], not the resolved model: the model converts into them with
+//! `From`, so refactoring the model cannot change the file.
+//!
+//! - Compatible change (same version): a new field that is optional, read
+//!   with `#[serde(default)]` and written only when set
+//!   (`skip_serializing_if`), so manifests without it still read and
+//!   manifests that do not use it stay byte-identical. Example: `imageLock`
+//!   and `imageDigest`.
+//! - Incompatible change (version + 1): renaming, removing or retyping a
+//!   field, or giving an existing field a new meaning. Add `v2.rs` beside
+//!   `v1.rs`, write v2, and read an older file by parsing it as its own
+//!   version and converting up (`From<v1::Manifest> for v2::Manifest`), so
+//!   a manifest rendered before an upgrade keeps working until the next
+//!   render.
+//! - A manifest of a version this binary does not know (newer) is refused
+//!   with a message to render again with the newer binary.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::error::UsageError;
-use crate::model::{Health, Migration, Port, Secret, Volume};
-use crate::spec::{Backend, Protocol};
 
-pub const MANIFEST_VERSION: u64 = 1;
+pub mod v1;
+
+pub use v1::{
+    Health, Legacy, Manifest, Migration, NixarrLegacy, PathMap, Probe, PublishedPort, Secret,
+    ServiceManifest, StackManifest, Volume,
+};
+
+/// The version this binary writes.
+pub const MANIFEST_VERSION: u64 = v1::VERSION;
 /// Where the NixOS module installs the manifest.
 pub const ETC_MANIFEST: &str = "/etc/nixarr-units/manifest.json";
 /// Where the generator writes it.
 pub const RUN_MANIFEST: &str = "/run/nixarr-units/manifest.json";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Manifest {
-    pub version: u64,
-    /// The nixarr-units version that wrote it.
-    pub generator: String,
-    pub stacks: Vec<StackManifest>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StackManifest {
-    pub prefix: String,
-    pub backend: Backend,
-    pub engine: String,
-    pub target: String,
-    pub network: String,
-    pub network_unit: String,
-    pub services: BTreeMap<String, ServiceManifest>,
-    /// The image lock the units were rendered with (`update` writes it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_lock: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServiceManifest {
-    pub unit: String,
-    pub container: String,
-    pub app: Option<String>,
-    pub description: String,
-    pub image: String,
-    /// The digest the unit runs `image` at, from the image lock.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_digest: Option<String>,
-    /// Ports as published on the host; `via` names the container that
-    /// publishes them when it is not this one (VPN).
-    pub ports: Vec<PublishedPort>,
-    pub volumes: Vec<Volume>,
-    pub config_dir: Option<String>,
-    pub depends_on: Vec<String>,
-    pub vpn: bool,
-    pub health: Option<Health>,
-    /// Secrets by name, source path and delivery (never values).
-    #[serde(default)]
-    pub secrets: Vec<Secret>,
-    /// The secret bridge unit, when there are secrets.
-    #[serde(default)]
-    pub secrets_unit: Option<String>,
-    pub config_hash: String,
-    pub uid: u64,
-    pub gid: u64,
-    pub migration: Option<Migration>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PublishedPort {
-    pub host: u16,
-    pub container: u16,
-    pub protocol: Protocol,
-    pub address: Option<std::net::IpAddr>,
-    pub via: Option<String>,
-}
-
 impl PublishedPort {
-    pub fn new(p: &Port, via: Option<String>) -> Self {
+    /// A port of the model as published; `via` names the container that
+    /// publishes it when it is not the service's own (VPN).
+    pub fn new(p: &crate::model::Port, via: Option<String>) -> Self {
         PublishedPort {
-            host: p.host,
-            container: p.container,
-            protocol: p.protocol,
-            address: p.address,
             via,
+            ..PublishedPort::from(p)
         }
     }
 }
@@ -150,6 +109,7 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Manifest)> {
             return Err(e).with_context(|| format!("cannot read the manifest {}", path.display()));
         }
     };
+    check_version(&text, &path)?;
     let manifest: Manifest = match serde_json::from_str(&text) {
         Ok(m) => m,
         Err(e) => {
@@ -175,6 +135,27 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Manifest)> {
     Ok((path, manifest))
 }
 
+/// Refuse a manifest of a version this binary cannot read. (There is one
+/// version so far; an older one would be parsed as its own version and
+/// converted up here.)
+fn check_version(text: &str, path: &Path) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    match serde_json::from_str::<Versioned>(text) {
+        Ok(Versioned { version }) if version != MANIFEST_VERSION => bail!(
+            "{} is manifest version {version}; this nixarr-units ({}) reads version \
+             {MANIFEST_VERSION}: render it again with this version, or use the nixarr-units \
+             that wrote it",
+            path.display(),
+            env!("CARGO_PKG_VERSION")
+        ),
+        // No version at all: the parse below says what is wrong.
+        _ => Ok(()),
+    }
+}
+
 /// A spec has `services` at the top and no `stacks`.
 fn looks_like_spec(text: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(text).is_ok_and(|v| {
@@ -197,5 +178,34 @@ impl Manifest {
         self.stacks
             .iter()
             .flat_map(|st| st.services.iter().map(move |(n, s)| (st, n, s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Manifest> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("manifest.json");
+        std::fs::write(&path, text)?;
+        load(Some(&path)).map(|(_, m)| m)
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_with_what_to_do() {
+        let e =
+            load_text(r#"{"version": 2, "generator": "nixarr-units 9", "stacks": [], "new": 1}"#)
+                .expect_err("version 2 is not read");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("manifest version 2"), "{msg}");
+        assert!(msg.contains("render it again"), "{msg}");
+    }
+
+    #[test]
+    fn version_1_is_read() {
+        let m = load_text(include_str!("v1-full.json")).expect("v1 reads");
+        assert_eq!(m.version, 1);
+        assert!(!m.stacks.is_empty());
     }
 }
