@@ -5,18 +5,18 @@ use super::check::Ctx;
 use crate::catalog::Preset;
 use crate::error::SpecError;
 use crate::model::Migration;
-use crate::spec::ServiceSpec;
+use crate::spec::MigrationSpec;
 
 pub(super) fn resolve_migration(
     cx: &Ctx,
     path: &str,
-    svc: &ServiceSpec,
+    migration: &Option<Option<MigrationSpec>>,
     preset: Option<&Preset>,
     config_dir: Option<&str>,
     uid: u64,
     gid: u64,
 ) -> Result<Option<Migration>, SpecError> {
-    let given = match &svc.migration {
+    let given = match migration {
         Some(None) => return Ok(None),
         Some(Some(m)) => Some(m),
         None => None,

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::check::{Ctx, is_env_name};
+use super::parse_version;
 use crate::catalog::Preset;
 use crate::error::SpecError;
 use crate::model::{DEFAULT_SECRET_FILE_ENV, Secret, Stack};
-use crate::spec::{Backend, PodmanSecretType, SecretMode, ServiceSpec};
+use crate::spec::{Backend, PodmanSecretType, SecretMode, SecretSpec, Spec};
 
 /// Secrets delivered where `inspect` shows the value (`envFile`, or `env`
 /// without a hiding engine), acknowledged with `allowEnvironmentValue`:
@@ -40,18 +41,31 @@ pub fn exposure_warnings(stack: &Stack) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn resolve_secrets(
-    cx: &Ctx,
+/// What the delivery of one service's secrets depends on.
+struct Delivery<'a> {
+    cx: &'a Ctx<'a>,
     backend: Backend,
     version: Option<(u64, u64)>,
+    /// podman hides type=env secrets from inspect from 5.3 on; absent
+    /// means the current podman.
+    hides_env: bool,
+    /// The variable that carries a file's path, with `{name}`.
+    file_env: Option<String>,
+    environment: &'a BTreeMap<String, String>,
+}
+
+pub(super) fn resolve_secrets(
+    cx: &Ctx,
+    spec: &Spec,
     path: &str,
-    svc: &ServiceSpec,
+    secrets: &BTreeMap<String, SecretSpec>,
+    secret_file_env: &Option<Option<String>>,
     preset: Option<&Preset>,
     environment: &BTreeMap<String, String>,
 ) -> Result<Vec<Secret>, SpecError> {
     // The variable that carries a file's path: the service's, the
     // catalog's, else the LinuxServer convention, for every service.
-    let file_env = match &svc.secret_file_env {
+    let file_env = match secret_file_env {
         Some(v) => v.clone(),
         None => Some(
             preset
@@ -67,23 +81,101 @@ pub(super) fn resolve_secrets(
             format!("`{pattern}` lacks `{{name}}`; write e.g. \"FILE__{{name}}\""),
         ));
     }
-    // podman hides type=env secrets from inspect from 5.3 on; absent
-    // means the current podman.
-    let hides_env = backend == Backend::Podman && version.is_none_or(|v| v >= (5, 3));
+    let backend = spec.backend;
+    let version = spec.engine.version.as_deref().and_then(parse_version);
+    let delivery = Delivery {
+        cx,
+        backend,
+        version,
+        hides_env: backend == Backend::Podman && version.is_none_or(|v| v >= (5, 3)),
+        file_env,
+        environment,
+    };
     let mut out = Vec::new();
     let mut mounted_podman = None;
     let mut file_mode = None;
-    for (name, s) in &svc.secrets {
+    for (name, s) in secrets {
         let sp = format!("{path}.secrets.{name}");
+        let secret = delivery.secret(&sp, name, s)?;
+        if secret.podman_secret_type == Some(PodmanSecretType::Mount) {
+            mounted_podman = Some(sp.clone());
+        }
+        if secret.mode == SecretMode::File {
+            file_mode = Some(sp);
+        }
+        out.push(secret);
+    }
+    if let (Some(a), Some(_)) = (mounted_podman, file_mode) {
+        return Err(cx.err(
+            a,
+            "a mounted podman secret and `file` secrets would both use /run/secrets in the \
+             container; give this one \"podmanSecretType\": \"env\" or use `file` for all",
+        ));
+    }
+    Ok(out)
+}
+
+impl Delivery<'_> {
+    /// The secret `name` (at key `sp`) and how it reaches the container.
+    fn secret(&self, sp: &str, name: &str, s: &SecretSpec) -> Result<Secret, SpecError> {
+        let cx = self.cx;
         if !is_env_name(name) {
             return Err(cx.err(
-                &sp,
+                sp,
                 format!("`{name}` is not a valid variable name; use letters, digits and `_`"),
             ));
         }
         cx.normal_path(format!("{sp}.file"), &s.file)?;
         let written = s.mode.unwrap_or(SecretMode::File);
-        if written == SecretMode::PodmanSecret && backend != Backend::Podman {
+        self.check_keys(sp, s, written)?;
+        // Where would the value be visible in `inspect`?
+        let (mode, exposed) = match written {
+            SecretMode::Env if self.hides_env => (SecretMode::PodmanSecret, false),
+            SecretMode::Env | SecretMode::EnvFile => (SecretMode::EnvFile, true),
+            m => (m, false),
+        };
+        if exposed && !s.allow_environment_value {
+            return Err(self.exposed(sp, name, s, written));
+        }
+        if s.allow_environment_value && !exposed {
+            return Err(cx.err(
+                format!("{sp}.allowEnvironmentValue"),
+                "only applies to `\"mode\": \"env\"` on Docker or podman before 5.3, or to \
+                 `envFile`: nothing here puts the value where `inspect` shows it; remove it",
+            ));
+        }
+        let path_env = match mode {
+            SecretMode::File => s.file_env.clone().or_else(|| self.path_env(name)),
+            _ => None,
+        };
+        let direct = match mode {
+            SecretMode::File => path_env.as_deref(),
+            _ => Some(name),
+        };
+        for var in [Some(name), direct].into_iter().flatten() {
+            if self.environment.contains_key(var) {
+                return Err(cx.err(
+                    sp,
+                    format!(
+                        "`{var}` is also set in `environment`; a value belongs in one place, \
+                         remove it from `environment`"
+                    ),
+                ));
+            }
+        }
+        Ok(Secret {
+            name: name.to_owned(),
+            source: s.file.clone(),
+            mode,
+            path_env,
+            podman_secret_type: self.podman_secret_type(sp, s, mode, written)?,
+        })
+    }
+
+    /// The keys that only apply to some modes or engines.
+    fn check_keys(&self, sp: &str, s: &SecretSpec, written: SecretMode) -> Result<(), SpecError> {
+        let cx = self.cx;
+        if written == SecretMode::PodmanSecret && self.backend != Backend::Podman {
             return Err(cx.err(
                 format!("{sp}.mode"),
                 "`podmanSecret` needs the podman backend; use `file` (the default) with Docker",
@@ -109,87 +201,71 @@ pub(super) fn resolve_secrets(
                 ));
             }
         }
-        // Where would the value be visible in `inspect`?
-        let (mode, exposed) = match written {
-            SecretMode::Env if hides_env => (SecretMode::PodmanSecret, false),
-            SecretMode::Env | SecretMode::EnvFile => (SecretMode::EnvFile, true),
-            m => (m, false),
+        Ok(())
+    }
+
+    /// The variable that carries the path of secret `name`'s file, by the
+    /// service's pattern.
+    fn path_env(&self, name: &str) -> Option<String> {
+        self.file_env.as_ref().map(|p| p.replace("{name}", name))
+    }
+
+    /// Refusing a value in the environment, where `inspect` shows it.
+    fn exposed(&self, sp: &str, name: &str, s: &SecretSpec, written: SecretMode) -> SpecError {
+        let engine = match (self.backend, self.version) {
+            (Backend::Docker, _) => "Docker".to_owned(),
+            (Backend::Podman, Some((major, minor))) => format!("podman {major}.{minor}"),
+            (Backend::Podman, None) => "podman".to_owned(),
         };
-        if exposed && !s.allow_environment_value {
-            let engine = match (backend, version) {
-                (Backend::Docker, _) => "Docker".to_owned(),
-                (Backend::Podman, Some((major, minor))) => format!("podman {major}.{minor}"),
-                (Backend::Podman, None) => "podman".to_owned(),
-            };
-            let why = if written == SecretMode::Env {
-                format!(
-                    "{engine} has no way to hide an environment value from `inspect` (podman \
-                     does from 5.3)"
-                )
-            } else {
-                "an env file's values are shown by `inspect`".to_owned()
-            };
-            return Err(cx.err(
-                format!("{sp}.mode"),
-                format!(
-                    "`{}` would put the value of {name} in the container's environment, where \
-                     {why}; drop `mode` to deliver it as the file /run/secrets/{name} (its path \
-                     in {}), or add \"allowEnvironmentValue\": true to accept that",
-                    if written == SecretMode::Env {
-                        "env"
-                    } else {
-                        "envFile"
-                    },
-                    s.file_env
-                        .clone()
-                        .or_else(|| file_env.as_ref().map(|p| p.replace("{name}", name)))
-                        .unwrap_or_else(|| format!("FILE__{name}"))
-                ),
-            ));
-        }
-        if s.allow_environment_value && !exposed {
-            return Err(cx.err(
-                format!("{sp}.allowEnvironmentValue"),
-                "only applies to `\"mode\": \"env\"` on Docker or podman before 5.3, or to \
-                 `envFile`: nothing here puts the value where `inspect` shows it; remove it",
-            ));
-        }
-        let path_env = match mode {
-            SecretMode::File => s
-                .file_env
-                .clone()
-                .or_else(|| file_env.as_ref().map(|p| p.replace("{name}", name))),
-            _ => None,
+        let why = if written == SecretMode::Env {
+            format!(
+                "{engine} has no way to hide an environment value from `inspect` (podman does \
+                 from 5.3)"
+            )
+        } else {
+            "an env file's values are shown by `inspect`".to_owned()
         };
-        let direct = match mode {
-            SecretMode::File => path_env.as_deref(),
-            _ => Some(name.as_str()),
-        };
-        for var in [Some(name.as_str()), direct].into_iter().flatten() {
-            if environment.contains_key(var) {
-                return Err(cx.err(
-                    &sp,
-                    format!(
-                        "`{var}` is also set in `environment`; a value belongs in one place, \
-                         remove it from `environment`"
-                    ),
-                ));
-            }
-        }
-        // Mounted by default: podman before 5.3 shows the values of env
-        // secrets in `podman inspect` (containers/podman#23788).
-        let podman_secret_type = match (mode, written) {
+        self.cx.err(
+            format!("{sp}.mode"),
+            format!(
+                "`{}` would put the value of {name} in the container's environment, where \
+                 {why}; drop `mode` to deliver it as the file /run/secrets/{name} (its path in \
+                 {}), or add \"allowEnvironmentValue\": true to accept that",
+                if written == SecretMode::Env {
+                    "env"
+                } else {
+                    "envFile"
+                },
+                s.file_env
+                    .clone()
+                    .or_else(|| self.path_env(name))
+                    .unwrap_or_else(|| format!("FILE__{name}"))
+            ),
+        )
+    }
+
+    /// How a podman secret reaches the container. Mounted by default:
+    /// podman before 5.3 shows the values of env secrets in `podman
+    /// inspect` (containers/podman#23788).
+    fn podman_secret_type(
+        &self,
+        sp: &str,
+        s: &SecretSpec,
+        mode: SecretMode,
+        written: SecretMode,
+    ) -> Result<Option<PodmanSecretType>, SpecError> {
+        let kind = match (mode, written) {
             (SecretMode::PodmanSecret, SecretMode::Env) => Some(PodmanSecretType::Env),
             (SecretMode::PodmanSecret, _) => {
                 Some(s.podman_secret_type.unwrap_or(PodmanSecretType::Mount))
             }
             _ => None,
         };
-        if podman_secret_type == Some(PodmanSecretType::Env)
-            && let Some((major, minor)) = version
+        if kind == Some(PodmanSecretType::Env)
+            && let Some((major, minor)) = self.version
             && (major, minor) < (5, 3)
         {
-            return Err(cx.err(
+            return Err(self.cx.err(
                 format!("{sp}.podmanSecretType"),
                 format!(
                     "podman {major}.{minor} shows the values of type=env secrets in `podman \
@@ -198,26 +274,6 @@ pub(super) fn resolve_secrets(
                 ),
             ));
         }
-        if podman_secret_type == Some(PodmanSecretType::Mount) {
-            mounted_podman = Some(sp.clone());
-        }
-        if mode == SecretMode::File {
-            file_mode = Some(sp.clone());
-        }
-        out.push(Secret {
-            name: name.clone(),
-            source: s.file.clone(),
-            mode,
-            path_env,
-            podman_secret_type,
-        });
+        Ok(kind)
     }
-    if let (Some(a), Some(_)) = (mounted_podman, file_mode) {
-        return Err(cx.err(
-            a,
-            "a mounted podman secret and `file` secrets would both use /run/secrets in the \
-             container; give this one \"podmanSecretType\": \"env\" or use `file` for all",
-        ));
-    }
-    Ok(out)
 }
