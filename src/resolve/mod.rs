@@ -28,7 +28,7 @@ use crate::graph::Graph;
 use crate::limits;
 use crate::model::{Engine, Service, Stack};
 use crate::naming::{self, nearest};
-use crate::spec::{PortSpec, Protocol, Spec, VolumeSpec};
+use crate::spec::{PortSpec, Protocol, ServiceSpec, Spec, VolumeSpec};
 
 /// Parse "5.4.1" or "podman version 4.3.1" into (major, minor).
 pub fn parse_version(s: &str) -> Option<(u64, u64)> {
@@ -45,7 +45,6 @@ pub fn parse_version(s: &str) -> Option<(u64, u64)> {
 pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     let cx = Ctx { origin };
     let cat = catalog::catalog().map_err(|e| cx.err("services", format!("{e:#}")))?;
-
     if !is_name(&spec.prefix) || !limits::PREFIX_LENGTH.contains(&(spec.prefix.len() as u64)) {
         return Err(cx.err(
             "prefix",
@@ -60,6 +59,37 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     if let Some(lock) = &spec.image_lock {
         cx.normal_path("imageLock", lock)?;
     }
+    let (network, network_interface) = resolve_network(&cx, spec)?;
+    let engine = resolve_engine(&cx, spec)?;
+    check_defaults(&cx, spec)?;
+    check_prefix_units(&cx, &spec.prefix)?;
+
+    let mut services = BTreeMap::new();
+    for (name, svc) in &spec.services {
+        let preset = service_preset(&cx, spec, cat, name, svc)?;
+        let service = service::resolve_service(&cx, spec, name, svc, preset)?;
+        services.insert(name.clone(), service);
+    }
+    let vpn_service = resolve_vpn(&cx, spec, &mut services)?;
+    check_dependencies(&cx, &services)?;
+    check_ports(&cx, &services)?;
+
+    Ok(Stack {
+        backend: spec.backend,
+        prefix: spec.prefix.clone(),
+        engine,
+        network,
+        network_interface,
+        defaults: spec.defaults.clone(),
+        data_dir: spec.paths.data_dir.clone(),
+        services,
+        vpn_service,
+        lock: None,
+    })
+}
+
+/// The stack's network and the bridge interface it gets on the host.
+fn resolve_network(cx: &Ctx, spec: &Spec) -> Result<(String, String), SpecError> {
     let network = spec
         .network
         .name
@@ -80,7 +110,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             ),
         ));
     }
-    let network_interface = match &spec.network.interface {
+    let interface = match &spec.network.interface {
         Some(name) => {
             check_interface_name(name).map_err(|why| {
                 cx.err(
@@ -96,6 +126,10 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         }
         None => default_interface(&network),
     };
+    Ok((network, interface))
+}
+
+fn resolve_engine(cx: &Ctx, spec: &Spec) -> Result<Engine, SpecError> {
     let engine_path = spec
         .engine
         .path
@@ -117,9 +151,17 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             )
         })?),
     };
+    Ok(Engine {
+        path: engine_path,
+        version,
+    })
+}
+
+/// The stack-wide defaults and directories.
+fn check_defaults(cx: &Ctx, spec: &Spec) -> Result<(), SpecError> {
     let defaults = &spec.defaults;
-    check_id(&cx, "defaults.puid", defaults.puid)?;
-    check_id(&cx, "defaults.pgid", defaults.pgid)?;
+    check_id(cx, "defaults.puid", defaults.puid)?;
+    check_id(cx, "defaults.pgid", defaults.pgid)?;
     cx.text("defaults.tz", &defaults.tz)?;
     if defaults.tz.is_empty() || defaults.tz.chars().any(char::is_whitespace) {
         return Err(cx.err(
@@ -142,54 +184,67 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     cx.host_path("paths.stateDir", &spec.paths.state_dir)?;
     cx.mount_path("paths.dataDir", &spec.paths.data_dir)?;
     cx.host_path("paths.dataDir", &spec.paths.data_dir)?;
-    check_prefix_units(&cx, &spec.prefix)?;
+    Ok(())
+}
 
-    let mut services = BTreeMap::new();
-    for (name, svc) in &spec.services {
-        let path = format!("services.{name}");
-        if !is_name(name) || !limits::NAME_LENGTH.contains(&(name.len() as u64)) {
-            return Err(cx.err(
-                &path,
-                format!(
-                    "`{name}` is not a valid service name; use lowercase letters, digits and `-`, \
-                     starting with a letter, at most {} characters",
-                    limits::NAME_LENGTH.end()
-                ),
-            ));
-        }
-        if naming::reserved(name) {
-            return Err(cx.err(
-                &path,
-                format!(
-                    "`{name}` is reserved for nixarr-units' own units; choose another name \
-                     (reserved: {}, and names ending in {})",
-                    naming::reserved_service_names().join(", "),
-                    naming::reserved_suffixes().join(", ")
-                ),
-            ));
-        }
-        check_service_units(&cx, &spec.prefix, name)?;
-        let preset = match &svc.app {
-            None => None,
-            Some(app) => Some(cat.get(app.as_str()).ok_or_else(|| {
-                let hint = match nearest(app, catalog::app_names()) {
-                    Some(s) => format!("did you mean `{s}`? "),
-                    None => String::new(),
-                };
-                cx.err(
-                    format!("{path}.app"),
-                    format!(
-                        "unknown app `{app}`; {hint}known apps: {} (or leave `app` out and give \
-                         `image` for any other container)",
-                        catalog::app_names().collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?),
-        };
-        let service = service::resolve_service(&cx, spec, name, svc, preset)?;
-        services.insert(name.clone(), service);
+/// A service's name checked, and the catalog app it names, if any.
+fn service_preset<'c>(
+    cx: &Ctx,
+    spec: &Spec,
+    cat: &'c BTreeMap<&'static str, Preset>,
+    name: &str,
+    svc: &ServiceSpec,
+) -> Result<Option<&'c Preset>, SpecError> {
+    let path = format!("services.{name}");
+    if !is_name(name) || !limits::NAME_LENGTH.contains(&(name.len() as u64)) {
+        return Err(cx.err(
+            &path,
+            format!(
+                "`{name}` is not a valid service name; use lowercase letters, digits and `-`, \
+                 starting with a letter, at most {} characters",
+                limits::NAME_LENGTH.end()
+            ),
+        ));
     }
+    if naming::reserved(name) {
+        return Err(cx.err(
+            &path,
+            format!(
+                "`{name}` is reserved for nixarr-units' own units; choose another name \
+                 (reserved: {}, and names ending in {})",
+                naming::reserved_service_names().join(", "),
+                naming::reserved_suffixes().join(", ")
+            ),
+        ));
+    }
+    check_service_units(cx, &spec.prefix, name)?;
+    let preset = match &svc.app {
+        None => None,
+        Some(app) => Some(cat.get(app.as_str()).ok_or_else(|| {
+            let hint = match nearest(app, catalog::app_names()) {
+                Some(s) => format!("did you mean `{s}`? "),
+                None => String::new(),
+            };
+            cx.err(
+                format!("{path}.app"),
+                format!(
+                    "unknown app `{app}`; {hint}known apps: {} (or leave `app` out and give \
+                     `image` for any other container)",
+                    catalog::app_names().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?),
+    };
+    Ok(preset)
+}
 
+/// The VPN service, when a service runs behind it; its users then depend
+/// on it.
+fn resolve_vpn(
+    cx: &Ctx,
+    spec: &Spec,
+    services: &mut BTreeMap<String, Service>,
+) -> Result<Option<String>, SpecError> {
     let vpn_users: Vec<&String> = services
         .values()
         .filter(|s| s.vpn)
@@ -228,25 +283,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
             }
         }
     }
-
-    check_dependencies(&cx, &services)?;
-    check_ports(&cx, &services)?;
-
-    Ok(Stack {
-        backend: spec.backend,
-        prefix: spec.prefix.clone(),
-        engine: Engine {
-            path: engine_path,
-            version,
-        },
-        network,
-        network_interface,
-        defaults: defaults.clone(),
-        data_dir: spec.paths.data_dir.clone(),
-        services,
-        vpn_service,
-        lock: None,
-    })
+    Ok(vpn_service)
 }
 
 /// The bridge of network `network` when the spec names none: `br-<network>`,

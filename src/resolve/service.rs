@@ -49,6 +49,9 @@ struct Command {
     init: bool,
 }
 
+// Over ~100 lines on purpose: two thirds of it are the exhaustive
+// destructuring of ServiceSpec and the Service literal, one field a line;
+// every check lives in a helper below.
 pub(super) fn resolve_service(
     cx: &Ctx,
     spec: &Spec,
