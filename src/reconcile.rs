@@ -478,6 +478,7 @@ mod tests {
             description: String::new(),
             image: "img".into(),
             image_digest: None,
+            image_file: false,
             ports: vec![],
             volumes: vec![],
             config_dir: None,

@@ -455,6 +455,7 @@ mod tests {
             description: String::new(),
             image: "i".into(),
             image_digest: None,
+            image_file: false,
             ports: vec![PublishedPort {
                 host: 1,
                 container: 1,

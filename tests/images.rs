@@ -113,7 +113,7 @@ fn a_lock_beside_the_spec_pins_the_units() {
 }
 
 #[test]
-fn image_lock_names_another_file_and_it_must_exist() {
+fn image_lock_names_another_file_created_by_update() {
     let t = tempfile::tempdir().unwrap();
     let elsewhere = t.path().join("pins.json");
     let spec_text = SPEC.replacen(
@@ -122,13 +122,14 @@ fn image_lock_names_another_file_and_it_must_exist() {
         1,
     );
     let spec = write(t.path(), "stack.json", &spec_text);
-    render(&spec, &t.path().join("a"))
-        .code(2)
-        .stderr(predicate::str::contains("imageLock: "))
-        .stderr(predicate::str::contains(
-            "does not exist; create it with `nixarr-units update --all --lock",
-        ));
-    assert!(!t.path().join("a").exists());
+    // Not there yet: the tags, and the manifest says where `update`
+    // writes it.
+    render(&spec, &t.path().join("a")).success();
+    assert!(unit(&t.path().join("a"), "other").contains("127.0.0.1:5000/other:v"));
+    assert_eq!(
+        manifest(&t.path().join("a"))["stacks"][0]["imageLock"],
+        elsewhere.display().to_string()
+    );
     std::fs::write(&elsewhere, lock(&[("127.0.0.1:5000/other:v", D1)])).unwrap();
     render(&spec, &t.path().join("b")).success();
     assert!(unit(&t.path().join("b"), "other").contains(&format!("127.0.0.1:5000/other@{D1}")));

@@ -237,30 +237,20 @@ pub fn path_for_spec(spec_path: &Path, image_lock: Option<&str>) -> PathBuf {
 }
 
 /// Read the lock of the spec at `spec_path` (its `imageLock`, else
-/// [`LOCK_FILE`] beside it) and pin the stack's units to it. An `imageLock`
-/// the spec names must exist; the default one is used when it exists.
+/// [`LOCK_FILE`] beside it) and pin the stack's units to it. A lock the
+/// spec names but that does not exist yet pins nothing (`update` creates
+/// it); the manifest still records where it goes.
 pub fn apply(
     spec_path: &Path,
     image_lock: Option<&str>,
     stack: &mut crate::model::Stack,
 ) -> Result<()> {
     let path = path_for_spec(spec_path, image_lock);
-    let Some(lock) = Lock::load(&path)? else {
-        if image_lock.is_some() {
-            return Err(SpecError::at(
-                &spec_path.display().to_string(),
-                "imageLock",
-                format!(
-                    "{} does not exist; create it with `nixarr-units update --all --lock {}`, or \
-                     remove `imageLock` to run the images by tag",
-                    path.display(),
-                    path.display()
-                ),
-            )
-            .into());
-        }
+    let lock = Lock::load(&path)?;
+    if lock.is_none() && image_lock.is_none() {
         return Ok(());
-    };
+    }
+    let lock = lock.unwrap_or_default();
     let digests = stack
         .services
         .values()

@@ -5,3 +5,4 @@
 
 pub mod lock;
 pub mod registry;
+pub mod update;

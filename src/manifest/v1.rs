@@ -53,6 +53,10 @@ pub struct ServiceManifest {
     /// The digest the unit runs `image` at, from the image lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// The image is loaded from a file (`imageFile`): never pulled,
+    /// updated or locked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image_file: bool,
     /// Ports as published on the host; `via` names the container that
     /// publishes them when it is not this one (VPN).
     pub ports: Vec<PublishedPort>,

@@ -945,6 +945,7 @@ fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManife
         image_digest: pinned_image(stack, svc)
             .and(stack.lock.as_ref())
             .and_then(|l| l.digests.get(&svc.name).cloned()),
+        image_file: svc.image_file.is_some(),
         ports: svc
             .ports
             .iter()

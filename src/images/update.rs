@@ -1,0 +1,565 @@
+//! `update`: which services run an image whose tag now points elsewhere,
+//! and moving them there without leaving a broken app behind.
+//!
+//! A check asks the registry for each tag's digest ([`Registry`]) and the
+//! engine for the digest each running container runs; it changes nothing.
+//! An update then pulls the new digests (by digest, so a tag that moves
+//! again meanwhile changes nothing), records them — in the image lock when
+//! the stack has one (the units, rendered again by `daemon-reload`, run
+//! `repo@sha256:…`), else by pointing the local tag at the digest — and
+//! restarts exactly the services whose digest changed, in one batch of
+//! systemd jobs (ordered by the units' `After=`, each done once its health
+//! gate passed). A service that does not come back healthy gets its
+//! previous digest back the same way, is restarted and checked again, and
+//! is reported as rolled back.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::engine::{Engine, parse_container_images, parse_image_inspect};
+use crate::images::lock::{Lock, Resolved, is_tag_reference, pinned_reference, repository};
+use crate::images::registry::Registry;
+use crate::manifest::{Manifest, ServiceManifest, StackManifest};
+use crate::systemd::Systemd;
+
+/// One service's image, as a check sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageCheck {
+    pub service: String,
+    pub unit: String,
+    #[serde(skip)]
+    pub container: String,
+    pub image: String,
+    /// The digest the running container runs (`None`: not running).
+    pub running: Option<String>,
+    /// The digest the image lock pins.
+    pub locked: Option<String>,
+    /// The digest the tag points to in its registry now.
+    pub available: Option<String>,
+    pub state: CheckState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckState {
+    /// Runs (or would run) what the tag points to.
+    Current,
+    /// The tag points to another digest.
+    UpdateAvailable,
+    /// Loaded from an image file: never updated.
+    ImageFile,
+    /// A digest reference in the spec: pinned there.
+    PinnedInSpec,
+}
+
+impl ImageCheck {
+    /// The digest the service runs now, or would run when started: the
+    /// running container's, else the lock's.
+    pub fn current(&self) -> Option<&str> {
+        self.running.as_deref().or(self.locked.as_deref())
+    }
+}
+
+/// The services of one stack that a run is about.
+pub struct Selection<'a> {
+    pub stack: &'a StackManifest,
+    pub services: Vec<&'a ServiceManifest>,
+    pub names: Vec<String>,
+}
+
+/// The selected services, grouped by stack (`names` empty: every service).
+pub fn select<'a>(manifest: &'a Manifest, names: &[String]) -> Result<Vec<Selection<'a>>> {
+    let picked = crate::control::select(manifest, names)?;
+    let mut out: Vec<Selection<'a>> = Vec::new();
+    for (i, name) in picked {
+        let Some(stack) = manifest.stacks.get(i) else {
+            continue;
+        };
+        let Some(svc) = stack.services.get(&name) else {
+            continue;
+        };
+        match out.iter_mut().find(|s| std::ptr::eq(s.stack, stack)) {
+            Some(sel) if !sel.names.contains(&name) => {
+                sel.services.push(svc);
+                sel.names.push(name);
+            }
+            Some(_) => {}
+            None => out.push(Selection {
+                stack,
+                services: vec![svc],
+                names: vec![name],
+            }),
+        }
+    }
+    Ok(out)
+}
+
+pub fn engine_of(stack: &StackManifest) -> Engine {
+    Engine::new(stack.backend, stack.engine.clone())
+}
+
+/// A service whose container's digest is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Running<'a> {
+    pub service: &'a str,
+    pub container: &'a str,
+    pub image: &'a str,
+}
+
+/// The digest each running container of `services` runs, by service.
+/// Three engine calls whatever the number of services: `ps`, `container
+/// inspect`, `image inspect`.
+pub fn running_digests(
+    engine: &Engine,
+    services: &[Running<'_>],
+) -> Result<BTreeMap<String, String>> {
+    let wanted: BTreeMap<&str, &Running<'_>> = services.iter().map(|r| (r.container, r)).collect();
+    let running: Vec<String> = engine
+        .containers(&[(crate::render::LABEL_MANAGED, "true")])?
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .flat_map(|c| c.names)
+        .map(|n| n.trim_start_matches('/').to_owned())
+        .filter(|n| wanted.contains_key(n.as_str()))
+        .collect();
+    let mut out = BTreeMap::new();
+    if running.is_empty() {
+        return Ok(out);
+    }
+    let names: Vec<&str> = running.iter().map(String::as_str).collect();
+    let cmd = engine.containers_inspect(&names);
+    let containers = parse_container_images(&cmd.run()?)
+        .with_context(|| format!("reading the output of `{cmd}`"))?;
+    let ids: BTreeSet<&str> = containers.iter().map(|c| c.image.as_str()).collect();
+    let ids: Vec<&str> = ids.into_iter().collect();
+    let cmd = engine.images_inspect(&ids);
+    let images = parse_image_inspect(&cmd.run()?)
+        .with_context(|| format!("reading the output of `{cmd}`"))?;
+    for c in &containers {
+        let Some(r) = wanted.get(c.name.as_str()) else {
+            continue;
+        };
+        let bare = |id: &str| id.trim_start_matches("sha256:").to_owned();
+        let image = images.iter().find(|i| bare(&i.id) == bare(&c.image));
+        let digest = c
+            .image_digest
+            .clone()
+            .filter(|d| !d.is_empty())
+            .or_else(|| {
+                let image = image?;
+                image
+                    .repo_digest(Some(repository(r.image)))
+                    .or_else(|| image.repo_digest(None))
+                    .map(str::to_owned)
+            });
+        if let Some(d) = digest {
+            out.insert(r.service.to_owned(), d);
+        }
+    }
+    Ok(out)
+}
+
+/// Where a stack's image lock is: `--lock`, else the one its units were
+/// rendered with.
+pub fn lock_path(stack: &StackManifest, given: Option<&Path>) -> Option<PathBuf> {
+    given
+        .map(Path::to_path_buf)
+        .or_else(|| stack.image_lock.as_ref().map(PathBuf::from))
+}
+
+/// Check the selected services: resolve each tag in its registry (all
+/// stacks' images in one concurrent batch) and compare with what runs.
+pub fn check(
+    selections: &[Selection<'_>],
+    registry: &Registry,
+    lock_arg: Option<&Path>,
+) -> Result<(Vec<ImageCheck>, BTreeMap<String, Resolved>)> {
+    let mut images: BTreeSet<String> = BTreeSet::new();
+    for sel in selections {
+        for svc in &sel.services {
+            if !svc.image_file && is_tag_reference(&svc.image) {
+                images.insert(svc.image.clone());
+            }
+        }
+    }
+    let images: Vec<String> = images.into_iter().collect();
+    let resolved = registry.resolve_all(&images, &|_, _| {})?;
+    let mut checks = Vec::new();
+    for sel in selections {
+        let lock = match lock_path(sel.stack, lock_arg) {
+            Some(p) => Lock::load(&p)?,
+            None => None,
+        };
+        let pairs: Vec<(&str, &ServiceManifest)> = sel
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(sel.services.iter().copied())
+            .collect();
+        let targets: Vec<Running<'_>> = pairs
+            .iter()
+            .map(|(n, s)| Running {
+                service: n,
+                container: &s.container,
+                image: &s.image,
+            })
+            .collect();
+        let running = running_digests(&engine_of(sel.stack), &targets)?;
+        for (name, svc) in pairs {
+            let available = resolved.get(&svc.image).map(|r| r.digest.clone());
+            let locked = lock
+                .as_ref()
+                .and_then(|l| l.digest(&svc.image))
+                .map(str::to_owned);
+            let mut c = ImageCheck {
+                service: name.to_owned(),
+                unit: svc.unit.clone(),
+                container: svc.container.clone(),
+                image: svc.image.clone(),
+                running: running.get(name).cloned(),
+                locked,
+                available,
+                state: CheckState::Current,
+            };
+            c.state = if svc.image_file {
+                CheckState::ImageFile
+            } else if !is_tag_reference(&svc.image) {
+                CheckState::PinnedInSpec
+            } else if c.available.as_deref() == c.current() {
+                CheckState::Current
+            } else {
+                CheckState::UpdateAvailable
+            };
+            checks.push(c);
+        }
+    }
+    Ok((checks, resolved))
+}
+
+/// What happened to one service in an update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub service: String,
+    pub unit: String,
+    pub image: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub result: UpdateResult,
+    /// Why, when it did not end updated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpdateResult {
+    /// Runs the new digest, healthy.
+    Updated,
+    /// The new digest is recorded; the service was not running, so it
+    /// starts with it next time.
+    Recorded,
+    /// The new digest did not turn healthy; the previous one runs again,
+    /// healthy.
+    RolledBack,
+    /// The new digest did not turn healthy and the previous one did not
+    /// either.
+    RollbackFailed,
+}
+
+/// How an update records digests, and how it puts one back.
+enum Mode {
+    /// The units run the lock's `repo@sha256`: write it, `daemon-reload`.
+    Lock { path: PathBuf, before: Lock },
+    /// The units run the tag: point the local tag at the digest.
+    Tag,
+}
+
+pub struct UpdateOptions<'a> {
+    pub lock: Option<&'a Path>,
+    pub timeout: Duration,
+    /// Called with each pull's progress: (image, line).
+    pub progress: &'a (dyn Fn(&str, &str) + Sync),
+}
+
+/// Update one stack's selected services whose check says an update is
+/// available. Returns one outcome per such service.
+pub async fn apply(
+    sd: &Systemd,
+    sel: &Selection<'_>,
+    checks: &[ImageCheck],
+    resolved: &BTreeMap<String, Resolved>,
+    opts: &UpdateOptions<'_>,
+    reload_manifest: &dyn Fn() -> Result<Manifest>,
+) -> Result<Vec<Outcome>> {
+    let engine = engine_of(sel.stack);
+    let mine: Vec<&ImageCheck> = checks
+        .iter()
+        .filter(|c| sel.names.contains(&c.service))
+        .collect();
+    let mode = match lock_path(sel.stack, opts.lock) {
+        Some(path) => {
+            refuse_store_lock(&path)?;
+            let before = Lock::load(&path)?.unwrap_or_default();
+            Mode::Lock { path, before }
+        }
+        None => Mode::Tag,
+    };
+    let changed: Vec<&ImageCheck> = mine
+        .iter()
+        .copied()
+        .filter(|c| c.state == CheckState::UpdateAvailable)
+        .collect();
+    let lock_stale = matches!(&mode, Mode::Lock { .. })
+        && mine
+            .iter()
+            .any(|c| c.state == CheckState::Current && c.locked != c.available);
+    if changed.is_empty() && !lock_stale {
+        return Ok(Vec::new());
+    }
+    // Pull first, by digest: nothing is changed before every image is here.
+    let mut pulled = BTreeSet::new();
+    for c in &changed {
+        let Some(digest) = &c.available else { continue };
+        let reference = pinned_reference(&c.image, digest);
+        if pulled.insert(reference.clone()) {
+            engine
+                .pull(&reference)
+                .run_lines(&mut |line| (opts.progress)(&c.image, line))
+                .with_context(|| format!("pulling {reference} for {}", c.service))?;
+        }
+    }
+    // Record the new digests.
+    match &mode {
+        Mode::Lock { path, before } => {
+            let fresh: BTreeMap<String, Resolved> = mine
+                .iter()
+                .filter(|c| c.available.is_some())
+                .filter_map(|c| Some((c.image.clone(), resolved.get(&c.image)?.clone())))
+                .collect();
+            let uses = stack_uses(sel.stack);
+            before.merge(&uses, &fresh).save(path)?;
+            sd.daemon_reload().await?;
+        }
+        Mode::Tag => {
+            for c in &changed {
+                if let Some(d) = &c.available {
+                    engine.tag(&pinned_reference(&c.image, d), &c.image).run()?;
+                }
+            }
+        }
+    }
+    if let Mode::Lock { path, .. } = &mode
+        && !units_follow_lock(&reload_manifest()?, sel, path, &changed)
+    {
+        bail!(
+            "wrote {} but the units do not run what it pins (they are not rendered from it: a \
+             NixOS configuration or a `render --out` tree); rebuild them from the new lock \
+             (nixos-rebuild switch, or render again and `nixarr-units reload`)",
+            path.display()
+        );
+    }
+    let restart: Vec<&ImageCheck> = changed
+        .iter()
+        .copied()
+        .filter(|c| c.running.is_some())
+        .collect();
+    let mut outcomes: Vec<Outcome> = changed
+        .iter()
+        .filter(|c| c.running.is_none())
+        .map(|c| outcome(c, UpdateResult::Recorded, None))
+        .collect();
+    let failed =
+        restart_and_verify(sd, &engine, &restart, opts.timeout, |c| c.available.clone()).await?;
+    for c in &restart {
+        if !failed.contains_key(&c.service) {
+            outcomes.push(outcome(c, UpdateResult::Updated, None));
+        }
+    }
+    if failed.is_empty() {
+        return Ok(outcomes);
+    }
+    // Roll back: the previous digest of every service that failed.
+    let back: Vec<&ImageCheck> = restart
+        .iter()
+        .copied()
+        .filter(|c| failed.contains_key(&c.service))
+        .collect();
+    match &mode {
+        Mode::Lock { path, before } => {
+            let mut lock = Lock::load(path)?.unwrap_or_default();
+            for c in &back {
+                let Some(pin) = lock.images.get_mut(&c.image) else {
+                    continue;
+                };
+                match (before.images.get(&c.image), &c.running) {
+                    (Some(old), _) if Some(&old.digest) == c.running.as_ref() => {
+                        *pin = crate::images::lock::Pin {
+                            services: pin.services.clone(),
+                            ..old.clone()
+                        };
+                    }
+                    (_, Some(running)) => pin.digest = running.clone(),
+                    (_, None) => {}
+                }
+            }
+            lock.save(path)?;
+            sd.daemon_reload().await?;
+        }
+        Mode::Tag => {
+            for c in &back {
+                if let Some(d) = &c.running {
+                    engine.tag(&pinned_reference(&c.image, d), &c.image).run()?;
+                }
+            }
+        }
+    }
+    let still = restart_and_verify(sd, &engine, &back, opts.timeout, |c| c.running.clone()).await?;
+    for c in back {
+        let why = failed.get(&c.service).cloned();
+        match still.get(&c.service) {
+            None => outcomes.push(outcome(c, UpdateResult::RolledBack, why)),
+            Some(again) => outcomes.push(outcome(
+                c,
+                UpdateResult::RollbackFailed,
+                Some(format!(
+                    "{}; after the rollback: {again}",
+                    why.unwrap_or_default()
+                )),
+            )),
+        }
+    }
+    outcomes.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(outcomes)
+}
+
+fn outcome(c: &ImageCheck, result: UpdateResult, detail: Option<String>) -> Outcome {
+    Outcome {
+        service: c.service.clone(),
+        unit: c.unit.clone(),
+        image: c.image.clone(),
+        from: c.current().map(str::to_owned),
+        to: c.available.clone().unwrap_or_default(),
+        result,
+        detail,
+    }
+}
+
+/// Every service of the stack that runs an image by tag, with its image:
+/// what the lock must hold entries for.
+pub fn stack_uses(stack: &StackManifest) -> BTreeMap<String, String> {
+    stack
+        .services
+        .iter()
+        .filter(|(_, s)| !s.image_file && is_tag_reference(&s.image))
+        .map(|(n, s)| (n.clone(), s.image.clone()))
+        .collect()
+}
+
+/// A lock in the Nix store is the NixOS configuration's: it changes with
+/// the configuration, not here.
+fn refuse_store_lock(path: &Path) -> Result<()> {
+    if path.starts_with("/nix/store") {
+        return Err(crate::error::UsageError(format!(
+            "the image lock {} is in the Nix store (services.nixarr-units.imageLock): update \
+             the file your configuration names with `nixarr-units update --all --lock \
+             ./images.lock.json` in its directory, then nixos-rebuild switch",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Whether the units, after `daemon-reload`, run what the lock at `path`
+/// pins for the changed services.
+fn units_follow_lock(
+    manifest: &Manifest,
+    sel: &Selection<'_>,
+    path: &Path,
+    changed: &[&ImageCheck],
+) -> bool {
+    let Some(stack) = manifest
+        .stacks
+        .iter()
+        .find(|s| s.prefix == sel.stack.prefix)
+    else {
+        return false;
+    };
+    stack.image_lock.as_deref().map(Path::new) == Some(path)
+        && changed.iter().all(|c| {
+            stack
+                .services
+                .get(&c.service)
+                .and_then(|s| s.image_digest.as_ref())
+                == c.available.as_ref()
+        })
+}
+
+/// Restart the units of `checks` in one batch and check each runs the
+/// digest `expect` gives; returns why each one that did not, by service.
+async fn restart_and_verify(
+    sd: &Systemd,
+    engine: &Engine,
+    checks: &[&ImageCheck],
+    timeout: Duration,
+    expect: impl Fn(&ImageCheck) -> Option<String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut failed = BTreeMap::new();
+    if checks.is_empty() {
+        return Ok(failed);
+    }
+    let units: Vec<String> = checks.iter().map(|c| c.unit.clone()).collect();
+    let jobs = sd
+        .run_jobs(crate::systemd::Verb::Restart, &units, timeout)
+        .await?;
+    for c in checks {
+        let job = jobs.iter().find(|j| j.unit == c.unit);
+        let done = job.is_some_and(|j| j.result == crate::systemd::JobResult::Done);
+        if !done {
+            let result = job.map_or("unknown".to_owned(), |j| j.result.to_string());
+            failed.insert(
+                c.service.clone(),
+                format!("{} did not turn healthy (restart {result})", c.unit),
+            );
+        }
+    }
+    // What runs now, for the ones that came up.
+    let up: Vec<&ImageCheck> = checks
+        .iter()
+        .copied()
+        .filter(|c| !failed.contains_key(&c.service))
+        .collect();
+    if up.is_empty() {
+        return Ok(failed);
+    }
+    let targets: Vec<Running<'_>> = up
+        .iter()
+        .map(|c| Running {
+            service: &c.service,
+            container: &c.container,
+            image: &c.image,
+        })
+        .collect();
+    let running = running_digests(engine, &targets)?;
+    for c in up {
+        let want = expect(c);
+        if running.get(&c.service) != want.as_ref() {
+            failed.insert(
+                c.service.clone(),
+                format!(
+                    "{} runs {} instead of {}",
+                    c.unit,
+                    running.get(&c.service).map_or("nothing", String::as_str),
+                    want.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+    }
+    Ok(failed)
+}
