@@ -107,6 +107,7 @@ rec {
     "network"
     "health"
     "migrate"
+    "update"
   ];
 
   reservedSuffixes = [ "-secrets" ];

@@ -34,6 +34,15 @@ pub struct Stack {
     /// The image lock the units pin their images from (filled in by
     /// [`crate::images::lock::apply`], which reads the file).
     pub lock: Option<StackLock>,
+    /// `autoUpdate`: services whose images a timer updates.
+    pub auto_update: Option<AutoUpdate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AutoUpdate {
+    /// `OnCalendar=` of the timer.
+    pub schedule: String,
+    pub services: Vec<String>,
 }
 
 /// The pins a stack's units run: digests by service.

@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn reserved_names_come_from_the_unit_names() {
-        assert_eq!(reserved_service_names(), ["network", "health", "migrate"]);
+        assert_eq!(
+            reserved_service_names(),
+            ["network", "health", "migrate", "update"]
+        );
         assert_eq!(reserved_suffixes(), ["-secrets"]);
         // A reserved name's unit would be one of the stack's own, or share
         // its stem (the migrate template `<prefix>-migrate@.service`).

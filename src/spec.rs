@@ -40,6 +40,22 @@ pub struct Spec {
     /// The image lock (absolute path); default `images.lock.json` beside
     /// the spec, used when it exists.
     pub image_lock: Option<String>,
+    /// Update these services' images on a schedule (`<prefix>-update.timer`).
+    pub auto_update: Option<AutoUpdateSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AutoUpdateSpec {
+    /// When, as systemd's `OnCalendar=` writes it (`weekly`, `Sun 04:00`).
+    #[serde(default = "default_schedule")]
+    pub schedule: String,
+    /// The services to update.
+    pub services: Vec<String>,
+}
+
+fn default_schedule() -> String {
+    "weekly".to_owned()
 }
 
 fn default_prefix() -> String {

@@ -51,6 +51,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("health.timer", include_str!("../../templates/health.timer")),
     (
+        "update.service",
+        include_str!("../../templates/update.service"),
+    ),
+    ("update.timer", include_str!("../../templates/update.timer")),
+    (
         "migrate@.service",
         include_str!("../../templates/migrate@.service"),
     ),
@@ -159,6 +164,10 @@ impl<'a> Names<'a> {
     pub fn target(&self) -> String {
         format!("{}.target", self.prefix)
     }
+    /// The image auto-update (service and timer share the stem).
+    pub fn update_unit(&self, suffix: &str) -> String {
+        format!("{}-update.{suffix}", self.prefix)
+    }
     /// The migration template unit (`<prefix>-migrate@<service>`).
     pub fn migrate_template(&self) -> String {
         format!("{}-migrate@.service", self.prefix)
@@ -171,6 +180,8 @@ impl<'a> Names<'a> {
             self.health_unit("service"),
             self.health_unit("timer"),
             self.migrate_template(),
+            self.update_unit("service"),
+            self.update_unit("timer"),
         ]
     }
     /// Every unit a service may get.
@@ -237,6 +248,18 @@ struct HealthCtx {
     target: String,
     exec_start: String,
     interval: u64,
+}
+
+#[derive(Serialize)]
+struct UpdateCtx {
+    version: &'static str,
+    prefix: String,
+    target: String,
+    services: Vec<String>,
+    after: Vec<String>,
+    exec_start: String,
+    writable: Vec<String>,
+    schedule: String,
 }
 
 #[derive(Serialize)]
@@ -338,6 +361,20 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
             Entry::File(fill("health.timer", &ctx)?),
         );
         wants.push(names.health_unit("timer"));
+    }
+    if let Some(ctx) = update_ctx(stack, opts).map_err(|source| RenderError::Escape {
+        service: "(autoUpdate)".to_owned(),
+        source,
+    })? {
+        units.insert(
+            names.update_unit("service"),
+            Entry::File(fill("update.service", &ctx)?),
+        );
+        units.insert(
+            names.update_unit("timer"),
+            Entry::File(fill("update.timer", &ctx)?),
+        );
+        wants.push(names.update_unit("timer"));
     }
     wants.sort();
     let target = names.target();
@@ -889,6 +926,42 @@ fn health_ctx(stack: &Stack, opts: &Options) -> Result<Option<HealthCtx>, Escape
             &format!("--stack={}", stack.prefix),
         ])?,
         interval,
+    }))
+}
+
+/// `autoUpdate`: a timer that runs `update` for its services (by unit
+/// name, which no other stack shares).
+fn update_ctx(stack: &Stack, opts: &Options) -> Result<Option<UpdateCtx>, EscapeError> {
+    let Some(au) = &stack.auto_update else {
+        return Ok(None);
+    };
+    let names = Names::new(&stack.prefix);
+    let mut argv = vec![opts.self_exe.clone(), "update".to_owned()];
+    argv.extend(au.services.iter().map(|s| names.unit(s)));
+    let after = if stack.backend == Backend::Docker {
+        vec!["docker.service".to_owned()]
+    } else {
+        Vec::new()
+    };
+    // The lock is written beside itself (a new file, renamed over it).
+    let writable = match stack.lock.as_ref().map(|l| std::path::Path::new(&l.path)) {
+        Some(p) => p
+            .parent()
+            .map(|d| plain_value(&format!("-{}", d.display())))
+            .transpose()?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Some(UpdateCtx {
+        version: VERSION,
+        prefix: stack.prefix.clone(),
+        target: names.target(),
+        services: au.services.clone(),
+        after,
+        exec_start: exec_line(&argv)?,
+        writable,
+        schedule: plain_value(&au.schedule)?,
     }))
 }
 

@@ -71,6 +71,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         services.insert(name.clone(), service);
     }
     let vpn_service = resolve_vpn(&cx, spec, &mut services)?;
+    let auto_update = auto_update(&cx, spec, &services)?;
     check_dependencies(&cx, &services)?;
     check_ports(&cx, &services)?;
 
@@ -85,6 +86,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         services,
         vpn_service,
         lock: None,
+        auto_update,
     })
 }
 
@@ -465,4 +467,58 @@ fn check_ports(cx: &Ctx, services: &BTreeMap<String, Service>) -> Result<(), Spe
         }
     }
     Ok(())
+}
+
+/// `autoUpdate`: a schedule systemd can write in a unit, and services the
+/// stack has, each run by tag (an image file or a digest reference has
+/// nothing to update).
+fn auto_update(
+    cx: &Ctx<'_>,
+    spec: &Spec,
+    services: &BTreeMap<String, Service>,
+) -> Result<Option<crate::model::AutoUpdate>, SpecError> {
+    let Some(au) = &spec.auto_update else {
+        return Ok(None);
+    };
+    cx.text("autoUpdate.schedule", &au.schedule)?;
+    if au.schedule.trim().is_empty() {
+        return Err(cx.err(
+            "autoUpdate.schedule",
+            "is empty; write when to update as systemd's OnCalendar= does, e.g. \"weekly\" or \"Sun 04:00\"",
+        ));
+    }
+    if au.services.is_empty() {
+        return Err(cx.err(
+            "autoUpdate.services",
+            "is empty; name the services to update, or remove autoUpdate",
+        ));
+    }
+    for (i, name) in au.services.iter().enumerate() {
+        let path = format!("autoUpdate.services[{i}]");
+        let Some(svc) = services.get(name) else {
+            return Err(cx.err(
+                path,
+                format!(
+                    "`{name}` is not a service of this stack; name one of {}",
+                    services.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        if svc.image_file.is_some() || svc.image.contains('@') {
+            return Err(cx.err(
+                path,
+                format!(
+                    "`{name}` runs an image file or a digest reference, which has no newer \
+                     version to update to; remove it from autoUpdate.services"
+                ),
+            ));
+        }
+    }
+    let mut names = au.services.clone();
+    names.sort();
+    names.dedup();
+    Ok(Some(crate::model::AutoUpdate {
+        schedule: au.schedule.trim().to_owned(),
+        services: names,
+    }))
 }
