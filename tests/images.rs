@@ -185,3 +185,190 @@ fn the_generator_reads_the_lock_and_does_not_take_it_for_a_spec() {
     let web = std::fs::read_to_string(normal.join("nixarr-web.service")).unwrap();
     assert!(web.contains(&format!("127.0.0.1:5000/app@{D1}")), "{web}");
 }
+
+#[test]
+fn auto_update_renders_a_timer_and_a_hardened_service() {
+    let t = tempfile::tempdir().unwrap();
+    let spec_text = SPEC.replacen(
+        "{\"version\":1,",
+        "{\"version\":1,\"autoUpdate\":{\"schedule\":\"Sun 04:00\",\"services\":[\"web\",\"other\"]},",
+        1,
+    );
+    let spec = write(t.path(), "stack.json", &spec_text);
+    write(
+        t.path(),
+        "images.lock.json",
+        &lock(&[("127.0.0.1:5000/app:v", D1)]),
+    );
+    let out = t.path().join("out");
+    render(&spec, &out).success();
+    let dir = out.join("lib/systemd/system");
+    let timer = std::fs::read_to_string(dir.join("nixarr-update.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=Sun 04:00\n"), "{timer}");
+    assert!(timer.contains("Persistent=true"), "{timer}");
+    let service = std::fs::read_to_string(dir.join("nixarr-update.service")).unwrap();
+    assert!(
+        service
+            .contains("ExecStart=/x/nixarr-units update nixarr-other.service nixarr-web.service\n"),
+        "{service}"
+    );
+    assert!(service.contains("NoNewPrivileges=yes"), "{service}");
+    assert!(service.contains("ProtectSystem=full"), "{service}");
+    assert!(
+        service.contains(&format!(
+            "ReadWritePaths=-/etc/containers -{}\n",
+            t.path().display()
+        )),
+        "{service}"
+    );
+    let target = std::fs::read_to_string(dir.join("nixarr.target")).unwrap();
+    assert!(target.contains("nixarr-update.timer"), "{target}");
+    // Without autoUpdate, neither unit.
+    let plain = write(t.path(), "plain.json", SPEC);
+    render(&plain, &t.path().join("plain")).success();
+    assert!(
+        !t.path()
+            .join("plain/lib/systemd/system/nixarr-update.timer")
+            .exists()
+    );
+}
+
+#[test]
+fn auto_update_mistakes_name_their_path() {
+    let t = tempfile::tempdir().unwrap();
+    for (au, needle) in [
+        (
+            r#"{"services":["nope"]}"#,
+            "autoUpdate.services[0]: `nope` is not a service of this stack",
+        ),
+        (
+            r#"{"services":["web","built"]}"#,
+            "autoUpdate.services[1]: `built` runs an image file",
+        ),
+        (r#"{"services":[]}"#, "autoUpdate.services: is empty"),
+        (
+            r#"{"schedule":" ","services":["web"]}"#,
+            "autoUpdate.schedule: is empty",
+        ),
+        (r#"{"services":["web"],"when":"x"}"#, "autoUpdate.when: unknown key"),
+    ] {
+        let text = SPEC.replacen(
+            "{\"version\":1,",
+            &format!("{{\"version\":1,\"autoUpdate\":{au},"),
+            1,
+        );
+        let spec = write(t.path(), "stack.json", &text);
+        render(&spec, &t.path().join("out"))
+            .code(2)
+            .stderr(predicate::str::contains(needle));
+    }
+    // A service named `update` would be the timer's unit.
+    let text = r#"{"version":1,"services":{"update":{"image":"x:1"}}}"#;
+    let spec = write(t.path(), "u.json", text);
+    render(&spec, &t.path().join("u"))
+        .code(2)
+        .stderr(predicate::str::contains("services.update"));
+}
+
+/// A manifest with one service, for the commands' usage errors.
+fn manifest_file(dir: &Path) -> PathBuf {
+    let spec = write(dir, "stack.json", SPEC);
+    let out = dir.join("m");
+    render(&spec, &out).success();
+    out.join("share/nixarr-units/manifest.json")
+}
+
+#[test]
+fn update_pull_and_login_usage_errors_exit_2() {
+    let t = tempfile::tempdir().unwrap();
+    let m = manifest_file(t.path());
+    let run = |args: &[&str]| bin().arg("--manifest").arg(&m).args(args).assert();
+    run(&["update"])
+        .code(2)
+        .stderr(predicate::str::contains("<SERVICES>"));
+    run(&["update", "--check", "nope"])
+        .code(2)
+        .stderr(predicate::str::contains("nope"));
+    run(&["pull"]).code(2);
+    run(&["update", "--all", "web"]).code(2);
+    run(&[
+        "login",
+        "https://127.0.0.1:5000/x",
+        "-u",
+        "me",
+        "--password-file",
+        "/nonexistent",
+    ])
+    .code(2)
+    .stderr(predicate::str::contains("no scheme, no path"));
+    run(&[
+        "login",
+        "127.0.0.1:5000",
+        "-u",
+        "me",
+        "--password-file",
+        "/nonexistent/pw",
+    ])
+    .code(2)
+    .stderr(predicate::str::contains(
+        "cannot read the password file /nonexistent/pw",
+    ));
+    let empty = write(t.path(), "empty", "\n");
+    run(&[
+        "login",
+        "127.0.0.1:5000",
+        "-u",
+        "me",
+        "--password-file",
+        empty.to_str().unwrap(),
+    ])
+    .code(2)
+    .stderr(predicate::str::contains("is empty"));
+    run(&["login", "127.0.0.1:5000", "-u", "me"]).code(2);
+}
+
+#[test]
+fn login_hands_the_password_to_the_engine_on_stdin_only() {
+    // A stand-in engine that records its argv and standard input.
+    let t = tempfile::tempdir().unwrap();
+    let engine = t.path().join("podman");
+    let log = t.path().join("log");
+    std::fs::write(
+        &engine,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {0}.argv\ncat > {0}.stdin\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&engine, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spec_text = SPEC.replace("/usr/bin/podman", engine.to_str().unwrap());
+    let spec = write(t.path(), "stack.json", &spec_text);
+    render(&spec, &t.path().join("m")).success();
+    let pw = write(t.path(), "pw", "s3cret-pw\n");
+    let out = bin()
+        .arg("--manifest")
+        .arg(t.path().join("m/share/nixarr-units/manifest.json"))
+        .args([
+            "login",
+            "127.0.0.1:5000",
+            "--username",
+            "me",
+            "--password-file",
+        ])
+        .arg(&pw)
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+        + &String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(text.contains("logged in to 127.0.0.1:5000 as me"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    let argv = std::fs::read_to_string(format!("{}.argv", log.display())).unwrap();
+    assert_eq!(
+        argv,
+        "login\n--username=me\n--password-stdin\n127.0.0.1:5000\n"
+    );
+    let stdin = std::fs::read_to_string(format!("{}.stdin", log.display())).unwrap();
+    assert_eq!(stdin, "s3cret-pw");
+}

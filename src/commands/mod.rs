@@ -20,13 +20,16 @@ mod ensure_dir;
 mod generator;
 mod heal;
 mod jobs;
+mod login;
 mod logs;
 mod migration;
+mod pull;
 mod reload;
 mod render;
 mod secrets;
 mod status;
 mod stop_container;
+mod update;
 mod validate;
 mod vpn;
 mod wait_healthy;
@@ -52,6 +55,9 @@ pub enum ExitStatus {
     Failure,
     /// 2: the command line or an input file is wrong.
     Usage,
+    /// Another status a command defines (`update --check`: 100 when
+    /// updates are available).
+    Code(u8),
 }
 
 impl ExitStatus {
@@ -83,6 +89,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Usage => ExitCode::from(2),
+            ExitStatus::Code(c) => ExitCode::from(c),
         }
     }
 }
@@ -121,6 +128,19 @@ pub enum Command {
     Migration(migration::Args),
     /// Deliver or remove a service's secrets (run by its secret bridge unit).
     Secrets(secrets::Args),
+    /// Pull the images services run (the locked digest, else the tag).
+    Pull(pull::Args),
+    /// Update services whose image tag points to a new digest: pull, record
+    /// it (the image lock), restart only those, roll back what does not
+    /// turn healthy.
+    ///
+    /// Exit status: 0 when done (with --check: every image current), 1 when
+    /// a service was rolled back, 2 on usage errors, 100 with --check when
+    /// updates are available.
+    Update(update::Args),
+    /// Log the engine in to a private registry (the password from a file,
+    /// never on a command line).
+    Login(login::Args),
     /// Create missing host directories for a container (used by the units).
     #[command(hide = true)]
     EnsureDir(ensure_dir::Args),
@@ -153,6 +173,9 @@ impl Command {
             Command::Heal(a) => a.run(ctx),
             Command::Migration(a) => a.run(ctx),
             Command::Secrets(a) => a.run(ctx),
+            Command::Pull(a) => a.run(ctx),
+            Command::Update(a) => a.run(ctx),
+            Command::Login(a) => a.run(ctx),
             Command::EnsureDir(a) => a.run(ctx),
             Command::WaitHealthy(a) => a.run(ctx),
             Command::StopContainer(a) => a.run(ctx),
