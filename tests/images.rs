@@ -250,7 +250,10 @@ fn auto_update_mistakes_name_their_path() {
             r#"{"schedule":" ","services":["web"]}"#,
             "autoUpdate.schedule: is empty",
         ),
-        (r#"{"services":["web"],"when":"x"}"#, "autoUpdate.when: unknown key"),
+        (
+            r#"{"services":["web"],"when":"x"}"#,
+            "autoUpdate.when: unknown key",
+        ),
     ] {
         let text = SPEC.replacen(
             "{\"version\":1,",
