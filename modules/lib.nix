@@ -170,6 +170,66 @@ rec {
         descriptionClass = "noun";
       };
 
+    # A device node's path: absolute, written the one way (no `.` or `..`
+    # component, no `//`, no trailing `/`), without the `:` that separates
+    # the parts of `--device`.
+    devicePath =
+      types.addCheck (matching "(/[^/:\n\r]+)+" "absolute path without `:`, `.` or `..` components") (
+        p:
+        let
+          parts = lib.splitString "/" p;
+        in
+        !lib.elem "." parts && !lib.elem ".." parts
+      );
+
+    devicePermissions = types.addCheck (matching "[rwm]{1,3}" "device permissions (letters from r, w and m, each at most once)") (
+      s:
+      let
+        letters = lib.stringToCharacters s;
+      in
+      lib.unique letters == letters
+    );
+
+    # A host device given to a container (`--device`): the engines'
+    # `HOST[:CONTAINER[:PERMISSIONS]]` string or its parts by name.
+    device =
+      let
+        fromString =
+          s:
+          let
+            parts = lib.splitString ":" s;
+            at = i: if lib.length parts > i then lib.elemAt parts i else null;
+          in
+          {
+            host = at 0;
+            container = at 1;
+            permissions = if lib.length parts > 2 then lib.concatStringsSep ":" (lib.drop 2 parts) else null;
+          };
+      in
+      types.coercedTo (matching "/[^\n\r]*" "`HOST[:CONTAINER[:PERMISSIONS]]`") fromString (
+        types.submodule {
+          options = {
+            host = lib.mkOption {
+              type = devicePath;
+              example = "/dev/dri/renderD128";
+              description = "The device node on the host.";
+            };
+            container = lib.mkOption {
+              type = types.nullOr devicePath;
+              default = null;
+              example = "/dev/dri/renderD128";
+              description = "Where the container sees the device; null means the host path.";
+            };
+            permissions = lib.mkOption {
+              type = types.nullOr devicePermissions;
+              default = null;
+              example = "rw";
+              description = "What the container may do with the device: letters from `r` (read), `w` (write) and `m` (mknod); null means all three, the engines' default.";
+            };
+          };
+        }
+      );
+
     # Where a secret's value lives on the host. A string or a path literal
     # (never interpolated, so never copied into the store); not a store path,
     # since the store is world-readable.

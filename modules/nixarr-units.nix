@@ -233,7 +233,7 @@ let
         ports = map dropNulls ports;
         environmentFiles = c.environmentFiles;
         secrets = secretsSpec c.secrets;
-        devices = if c.devices == [ ] then null else c.devices;
+        devices = if c.devices == [ ] then null else map dropNulls c.devices;
         migration =
           if c.migrateFrom == null then
             null
@@ -358,7 +358,6 @@ let
           user
           init
           capAdd
-          devices
           extraArgs
           labels
           restart
@@ -372,6 +371,7 @@ let
         # The catalog's ports too, when they get an address here.
         ports = if c.ports == null && ports == [ ] then null else map dropNulls ports;
         volumes = if c.volumes == null then null else c.volumes;
+        devices = if c.devices == null then null else map dropNulls c.devices;
         environmentFiles = c.environmentFiles;
         secrets = secretsSpec c.secrets;
         migration = if c.migration == null then null else dropNulls c.migration;

@@ -310,10 +310,17 @@ let
           defaultText = literalMD "the catalog's image of `app`";
         };
         devices = mkOption {
-          type = types.listOf t.absolutePath;
+          type = types.listOf t.device;
           default = [ ];
-          example = [ "/dev/dri:/dev/dri" ];
-          description = "Host devices passed to the container (`--device`).";
+          example = [
+            "/dev/dri"
+            {
+              host = "/dev/ttyUSB0";
+              container = "/dev/zigbee";
+              permissions = "rw";
+            }
+          ];
+          description = "Host devices passed to the container (`--device`): a path, `HOST:CONTAINER[:PERMISSIONS]`, or its parts by name.";
         };
         migrateFrom = mkOption {
           type = types.nullOr (
@@ -594,10 +601,17 @@ let
           description = "Capabilities to add; null means the catalog's.";
         };
         devices = mkOption {
-          type = types.nullOr (types.listOf t.absolutePath);
+          type = types.nullOr (types.listOf t.device);
           default = null;
-          example = [ "/dev/dri:/dev/dri" ];
-          description = "Host devices passed to the container; null means the catalog's.";
+          example = [
+            "/dev/dri"
+            {
+              host = "/dev/ttyUSB0";
+              container = "/dev/zigbee";
+              permissions = "rw";
+            }
+          ];
+          description = "Host devices passed to the container (`--device`): a path, `HOST:CONTAINER[:PERMISSIONS]`, or its parts by name; null means the catalog's.";
         };
         labels = mkOption {
           type = types.attrsOf t.line;

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{HealthSpec, Protocol};
+use crate::spec::{DeviceSpec, HealthSpec, Protocol};
 
 /// The embedded data files, by app name (sorted).
 const FILES: &[(&str, &str)] = &[
@@ -60,7 +60,7 @@ pub struct Preset {
     #[serde(default)]
     pub cap_add: Vec<String>,
     #[serde(default)]
-    pub devices: Vec<String>,
+    pub devices: Vec<DeviceSpec>,
     pub health: Option<HealthSpec>,
     /// Facts about the native NixOS service, for migration.
     pub legacy: Option<Legacy>,

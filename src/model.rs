@@ -97,6 +97,58 @@ pub struct Volume {
     pub create: bool,
 }
 
+/// A host device given to the container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub host: String,
+    pub container: String,
+    /// `None`: the engines' default, `rwm`.
+    pub permissions: Option<DevicePermissions>,
+}
+
+/// What the container may do with a device (its cgroup's device rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevicePermissions {
+    pub read: bool,
+    pub write: bool,
+    pub mknod: bool,
+}
+
+impl DevicePermissions {
+    /// Letters from `r`, `w` and `m`, each at most once, in any order; at
+    /// least one.
+    pub fn parse(letters: &str) -> Option<Self> {
+        let mut p = DevicePermissions {
+            read: false,
+            write: false,
+            mknod: false,
+        };
+        for c in letters.chars() {
+            let flag = match c {
+                'r' => &mut p.read,
+                'w' => &mut p.write,
+                'm' => &mut p.mknod,
+                _ => return None,
+            };
+            if std::mem::replace(flag, true) {
+                return None;
+            }
+        }
+        (!letters.is_empty()).then_some(p)
+    }
+}
+
+impl std::fmt::Display for DevicePermissions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (on, c) in [(self.read, 'r'), (self.write, 'w'), (self.mknod, 'm')] {
+            if on {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
@@ -187,7 +239,7 @@ pub struct Service {
     pub user: Option<String>,
     pub init: bool,
     pub cap_add: Vec<String>,
-    pub devices: Vec<String>,
+    pub devices: Vec<Device>,
     pub extra_args: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub secrets: Vec<Secret>,

@@ -211,7 +211,7 @@ pub struct ServiceSpec {
     pub user: Option<String>,
     pub init: Option<bool>,
     pub cap_add: Option<Vec<String>>,
-    pub devices: Option<Vec<String>>,
+    pub devices: Option<Vec<DeviceSpec>>,
     pub extra_args: Option<Vec<String>>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -305,6 +305,70 @@ pub struct HealthSpec {
     pub timeout: Option<String>,
     pub retries: Option<u64>,
     pub start_period: Option<String>,
+}
+
+/// A host device given to the container (`--device`): the engines'
+/// `HOST[:CONTAINER[:PERMISSIONS]]` string, or the same as an object
+/// `{"host", "container", "permissions"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// The device node on the host, e.g. `/dev/dri/renderD128`.
+    pub host: String,
+    /// Where the container sees it; the host path when absent.
+    pub container: Option<String>,
+    /// Letters from `r` (read), `w` (write) and `m` (mknod); the engines'
+    /// `rwm` when absent.
+    pub permissions: Option<String>,
+}
+
+/// [`DeviceSpec`] written as an object.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeviceFields {
+    host: String,
+    container: Option<String>,
+    permissions: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for DeviceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Form;
+        impl<'de> serde::de::Visitor<'de> for Form {
+            type Value = DeviceSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a device: \"/dev/dri\", \"HOST:CONTAINER[:PERMISSIONS]\" or \
+                     {\"host\": ..., \"container\": ..., \"permissions\": ...}",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<DeviceSpec, E> {
+                // Permissions take the rest, so a third `:` is refused as
+                // permission letters rather than dropped.
+                let mut parts = s.splitn(3, ':').map(str::to_owned);
+                Ok(DeviceSpec {
+                    host: parts.next().unwrap_or_default(),
+                    container: parts.next(),
+                    permissions: parts.next(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<DeviceSpec, A::Error> {
+                let DeviceFields {
+                    host,
+                    container,
+                    permissions,
+                } = DeviceFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(DeviceSpec {
+                    host,
+                    container,
+                    permissions,
+                })
+            }
+        }
+        de.deserialize_any(Form)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

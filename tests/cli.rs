@@ -274,6 +274,81 @@ fn tree(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// `devices` in its three spellings renders the same `--device=` argument
+/// on podman and Docker: host and container paths, permissions when given.
+#[test]
+fn devices_render_as_device_arguments_on_both_engines() {
+    for backend in ["podman", "docker"] {
+        let t = tempfile::tempdir().unwrap();
+        let spec = write(
+            t.path(),
+            "spec.json",
+            &format!(
+                r#"{{"version":1,"backend":"{backend}","services":{{"media":{{
+                    "image":"docker.io/library/nginx:1.27",
+                    "devices":["/dev/dri/renderD128",
+                               "/dev/ttyUSB0:/dev/zigbee:rw",
+                               {{"host":"/dev/snd","permissions":"mrw"}},
+                               {{"host":"/dev/fuse","container":"/dev/fuse"}}]}}}}}}"#
+            ),
+        );
+        let out = render_with_self_exe(&spec, t.path());
+        let unit = unit_text(&out, "media");
+        let exec = unit
+            .lines()
+            .find(|l| l.starts_with("ExecStart=") && l.contains(" run "))
+            .unwrap();
+        let devices: Vec<&str> = exec
+            .split(' ')
+            .filter(|a| a.starts_with("--device="))
+            .collect();
+        assert_eq!(
+            devices,
+            [
+                "--device=/dev/dri/renderD128:/dev/dri/renderD128",
+                "--device=/dev/ttyUSB0:/dev/zigbee:rw",
+                "--device=/dev/snd:/dev/snd:rwm",
+                "--device=/dev/fuse:/dev/fuse",
+            ],
+            "{backend}: {exec}"
+        );
+    }
+}
+
+#[test]
+fn bad_devices_are_named() {
+    let spec = |devices: &str| {
+        format!(
+            r#"{{"version":1,"services":{{"media":{{"image":"docker.io/library/nginx:1.27",
+                "devices":[{devices}]}}}}}}"#
+        )
+    };
+    rejects(
+        &spec(r#""/dev/dri:/dev/dri:rwx""#),
+        &["services.media.devices[0].permissions: `rwx` is not a set of device permissions"],
+    );
+    rejects(
+        &spec(r#"{"host":"/dev/snd","permissions":"rr"}"#),
+        &["services.media.devices[0].permissions: `rr` is not"],
+    );
+    rejects(
+        &spec(r#""/dev/null", {"host":"/dev/../etc/shadow"}"#),
+        &["services.media.devices[1].host: `/dev/../etc/shadow` contains `..`"],
+    );
+    rejects(
+        &spec(r#""dev/dri""#),
+        &["services.media.devices[0].host: `dev/dri` is a relative path"],
+    );
+    rejects(
+        &spec(r#"{"host":"/dev/dri","container":"renderD128"}"#),
+        &["services.media.devices[0].container: `renderD128` is a relative path"],
+    );
+    rejects(
+        &spec(r#"{"host":"/dev/dri","perms":"rw"}"#),
+        &["services.media.devices[0].perms: unknown key; did you mean `permissions`?"],
+    );
+}
+
 #[test]
 fn render_writes_units_and_manifest_and_replaces_an_earlier_render() {
     let t = tempfile::tempdir().unwrap();

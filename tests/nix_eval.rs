@@ -336,6 +336,7 @@ scenarios! {
     type_error_umask => "type-umask",
     type_error_unknown_app => "type-app",
     type_error_volume_path => "type-volume",
+    type_error_device_permissions => "type-device",
     type_error_secret_in_store => "type-secret-store",
     flake_modules_imported_together => "flake-both-modules",
     non_flake_import_builds_the_package => "non-flake",

@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use crate::images::lock::{LABEL_IMAGE_TAG, pinned_reference};
 use crate::manifest::{PublishedPort, ServiceManifest, StackManifest};
-use crate::model::{ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
+use crate::model::{Device, ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
 use crate::spec::{Backend, PodmanSecretType, SecretMode};
 
 use escape::{EscapeError, exec_line, plain_value};
@@ -517,6 +517,14 @@ fn published_ports<'a>(stack: &'a Stack, svc: &'a Service) -> Vec<&'a crate::mod
     ports
 }
 
+/// `--device=HOST:CONTAINER[:PERMISSIONS]`, the same for podman and Docker.
+fn device_arg(d: &Device) -> String {
+    match d.permissions {
+        None => format!("--device={}:{}", d.host, d.container),
+        Some(p) => format!("--device={}:{}:{p}", d.host, d.container),
+    }
+}
+
 fn publish_arg(p: &crate::model::Port) -> String {
     let addr = match p.address {
         None => String::new(),
@@ -562,7 +570,7 @@ fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
         a.push(format!("--entrypoint={e}"));
     }
     a.extend(svc.cap_add.iter().map(|c| format!("--cap-add={c}")));
-    a.extend(svc.devices.iter().map(|d| format!("--device={d}")));
+    a.extend(svc.devices.iter().map(device_arg));
     a.extend(published_ports(stack, svc).into_iter().map(publish_arg));
     for v in &svc.volumes {
         let ro = if v.read_only { ":ro" } else { "" };

@@ -13,8 +13,12 @@ use super::{preset_ports, preset_volumes};
 use crate::catalog::Preset;
 use crate::error::SpecError;
 use crate::limits;
-use crate::model::{Health, LABEL_PREFIX, Port, Secret, Service, Volume};
-use crate::spec::{HealthSpec, PortSpec, Restart, SecretMode, ServiceSpec, Spec, VolumeSpec};
+use crate::model::{
+    Device, DevicePermissions, Health, LABEL_PREFIX, Port, Secret, Service, Volume,
+};
+use crate::spec::{
+    DeviceSpec, HealthSpec, PortSpec, Restart, SecretMode, ServiceSpec, Spec, VolumeSpec,
+};
 
 /// Seconds between SIGTERM and SIGKILL for a catalog app.
 pub const DEFAULT_APP_STOP_TIMEOUT: u64 = 60;
@@ -400,16 +404,50 @@ impl Svc<'_> {
         Ok(cap_add)
     }
 
-    /// The service's devices, else its app's.
-    fn devices(&self, devices: &Option<Vec<String>>) -> Result<Vec<String>, SpecError> {
+    /// The service's devices, else its app's: absolute, normal paths
+    /// without `:` (the engines' separator), permissions from `r`, `w`, `m`.
+    fn devices(&self, devices: &Option<Vec<DeviceSpec>>) -> Result<Vec<Device>, SpecError> {
+        let cx = self.cx;
         let devices = devices
-            .clone()
-            .or_else(|| self.preset.map(|p| p.devices.clone()))
+            .as_ref()
+            .or(self.preset.map(|p| &p.devices))
+            .map(Vec::as_slice)
             .unwrap_or_default();
+        let mut out = Vec::with_capacity(devices.len());
         for (i, d) in devices.iter().enumerate() {
-            self.cx.abs_path(self.key(&format!("devices[{i}]")), d)?;
+            let key = |field: &str| self.key(&format!("devices[{i}].{field}"));
+            let container = d.container.clone().unwrap_or_else(|| d.host.clone());
+            for (field, path) in [("host", &d.host), ("container", &container)] {
+                cx.normal_path(key(field), path)?;
+                if path.contains(':') {
+                    return Err(cx.err(
+                        key(field),
+                        format!(
+                            "`{path}` contains `:`, which separates the parts of `--device`; \
+                             use another path to the device (e.g. under /dev/disk/by-id)"
+                        ),
+                    ));
+                }
+            }
+            let permissions = match &d.permissions {
+                None => None,
+                Some(letters) => Some(DevicePermissions::parse(letters).ok_or_else(|| {
+                    cx.err(
+                        key("permissions"),
+                        format!(
+                            "`{letters}` is not a set of device permissions; write letters \
+                             from r (read), w (write) and m (mknod), each once, e.g. \"rw\""
+                        ),
+                    )
+                })?),
+            };
+            out.push(Device {
+                host: d.host.clone(),
+                container,
+                permissions,
+            });
         }
-        Ok(devices)
+        Ok(out)
     }
 
     fn labels(&self, labels: &BTreeMap<String, String>) -> Result<(), SpecError> {

@@ -386,3 +386,37 @@ fn version_parsing() {
     );
     assert_eq!(parse_version("garbage"), None);
 }
+
+#[test]
+fn devices_take_every_spelling_and_the_catalogs() {
+    use crate::model::{Device, DevicePermissions};
+    let s = stack(
+        r#"{"version":1,"services":{"vpn":{"app":"gluetun"},"web":{"image":"nginx",
+        "devices":["/dev/dri","/dev/a:/dev/b:wr",{"host":"/dev/c","permissions":"m"}]}}}"#,
+    )
+    .unwrap();
+    let device = |host: &str, container: &str, permissions: Option<&str>| Device {
+        host: host.to_owned(),
+        container: container.to_owned(),
+        permissions: permissions.and_then(DevicePermissions::parse),
+    };
+    assert_eq!(
+        s.services["web"].devices,
+        [
+            device("/dev/dri", "/dev/dri", None),
+            device("/dev/a", "/dev/b", Some("rw")),
+            device("/dev/c", "/dev/c", Some("m")),
+        ]
+    );
+    assert_eq!(
+        s.services["vpn"].devices,
+        [device("/dev/net/tun", "/dev/net/tun", None)]
+    );
+    assert_eq!(
+        DevicePermissions::parse("mwr").map(|p| p.to_string()),
+        Some("rwm".to_owned())
+    );
+    for bad in ["", "rr", "x", "rwmr"] {
+        assert_eq!(DevicePermissions::parse(bad), None, "{bad:?}");
+    }
+}

@@ -66,7 +66,14 @@
       };
       jellyfin = {
         enable = true;
-        devices = [ "/dev/dri:/dev/dri" ];
+        devices = [
+          "/dev/dri:/dev/dri"
+          {
+            host = "/dev/ttyUSB0";
+            container = "/dev/zigbee";
+            permissions = "rw";
+          }
+        ];
       };
       qbittorrent = {
         enable = true;
@@ -163,6 +170,18 @@
       ];
       unused-secret-untouched = config.sops.secrets."backup/password".restartUnits == [ ];
       users-sops-file-kept = config.sops.secrets."radarr/api-key".sopsFile == "/etc/nixos/radarr.yaml";
+      jellyfin-devices =
+        spec.services.jellyfin.devices == [
+          {
+            host = "/dev/dri";
+            container = "/dev/dri";
+          }
+          {
+            host = "/dev/ttyUSB0";
+            container = "/dev/zigbee";
+            permissions = "rw";
+          }
+        ];
       vpn-flags = spec.services.qbittorrent.vpn && spec.services.prowlarr.vpn && !spec.services.sonarr.vpn;
       transmission-port = (builtins.head spec.services.transmission.ports).host == 9092;
       firewall-tcp =

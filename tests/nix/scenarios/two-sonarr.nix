@@ -51,6 +51,7 @@
       };
       containers.db = {
         image = "docker.io/library/postgres:17";
+        devices = [ { host = "/dev/fuse"; } ];
         # The official images' convention: POSTGRES_PASSWORD_FILE.
         secretFileEnv = "{name}_FILE";
         secrets.POSTGRES_PASSWORD.sopsSecret = "db/password";
@@ -74,6 +75,7 @@
       spec = config.services.nixarr-units.spec;
     in
     {
+      db-device = spec.services.db.devices == [ { host = "/dev/fuse"; } ];
       docker-enabled = config.virtualisation.docker.enable && !config.virtualisation.podman.enable;
       engine = spec.engine.path == "/nix/store/00000000000000000000000000000000-docker-27.5.1/bin/docker";
       both-sonarrs =
