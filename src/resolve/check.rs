@@ -179,6 +179,24 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// A number within one of the [`limits`]; `unit` follows the range in
+    /// the message (" seconds").
+    pub(super) fn within(
+        &self,
+        path: impl AsRef<str>,
+        value: u64,
+        range: &std::ops::RangeInclusive<u64>,
+        unit: &str,
+    ) -> Result<(), SpecError> {
+        if range.contains(&value) {
+            return Ok(());
+        }
+        Err(self.err(
+            path,
+            format!("{value} is out of range {}{unit}", limits::span(range)),
+        ))
+    }
+
     pub(super) fn abs_path(&self, path: impl AsRef<str>, value: &str) -> Result<(), SpecError> {
         let path = path.as_ref();
         self.text(path, value)?;
@@ -294,6 +312,14 @@ pub(super) fn is_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A network's or an interface's name: letters, digits, `_`, `.` and `-`,
+/// starting with a letter or digit.
+pub(super) fn is_network_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 pub(super) fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -311,14 +337,7 @@ pub(super) fn check_interface_name(name: &str) -> Result<(), String> {
             range.end()
         ));
     }
-    let ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !ok {
+    if !is_network_name(name) {
         return Err(
             "is not a valid interface name; use letters, digits, `_`, `.` and `-`, starting \
              with a letter or digit"

@@ -26,15 +26,12 @@ pub(super) fn resolve_health(
     let timeout = dur("timeout", &h.timeout, "5s")?;
     let start_period = dur("startPeriod", &h.start_period, "0s")?;
     let retries = h.retries.unwrap_or(3);
-    if !limits::HEALTH_RETRIES.contains(&retries) {
-        return Err(cx.err(
-            format!("{path}.retries"),
-            format!(
-                "{retries} is out of range {}",
-                limits::span(&limits::HEALTH_RETRIES)
-            ),
-        ));
-    }
+    cx.within(
+        format!("{path}.retries"),
+        retries,
+        &limits::HEALTH_RETRIES,
+        "",
+    )?;
     if let Some(c) = &h.cmd {
         cx.text(format!("{path}.cmd"), c)?;
         if c.trim().is_empty() {

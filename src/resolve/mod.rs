@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use sha2::Digest as _;
 
-use self::check::{Ctx, check_id, check_interface_name, is_name, systemd_owned};
+use self::check::{Ctx, check_id, check_interface_name, is_name, is_network_name, systemd_owned};
 pub use self::secrets::exposure_warnings;
 use crate::catalog::{self, Preset};
 use crate::error::SpecError;
@@ -97,14 +97,7 @@ fn resolve_network(cx: &Ctx, spec: &Spec) -> Result<(String, String), SpecError>
         .name
         .clone()
         .unwrap_or_else(|| spec.prefix.clone());
-    let net_ok = network
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && network
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !net_ok {
+    if !is_network_name(&network) {
         return Err(cx.err(
             "network.name",
             format!(

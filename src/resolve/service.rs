@@ -520,25 +520,20 @@ impl Svc<'_> {
         } else {
             DEFAULT_STOP_TIMEOUT
         });
-        if !limits::STOP_TIMEOUT.contains(&stop) {
-            return Err(self.cx.err(
-                self.key("stopTimeout"),
-                format!(
-                    "{stop} is out of range {} seconds",
-                    limits::span(&limits::STOP_TIMEOUT)
-                ),
-            ));
-        }
+        let seconds = " seconds";
+        (self.cx).within(
+            self.key("stopTimeout"),
+            stop,
+            &limits::STOP_TIMEOUT,
+            seconds,
+        )?;
         let start = start.unwrap_or(DEFAULT_START_TIMEOUT);
-        if !limits::START_TIMEOUT.contains(&start) {
-            return Err(self.cx.err(
-                self.key("startTimeout"),
-                format!(
-                    "{start} is out of range {} seconds",
-                    limits::span(&limits::START_TIMEOUT)
-                ),
-            ));
-        }
+        (self.cx).within(
+            self.key("startTimeout"),
+            start,
+            &limits::START_TIMEOUT,
+            seconds,
+        )?;
         Ok((stop, start))
     }
 }
