@@ -458,7 +458,8 @@ let
   // lib.optionalAttrs (cfg.imageLock != null) {
     # A store path: the lock is an input of the units' derivation.
     imageLock = "${cfg.imageLock}";
-  };
+  }
+  // lib.optionalAttrs (cfg.profiles != { }) { inherit (cfg) profiles; };
 
   enginePackage =
     if cfg.backend == "podman" then config.virtualisation.podman.package else config.virtualisation.docker.package;

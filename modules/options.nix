@@ -917,6 +917,24 @@ in
       '';
     };
 
+    profiles = mkOption {
+      type = types.attrsOf (types.nonEmptyListOf t.name);
+      default = { };
+      example = {
+        music = [
+          "lidarr"
+          "navidrome"
+        ];
+      };
+      description = ''
+        Named groups of services for `nixarr-units start|stop|restart|status
+        --profile NAME`, beside the groups the catalog apps carry (core,
+        music, subtitles, media, requests, downloads, vpn); a name given here
+        replaces the catalog's group of that name. Every member must be a
+        service of the stack.
+      '';
+    };
+
     vpn = mkOption {
       type = types.submodule vpnModule;
       default = { };

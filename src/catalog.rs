@@ -30,9 +30,12 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Preset {
+    /// The group of apps it belongs to (`start --profile NAME`): core,
+    /// music, subtitles, media, requests, downloads, vpn.
+    pub profile: String,
     pub description: String,
     pub homepage: String,
     pub documentation: String,
@@ -66,7 +69,7 @@ pub struct Preset {
     pub legacy: Option<Legacy>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PresetPort {
     pub name: String,
@@ -138,6 +141,69 @@ pub fn catalog() -> Result<&'static BTreeMap<&'static str, Preset>> {
 /// Names of every app in the catalog.
 pub fn app_names() -> impl Iterator<Item = &'static str> {
     FILES.iter().map(|(name, _)| *name)
+}
+
+/// One app as `catalog` shows it: its preset, and the volumes it gets with
+/// the default `paths` (its config directory under `stateDir`, the media
+/// tree when it mounts it).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub name: &'static str,
+    #[serde(flatten)]
+    pub preset: &'static Preset,
+    pub volumes: Vec<crate::model::Volume>,
+}
+
+impl Entry {
+    fn new(name: &'static str, preset: &'static Preset) -> Self {
+        let paths = crate::spec::Paths::default();
+        let mut volumes = vec![crate::model::Volume {
+            host: format!("{}/{name}", paths.state_dir),
+            container: preset.config_dir.clone(),
+            read_only: false,
+            create: true,
+        }];
+        if preset.mounts_data {
+            volumes.push(crate::model::Volume {
+                host: paths.data_dir.clone(),
+                container: paths.data_dir,
+                read_only: false,
+                create: false,
+            });
+        }
+        Entry {
+            name,
+            preset,
+            volumes,
+        }
+    }
+}
+
+/// Every app, sorted by name.
+pub fn entries() -> Result<Vec<Entry>> {
+    Ok(catalog()?.iter().map(|(n, p)| Entry::new(n, p)).collect())
+}
+
+/// One app; an unknown name is a usage error naming the nearest and all.
+pub fn entry(name: &str) -> Result<Entry> {
+    let cat = catalog()?;
+    match cat.get_key_value(name) {
+        Some((n, p)) => Ok(Entry::new(n, p)),
+        None => {
+            let hint = app_names()
+                .map(|k| (strsim::jaro_winkler(name, k), k))
+                .filter(|(s, _)| *s > 0.75)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .map(|(_, k)| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            Err(crate::error::UsageError(format!(
+                "no app `{name}` in the catalog; {hint}known apps: {}",
+                app_names().collect::<Vec<_>>().join(", ")
+            ))
+            .into())
+        }
+    }
 }
 
 #[cfg(test)]

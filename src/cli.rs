@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::commands::{Command, Context, ExitStatus, GlobalArgs, MigrationArgs};
 
@@ -32,6 +32,16 @@ struct MigrateCli {
     global: GlobalArgs,
     #[command(flatten)]
     args: MigrationArgs,
+}
+
+/// The command line of `nixarr-units`, for completions and man pages.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// The command line of `nixarr-migrate`.
+pub fn migrate_command() -> clap::Command {
+    MigrateCli::command()
 }
 
 fn init_logging(verbose: u8, generator: bool) {

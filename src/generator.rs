@@ -94,7 +94,7 @@ pub fn detect_engine(spec: &mut Spec) -> Option<String> {
 }
 
 /// The first executable `name` in `$PATH`.
-fn find_on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -36,6 +36,8 @@ pub struct Stack {
     pub lock: Option<StackLock>,
     /// `autoUpdate`: services whose images a timer updates.
     pub auto_update: Option<AutoUpdate>,
+    /// The spec's own profiles (checked: every member is a service).
+    pub profiles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone)]

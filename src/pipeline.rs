@@ -38,26 +38,32 @@ pub struct LoadOptions<'a> {
     pub record_source: bool,
 }
 
-/// Parse, validate and render one spec file, writing nothing. Where the
-/// spec does not say which engine version the units are for, the installed
-/// engine is asked; when there is none to ask, a note says what was assumed.
-pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Loaded> {
+/// A spec file's name as errors cite it, and its text; a missing file is
+/// a usage error.
+pub fn read(path: &Path) -> Result<(String, String)> {
     let origin = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok((origin, t)),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
             ) =>
         {
-            return Err(UsageError(format!(
+            Err(UsageError(format!(
                 "cannot read the spec {origin}: {e}; check the path given to --spec"
             ))
-            .into());
+            .into())
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read the spec {origin}")),
-    };
+        Err(e) => Err(e).with_context(|| format!("cannot read the spec {origin}")),
+    }
+}
+
+/// Parse, validate and render one spec file, writing nothing. Where the
+/// spec does not say which engine version the units are for, the installed
+/// engine is asked; when there is none to ask, a note says what was assumed.
+pub fn load(path: &Path, opts: &LoadOptions<'_>) -> Result<Loaded> {
+    let (origin, text) = read(path)?;
     let mut spec = spec::parse(&text, &origin)?;
     let notes = detect_engine(&mut spec)
         .map(|note| format!("{origin}: {note}"))

@@ -507,6 +507,7 @@ mod tests {
             network_unit: "nixarr-network.service".into(),
             image_lock: None,
             services,
+            profiles: BTreeMap::new(),
         }
     }
 

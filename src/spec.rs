@@ -42,6 +42,11 @@ pub struct Spec {
     pub image_lock: Option<String>,
     /// Update these services' images on a schedule (`<prefix>-update.timer`).
     pub auto_update: Option<AutoUpdateSpec>,
+    /// Named groups of services (`start --profile NAME`), beside the ones
+    /// catalog apps carry; a name given here replaces the catalog's group
+    /// of that name.
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,7 +291,7 @@ pub struct VolumeSpec {
     pub create: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HealthSpec {
     /// Command run inside the container by the engine (`/bin/sh -c`).

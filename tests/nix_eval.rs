@@ -14,6 +14,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "support/tmux.rs"]
+mod tmux;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const BIN: &str = env!("CARGO_BIN_EXE_nixarr-units");
 
@@ -74,12 +77,12 @@ fn json(out: &Output, what: &str) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn eval_scenario(lib: &Path, name: &str, attr: &str) -> Output {
-    nix_eval(
-        lib,
-        "tests/nix/eval.nix",
-        &["--argstr", "scenario", name, "-A", attr],
-    )
+/// Evaluate `attr` of a scenario: `which` is `["--argstr", "scenario",
+/// NAME]` or `["--arg", "scenarioFile", PATH]`.
+fn eval_scenario(lib: &Path, which: &[&str], attr: &str) -> Output {
+    let mut args = which.to_vec();
+    args.extend(["-A", attr]);
+    nix_eval(lib, "tests/nix/eval.nix", &args)
 }
 
 fn run_bin(args: &[&str]) -> Output {
@@ -90,10 +93,19 @@ fn scenario(name: &str) {
     let Some(lib) = nixpkgs_lib(&format!("scenario {name}")) else {
         return;
     };
-    let meta = json(&eval_scenario(&lib, name, "meta"), name);
+    scenario_from(&lib, name, &["--argstr", "scenario", name]);
+}
+
+/// Evaluate a scenario (see [`eval_scenario`] for `which`) and check it:
+/// its assertions, checks and warnings, and that its spec renders.
+// One pass over a scenario's outcomes in the order they are decided.
+#[allow(clippy::too_many_lines)]
+fn scenario_from(lib: &Path, name: &str, which: &[&str]) {
+    let lib = lib.to_path_buf();
+    let meta = json(&eval_scenario(&lib, which, "meta"), name);
     println!("scenario {name}: {}", meta["description"].as_str().unwrap());
 
-    let out = eval_scenario(&lib, name, "result");
+    let out = eval_scenario(&lib, which, "result");
     if let Some(expected) = meta["evalError"].as_str() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -363,7 +375,10 @@ fn image_lock_pins_the_rendered_units() {
     let Some(lib) = nixpkgs_lib("image_lock_pins_the_rendered_units") else {
         return;
     };
-    let result = json(&eval_scenario(&lib, "image-lock", "result"), "image-lock");
+    let result = json(
+        &eval_scenario(&lib, &["--argstr", "scenario", "image-lock"], "result"),
+        "image-lock",
+    );
     assert!(
         result["spec"]["imageLock"]
             .as_str()
@@ -586,7 +601,10 @@ fn tmpfiles_rules_keep_the_users_choice() {
         skipped("tmpfiles_rules_keep_the_users_choice: needs root (chown)");
         return;
     }
-    let result = json(&eval_scenario(&lib, "one-app", "result"), "one-app");
+    let result = json(
+        &eval_scenario(&lib, &["--argstr", "scenario", "one-app"], "result"),
+        "one-app",
+    );
     let rules: Vec<&str> = result["tmpfilesRules"]
         .as_array()
         .unwrap()
@@ -653,4 +671,80 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `nixarr-units init` in a real terminal writes a NixOS block: imported
+/// as a module, it evaluates without assertions or warnings, and its spec
+/// validates and renders (as every scenario's).
+#[test]
+fn init_wizard_nix_block_evaluates() {
+    let Some(lib) = nixpkgs_lib("init_wizard_nix_block_evaluates") else {
+        return;
+    };
+    if !tmux::Tmux::available() {
+        skipped("init_wizard_nix_block_evaluates: tmux is not installed");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let block = t.path().join("nixarr-units.nix");
+    let term = tmux::Tmux::start(
+        t.path(),
+        t.path(),
+        &[BIN, "init", "--format", "nix", "--backend", "docker"],
+    );
+    // Core is picked; add lidarr (4th) and transmission (the last, 10th).
+    term.wait_for("transmission");
+    term.keys(&["Down", "Down", "Down", "Space"]);
+    for _ in 0..6 {
+        term.keys(&["Down"]);
+    }
+    term.keys(&["Space", "Enter"]);
+    term.answer("Which container engine?", &["Enter"]);
+    term.answer("Route transmission through a VPN", &["y", "Enter"]);
+    term.answer("VPN provider", &["Enter"]);
+    term.answer("VPN type?", &["Enter"]);
+    term.wait_for("File that holds WIREGUARD_PRIVATE_KEY?");
+    term.type_text("/run/agenix/wg-key");
+    term.keys(&["Enter"]);
+    term.wait_for("Time zone");
+    term.type_text("America/New_York");
+    term.keys(&["Enter"]);
+    term.answer("User id", &["Enter"]);
+    term.wait_for("Group id");
+    term.type_text("1234");
+    term.keys(&["Enter"]);
+    term.answer("configuration?", &["Enter"]);
+    term.answer("media tree", &["Enter"]);
+    term.answer("Write nixarr-units.nix?", &["Enter"]);
+    let done = term.wait_for("EXIT=");
+    assert!(done.contains("EXIT=0"), "{done}");
+    assert!(done.contains("imports = [ ./nixarr-units.nix ];"), "{done}");
+
+    let text = std::fs::read_to_string(&block).unwrap();
+    assert!(
+        text.contains("secrets.WIREGUARD_PRIVATE_KEY.file = \"/run/agenix/wg-key\";"),
+        "{text}"
+    );
+    let scenario = t.path().join("scenario.nix");
+    std::fs::write(
+        &scenario,
+        format!(
+            "{{ lib }}:\n{{\n  description = \"the block nixarr-units init wrote\";\n  \
+             sops = false;\n  config = import {};\n  checks = config: let spec = \
+             config.services.nixarr-units.spec; in {{\n    \
+             apps = builtins.attrNames spec.services == [ \"gluetun\" \"lidarr\" \"prowlarr\" \
+             \"radarr\" \"sonarr\" \"transmission\" ];\n    \
+             vpn = spec.services.transmission.vpn && !(spec.services.sonarr.vpn or false);\n    \
+             key = spec.services.gluetun.secrets.WIREGUARD_PRIVATE_KEY.file == \"/run/agenix/wg-key\";\n    \
+             tz = spec.defaults.tz == \"America/New_York\" && spec.defaults.pgid == 1234;\n    \
+             docker = spec.backend == \"docker\";\n  }};\n}}\n",
+            block.display()
+        ),
+    )
+    .unwrap();
+    scenario_from(
+        &lib,
+        "init",
+        &["--arg", "scenarioFile", scenario.to_str().unwrap()],
+    );
 }

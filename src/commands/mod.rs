@@ -15,13 +15,19 @@
 mod context;
 mod printer;
 
+mod catalog;
+mod completions;
+mod config;
 mod container_stopped;
+mod diff;
 mod ensure_dir;
 mod generator;
 mod heal;
+mod init;
 mod jobs;
 mod login;
 mod logs;
+mod man;
 mod migration;
 mod pull;
 mod reload;
@@ -43,7 +49,7 @@ use clap::Subcommand;
 pub use crate::error::UsageError;
 pub use context::{Context, GlobalArgs};
 pub use migration::Args as MigrationArgs;
-pub use printer::{Format, Output, Printer};
+pub use printer::{Format, Output, Printer, columns};
 
 /// How a command ended: the process's exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +127,26 @@ pub enum Command {
     Logs(logs::Args),
     /// The VPN (Gluetun) container.
     Vpn(vpn::Args),
+    /// Write a first stack: ask on a terminal (or take --yes and flags),
+    /// then write a NixOS module block or a JSON spec.
+    Init(init::Args),
+    /// The effective configuration, each value with its source; `config
+    /// validate` checks a spec.
+    Config(config::Args),
+    /// The catalog's apps: image, ports, volumes, health probe, native
+    /// service, profile.
+    Catalog(catalog::Args),
+    /// What a render would change in the installed units: a unified diff
+    /// per unit and the running services that would restart.
+    ///
+    /// Exit status: 0 when nothing would change, 1 when something would,
+    /// 2 on usage errors.
+    Diff(diff::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish,
+    /// powershell).
+    Completions(completions::Args),
+    /// Write man pages for nixarr-units and nixarr-migrate.
+    Man(man::Args),
     /// Restart Docker services that stay unhealthy (run by <prefix>-health.timer).
     Heal(heal::Args),
     /// Move a service from its native NixOS unit into its container and back
@@ -170,6 +196,12 @@ impl Command {
             Command::Restart(a) => a.run(Verb::Restart, ctx),
             Command::Logs(a) => a.run(ctx),
             Command::Vpn(a) => a.run(ctx),
+            Command::Init(a) => a.run(ctx),
+            Command::Config(a) => a.run(ctx),
+            Command::Catalog(a) => a.run(ctx),
+            Command::Diff(a) => a.run(ctx),
+            Command::Completions(a) => a.run(ctx),
+            Command::Man(a) => a.run(ctx),
             Command::Heal(a) => a.run(ctx),
             Command::Migration(a) => a.run(ctx),
             Command::Secrets(a) => a.run(ctx),

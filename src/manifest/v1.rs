@@ -40,6 +40,10 @@ pub struct StackManifest {
     /// The image lock the units were rendered with (`update` writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_lock: Option<String>,
+    /// The spec's own profiles (`start --profile NAME`); the catalog apps'
+    /// profiles come from the catalog (see [`crate::profiles`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profiles: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -383,6 +387,7 @@ mod tests {
         let m: Manifest = serde_json::from_str(FULL).expect("the v1 fixture parses");
         let svcs = || m.stacks.iter().flat_map(|s| s.services.values());
         assert!(m.stacks.iter().any(|s| s.image_lock.is_some()));
+        assert!(m.stacks.iter().any(|s| !s.profiles.is_empty()));
         assert!(svcs().any(|s| s.image_digest.is_some()));
         assert!(svcs().any(|s| !s.secrets.is_empty() && s.secrets_unit.is_some()));
         assert!(svcs().any(|s| s.migration.as_ref().is_some_and(|m| m.legacy.is_some())));

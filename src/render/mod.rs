@@ -425,6 +425,7 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
             network_unit,
             services,
             image_lock: stack.lock.as_ref().map(|l| l.path.clone()),
+            profiles: stack.profiles.clone(),
         },
     })
 }

@@ -74,6 +74,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     let auto_update = auto_update(&cx, spec, &services)?;
     check_dependencies(&cx, &services)?;
     check_ports(&cx, &services)?;
+    crate::profiles::check(spec, origin)?;
 
     Ok(Stack {
         backend: spec.backend,
@@ -87,6 +88,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         vpn_service,
         lock: None,
         auto_update,
+        profiles: spec.profiles.clone(),
     })
 }
 

@@ -6,7 +6,14 @@
 #
 # `meta` never forces the configuration (a scenario may expect the evaluation
 # itself to fail); `result` does.
-{ nixpkgsLib, scenario }:
+#
+# `scenarioFile` (a path) evaluates a scenario written elsewhere, such as one
+# around the block `nixarr-units init` wrote.
+{
+  nixpkgsLib,
+  scenario ? null,
+  scenarioFile ? null,
+}:
 
 let
   lib = import nixpkgsLib;
@@ -27,7 +34,7 @@ let
       };
     in
     outputs;
-  file = ./scenarios + "/${scenario}.nix";
+  file = if scenarioFile != null then scenarioFile else ./scenarios + "/${scenario}.nix";
   s = import file (
     { inherit lib; } // lib.optionalAttrs (lib.functionArgs (import file) ? flake) { inherit flake; }
   );

@@ -11,6 +11,11 @@
       prefix = "media";
       stateDir = "/srv/media state";
       sonarr.enable = true;
+      # Its own group, beside the catalog's (sonarr is in `core`).
+      profiles.web = [
+        "homepage"
+        "db"
+      ];
       instances.sonarr-4k = {
         app = "sonarr";
         port = 8990;
@@ -98,6 +103,12 @@
           };
         };
       no-warnings = config.warnings == [ ];
+      profiles = spec.profiles == {
+        web = [
+          "homepage"
+          "db"
+        ];
+      };
       db-secret-file-env =
         spec.services.db.secretFileEnv == "{name}_FILE"
         && spec.services.db.secrets == { POSTGRES_PASSWORD.file = "/run/secrets/db/password"; };
