@@ -140,6 +140,17 @@ impl DevicePermissions {
     }
 }
 
+/// `HOST:CONTAINER[:PERMISSIONS]`, as the engines' `--device` takes it.
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.container)?;
+        match &self.permissions {
+            Some(p) => write!(f, ":{p}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Display for DevicePermissions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         for (on, c) in [(self.read, 'r'), (self.write, 'w'), (self.mknod, 'm')] {

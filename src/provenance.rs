@@ -304,7 +304,8 @@ fn service(out: &mut Out, name: &str, svc: &Service, preset: Option<(&str, &Pres
         pick(out, "capAdd", json!(svc.cap_add), None);
     }
     if !svc.devices.is_empty() || written(out, &["devices"]) {
-        pick(out, "devices", json!(svc.devices), None);
+        let devices: Vec<String> = svc.devices.iter().map(ToString::to_string).collect();
+        pick(out, "devices", json!(devices), None);
     }
     // Secrets: the source file and how it is delivered, never a value.
     for s in &svc.secrets {

@@ -326,6 +326,19 @@ pub struct DeviceSpec {
     pub permissions: Option<String>,
 }
 
+/// The string form, `HOST[:CONTAINER[:PERMISSIONS]]`, which reads back
+/// the same (the catalog shows its devices so).
+impl Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = match (&self.container, &self.permissions) {
+            (None, None) => self.host.clone(),
+            (Some(c), None) => format!("{}:{c}", self.host),
+            (c, Some(p)) => format!("{}:{}:{p}", self.host, c.as_ref().unwrap_or(&self.host)),
+        };
+        ser.serialize_str(&s)
+    }
+}
+
 /// [`DeviceSpec`] written as an object.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -520,10 +520,7 @@ fn published_ports<'a>(stack: &'a Stack, svc: &'a Service) -> Vec<&'a crate::mod
 
 /// `--device=HOST:CONTAINER[:PERMISSIONS]`, the same for podman and Docker.
 fn device_arg(d: &Device) -> String {
-    match d.permissions {
-        None => format!("--device={}:{}", d.host, d.container),
-        Some(p) => format!("--device={}:{}:{p}", d.host, d.container),
-    }
+    format!("--device={d}")
 }
 
 fn publish_arg(p: &crate::model::Port) -> String {
