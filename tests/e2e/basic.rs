@@ -123,17 +123,12 @@ fn wait_answer(port: u16, path: &str, status: u16, body: &str) -> Result<()> {
 }
 
 fn manifest_hash(sc: &Scenario, svc: &str) -> Result<String> {
-    let text = fs_err::read_to_string(sc.m.root().join("run/nixarr-units/manifest.json"))?;
-    let v: Value = serde_json::from_str(&text)?;
-    let stacks = v["stacks"].as_array().context("manifest without stacks")?;
-    let stack = stacks
-        .iter()
-        .find(|s| s["prefix"] == sc.prefix.as_str())
-        .context("our stack is not in the manifest")?;
-    stack["services"][svc]["configHash"]
-        .as_str()
-        .map(str::to_owned)
-        .context("no configHash")
+    let stack = sc.stack()?;
+    let service = stack
+        .services
+        .get(svc)
+        .with_context(|| format!("no service `{svc}` in the manifest"))?;
+    Ok(service.config_hash.clone())
 }
 
 // -------------------------------------------------------------- scenarios
@@ -350,7 +345,7 @@ fn restarts_unhealthy_app(sc: &mut Scenario) -> Result<()> {
                 "-o",
                 "cat",
                 "-u",
-                &format!("{}-health.service", sc.prefix),
+                &sc.names().health_unit("service"),
             ])?;
             ensure!(
                 log.contains(&format!(
@@ -376,7 +371,7 @@ fn stop_target(sc: &mut Scenario) -> Result<()> {
     sc.m.systemctl(&["stop", &sc.target()])?;
     // `systemctl stop` waits for the target's own job only; the services
     // get their stop jobs through PartOf= and finish them right after.
-    let network = format!("{}-network.service", sc.prefix);
+    let network = sc.names().network_unit();
     for unit in [sc.unit("a"), sc.unit("b"), network, sc.target()] {
         let state = wait_for(&format!("{unit} to stop"), Duration::from_secs(60), || {
             let active = sc.m.active_state(&unit)?;

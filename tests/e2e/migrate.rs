@@ -852,18 +852,12 @@ fn refusals(sc: &mut Scenario) -> Result<()> {
 
     // A manifest whose container unit is not installed (e.g. the NixOS
     // configuration was not switched to yet).
-    let text = fs_err::read_to_string(m.root().join("run/nixarr-units/manifest.json"))?;
-    let mut v: Value = serde_json::from_str(&text)?;
-    for stack in v["stacks"].as_array_mut().context("no stacks")? {
-        if stack["prefix"] == sc.prefix.as_str() {
-            stack["services"]["sonarr"]["unit"] =
-                json!(format!("{}-not-installed.service", sc.prefix));
+    let not_installed = sc.unit("not-installed");
+    sc.write_edited_manifest(&m.root().join("run/e2e-manifest.json"), |stack| {
+        if let Some(sonarr) = stack.services.get_mut("sonarr") {
+            sonarr.unit = not_installed;
         }
-    }
-    fs_err::write(
-        m.root().join("run/e2e-manifest.json"),
-        serde_json::to_string_pretty(&v)?,
-    )?;
+    })?;
     mig(
         m,
         &["migrate", "sonarr", "--manifest", "/run/e2e-manifest.json"],

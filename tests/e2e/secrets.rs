@@ -797,7 +797,7 @@ fn start_all(sc: &Scenario, svcs: &[&str]) -> Result<()> {
         let unit = sc.unit(svc);
         let state = sc.m.active_state(&unit)?;
         if state != "active" {
-            let bridge = format!("{}-{svc}-secrets.service", sc.prefix);
+            let bridge = sc.names().secrets_unit(svc);
             let out = sc.m.exec(&[
                 "systemctl",
                 "--no-pager",
@@ -852,7 +852,7 @@ fn status_showing(sc: &Scenario, unit: &str, needles: &[&str]) -> Result<String>
 /// reason, whose line of `systemctl status` is returned.
 fn assert_refused(sc: &Scenario, svc: &str, why: &[&str]) -> Result<String> {
     let unit = sc.unit(svc);
-    let bridge = format!("{}-{svc}-secrets.service", sc.prefix);
+    let bridge = sc.names().secrets_unit(svc);
     let state = sc.m.active_state(&bridge)?;
     ensure!(state == "failed", "{bridge} is {state}, not failed");
     let state = sc.m.active_state(&unit)?;
@@ -1033,7 +1033,7 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
     // Exposure of the bridges.
     let strict = [("f", "file"), ("e", "envFile"), ("d", "default")];
     for (svc, what) in strict {
-        let unit = format!("{}-{svc}-secrets.service", sc.prefix);
+        let unit = sc.names().secrets_unit(svc);
         let e = exposure(sc.m, &unit)?;
         eprintln!("     exposure of the {what} bridge {unit}: {e}");
         sc.notes
@@ -1049,7 +1049,7 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
         );
     }
     if podman {
-        let unit = format!("{}-p-secrets.service", sc.prefix);
+        let unit = sc.names().secrets_unit("p");
         let e = exposure(sc.m, &unit)?;
         eprintln!("     exposure of the podmanSecret bridge {unit}: {e}");
         sc.notes.push(format!(
@@ -1064,7 +1064,7 @@ fn delivers_without_leaks(sc: &mut Scenario) -> Result<()> {
     // Stopping removes every copy.
     sc.m.systemctl(&["stop", &sc.target()])?;
     for svc in &svcs {
-        let bridge = format!("{}-{svc}-secrets.service", sc.prefix);
+        let bridge = sc.names().secrets_unit(svc);
         wait_for(
             &format!("{bridge} to stop"),
             Duration::from_secs(60),
@@ -1195,7 +1195,7 @@ fn readable_source_warns(sc: &mut Scenario) -> Result<()> {
     sc.install(&sc.spec(json!({ "a": service(port, &[&s], Some("FILE__{name}")) })))?;
     start_all(sc, &["a"])?;
     check_delivered(port, &s)?;
-    let bridge = format!("{}-a-secrets.service", sc.prefix);
+    let bridge = sc.names().secrets_unit("a");
     let journal = wait_for(
         &format!("a warning in the journal of {bridge}"),
         Duration::from_secs(30),

@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -75,15 +75,12 @@ fn docker() {
 
 // ---------------------------------------------------------------- helpers
 
-/// The generator's manifest, as the host sees it.
-fn manifest_path(m: &Machine) -> PathBuf {
-    m.root().join("run/nixarr-units/manifest.json")
-}
-
 /// Run the binary on the host against the machine's bus and a manifest
 /// (the generator's unless given).
 fn on_host(m: &Machine, args: &[&str], manifest: Option<&Path>) -> Result<Run> {
-    let manifest = manifest.map(Path::to_path_buf).unwrap_or(manifest_path(m));
+    let manifest = manifest
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| m.manifest_path());
     let out = Command::new(BIN)
         .args(args)
         .arg("--manifest")
@@ -302,20 +299,19 @@ fn states(sc: &mut Scenario) -> Result<()> {
     )?;
 
     // A manifest entry whose unit does not exist.
-    let text = fs_err::read_to_string(manifest_path(sc.m))?;
-    let mut manifest: Value = serde_json::from_str(&text)?;
-    let stack = manifest["stacks"]
-        .as_array_mut()
-        .context("manifest without stacks")?
-        .iter_mut()
-        .find(|s| s["prefix"] == sc.prefix.as_str())
-        .context("our stack is not in the manifest")?;
-    let mut ghost = stack["services"]["down"].clone();
-    ghost["unit"] = json!(sc.unit("ghost"));
-    ghost["container"] = json!(sc.container("ghost"));
-    stack["services"]["ghost"] = ghost;
     let edited = sc.m.dir.path().join(format!("{}-manifest.json", sc.prefix));
-    fs_err::write(&edited, serde_json::to_string_pretty(&manifest)?)?;
+    let (unit, container) = (sc.unit("ghost"), sc.container("ghost"));
+    let mut found = false;
+    sc.write_edited_manifest(&edited, |stack| {
+        if let Some(down) = stack.services.get("down") {
+            let mut ghost = down.clone();
+            ghost.unit = unit;
+            ghost.container = container;
+            stack.services.insert("ghost".to_owned(), ghost);
+            found = true;
+        }
+    })?;
+    ensure!(found, "no service `down` in the manifest");
 
     let started = Instant::now();
     let (code, report) = status_json(sc.m, &[], Some(&edited))?;
@@ -796,7 +792,7 @@ fn watch(sc: &mut Scenario) -> Result<()> {
     let out = fs_err::File::create(&out_path)?;
     let mut child = Command::new(BIN)
         .args(["status", "--watch", "--no-probe", "a", "--manifest"])
-        .arg(manifest_path(sc.m))
+        .arg(sc.m.manifest_path())
         .arg("--bus-address")
         .arg(sc.m.bus_address())
         .stdin(Stdio::null())

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use nixarr_units::manifest::{self, Manifest};
+
 use super::dockerd::Dockerd;
 use super::host::{host, output_text, run_id, wait_for};
 use super::image::build_image_tar;
@@ -17,24 +19,14 @@ use super::lock::lock_host;
 use super::net::Net;
 use super::{BIN, IMAGE, MACHINE_BIN_DIR, MARKER, SCENARIO_LABEL};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Podman,
-    Docker,
-}
+pub use nixarr_units::spec::Backend;
 
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Podman => "podman",
-            Backend::Docker => "docker",
-        }
-    }
-    pub fn engine(self) -> &'static str {
-        match self {
-            Backend::Podman => "/usr/bin/podman",
-            Backend::Docker => "/usr/bin/docker",
-        }
+/// The engine binary of `backend` in the machines (and in their specs'
+/// `engine.path`).
+pub fn engine_path(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Podman => "/usr/bin/podman",
+        Backend::Docker => "/usr/bin/docker",
     }
 }
 
@@ -144,6 +136,18 @@ ExecStart=/usr/bin/docker version
 ";
 
 impl Machine {
+    /// The generator's manifest (`/run/nixarr-units/manifest.json`) as the
+    /// host sees it.
+    pub fn manifest_path(&self) -> PathBuf {
+        self.root()
+            .join(manifest::RUN_MANIFEST.trim_start_matches('/'))
+    }
+
+    /// The generator's manifest, read with the binary's own types.
+    pub fn manifest(&self) -> Result<Manifest> {
+        manifest::load(Some(&self.manifest_path())).map(|(_, m)| m)
+    }
+
     /// What the machine runs, for messages: `podman`, `podman5` (the
     /// trixie machine) or `docker`.
     pub fn label(&self) -> &'static str {
@@ -462,7 +466,7 @@ impl Machine {
 
     /// The engine's CLI for this machine's backend (inside the machine).
     pub fn engine(&self, args: &[&str]) -> Result<String> {
-        let mut v = vec![self.backend.engine()];
+        let mut v = vec![engine_path(self.backend)];
         v.extend_from_slice(args);
         self.ok(&v)
     }

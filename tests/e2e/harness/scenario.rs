@@ -1,12 +1,16 @@
 //! [`Scenario`]: what one scenario gets, its prefix and its spec.
 
+use std::path::Path;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::SCENARIO_LABEL;
 use super::host::host;
-use super::machine::{Backend, Machine};
+use nixarr_units::manifest::StackManifest;
+use nixarr_units::render::Names;
+
+use super::machine::{Backend, Machine, engine_path};
 
 /// What a scenario gets: the machine, its own prefix and a place to keep
 /// notes (printed in the summary, e.g. for behaviour expected later).
@@ -17,11 +21,16 @@ pub struct Scenario<'a> {
 }
 
 impl Scenario<'_> {
+    /// The names of this scenario's units and containers, as the renderer
+    /// gives them.
+    pub fn names(&self) -> Names<'_> {
+        Names::new(&self.prefix)
+    }
     pub fn unit(&self, svc: &str) -> String {
-        format!("{}-{svc}.service", self.prefix)
+        self.names().unit(svc)
     }
     pub fn container(&self, svc: &str) -> String {
-        format!("{}-{svc}", self.prefix)
+        self.names().container(svc)
     }
     /// SIGKILL the main process of `svc`'s container.
     pub fn kill_app(&self, svc: &str) -> Result<()> {
@@ -43,8 +52,34 @@ impl Scenario<'_> {
             Backend::Docker => host(Command::new("kill").args(["-KILL", &pid])).map(drop),
         }
     }
+    /// This scenario's stack in the generator's manifest.
+    pub fn stack(&self) -> Result<StackManifest> {
+        let manifest = self.m.manifest()?;
+        Ok(manifest
+            .stack(&self.m.manifest_path(), &self.prefix)?
+            .clone())
+    }
+
+    /// Write the generator's manifest with this scenario's stack changed by
+    /// `edit` to `dest` (on the host), e.g. for `--manifest`.
+    pub fn write_edited_manifest(
+        &self,
+        dest: &Path,
+        edit: impl FnOnce(&mut StackManifest),
+    ) -> Result<()> {
+        let mut manifest = self.m.manifest()?;
+        let stack = manifest
+            .stacks
+            .iter_mut()
+            .find(|s| s.prefix == self.prefix)
+            .with_context(|| format!("no stack `{}` in the generator's manifest", self.prefix))?;
+        edit(stack);
+        fs_err::write(dest, manifest.to_json()?)?;
+        Ok(())
+    }
+
     pub fn target(&self) -> String {
-        format!("{}.target", self.prefix)
+        self.names().target()
     }
 
     /// A spec for this scenario's backend and prefix, with `services`.
@@ -65,7 +100,7 @@ impl Scenario<'_> {
             "version": 1,
             "backend": self.m.backend.name(),
             "prefix": self.prefix,
-            "engine": { "path": self.m.backend.engine() },
+            "engine": { "path": engine_path(self.m.backend) },
             "services": services,
         })
     }
