@@ -136,7 +136,7 @@ fn bench_engine(which: &str, runs: usize) -> Result<Row> {
         "docker" => (Backend::Docker, BootOptions::default()),
         other => bail!("unknown engine {other:?}: give podman4, podman5 or docker"),
     };
-    if let Some(why) = opts.trixie.then(e2e::trixie_missing).flatten() {
+    if let Some(why) = opts.trixie.then(e2e::machine::trixie_missing).flatten() {
         bail!("{why}");
     }
     let m = Machine::boot_with(backend, opts)?;
@@ -153,7 +153,7 @@ fn bench_engine(which: &str, runs: usize) -> Result<Row> {
         .iter()
         .map(|n| (*n, cold_start as ScenarioFn))
         .collect();
-    let failed = e2e::run_scenarios(&m, &scenarios);
+    let failed = e2e::runner::run_scenarios(&m, &scenarios);
     drop(m);
     ensure!(failed.is_empty(), "{engine}: runs failed: {failed:?}");
     let samples = std::mem::take(

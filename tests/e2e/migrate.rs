@@ -22,8 +22,6 @@
 //!
 //! Runs as root only (CI does); otherwise prints SKIPPED loudly.
 
-#![allow(clippy::unwrap_used)]
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

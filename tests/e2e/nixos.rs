@@ -10,8 +10,6 @@
 //! Runs as root with nix-instantiate and NIXPKGS_LIB (tests/run.sh);
 //! otherwise prints SKIPPED loudly.
 
-#![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
-
 use std::time::Duration;
 
 use crate::harness;
@@ -55,32 +53,21 @@ fn docker() {
 }
 
 fn suite(backend: Backend, trixie: bool) {
-    const WHAT: &str = "NixOS end-to-end mode";
-    let missing = harness::skip_reason()
-        .or_else(|| harness::nixos::nixpkgs_lib().err())
-        .or_else(|| trixie.then(harness::trixie_missing).flatten());
-    if let Some(why) = missing {
-        eprintln!(
-            "\n!!!!!!!! SKIPPED: {WHAT} on {} not run: {why} !!!!!!!!\n",
-            harness::label(backend, trixie)
-        );
-        return;
-    }
-    let _serial = harness::MACHINES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    harness::clean_leftovers();
     let opts = BootOptions {
         private_storage: true,
         private_network: true,
         trixie,
         ..BootOptions::default()
     };
-    let m = Machine::boot_with(backend, opts).expect("booting the e2e machine");
-    prepare(&m).expect("preparing the machine as a NixOS host");
-    let failed = harness::run_scenarios(&m, SCENARIOS);
-    drop(m);
-    assert!(failed.is_empty(), "failed scenarios: {failed:#?}");
+    harness::run_suite_booted(
+        "NixOS end-to-end mode",
+        backend,
+        opts,
+        SCENARIOS,
+        harness::nixos::nixpkgs_lib().err(),
+        prepare,
+        |_| {},
+    );
 }
 
 /// A NixOS host runs no nixarr-units generator (the harness installs one):

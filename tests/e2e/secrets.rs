@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The no-leak rule of secret bridges (issue 7), end to end on real systemd
 //! with podman and with Docker (one machine per backend, see harness/).
 //!

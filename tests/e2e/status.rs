@@ -13,8 +13,6 @@
 //!
 //! Runs as root only (CI does); otherwise prints SKIPPED loudly.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used)]
 //! The NixOS VM test's scenario (tests/vm/scenario.py, the testScript of
 //! nix/vm-test.nix) run here, on real systemd in systemd-nspawn, through the
 //! stand-in driver tests/vm/nspawn_driver.py. Only the Nix glue that builds

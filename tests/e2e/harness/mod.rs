@@ -33,11 +33,9 @@ pub mod scenario;
 
 pub use host::{Run, free_port, host, http_get, output_text, parse_environ, run_id, wait_for};
 pub use leftovers::clean_leftovers;
-pub use machine::{Backend, BootOptions, Machine, label, trixie_missing};
+pub use machine::{Backend, BootOptions, Machine};
 pub use net::{NET_CLIENT_ADDR, NET_HOST_NAME, NET_MACHINE_ADDR};
-pub use runner::{
-    MACHINES, PODMAN5, run_scenarios, run_suite, run_suite_booted, run_suite_podman5, skip_reason,
-};
+pub use runner::{MACHINES, PODMAN5, run_suite, run_suite_booted, run_suite_podman5, skip_reason};
 pub use scenario::{Scenario, ScenarioFn};
 
 /// Every machine name, temp dir and dockerd of this harness carries it.
