@@ -33,6 +33,7 @@ use crate::harness::{
     wait_for,
 };
 use anyhow::{Context, Result, bail, ensure};
+use nixarr_units::catalog::{self, Legacy};
 use serde_json::{Value, json};
 
 const SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -105,8 +106,25 @@ fn docker() {
 
 // ---------------------------------------------------------------- fixture
 
-const LEGACY_UNIT: &str = "sonarr.service";
-const LEGACY_DIR: &str = "/var/lib/sonarr/.config/NzbDrone";
+/// The catalog's facts about the native sonarr this suite migrates from.
+fn legacy() -> &'static Legacy {
+    catalog::catalog()
+        .expect("the catalog")
+        .get("sonarr")
+        .and_then(|p| p.legacy.as_ref())
+        .expect("the catalog's sonarr has legacy facts")
+}
+
+/// The native unit (the catalog's first name for it).
+fn legacy_unit() -> &'static str {
+    &legacy().units[0]
+}
+
+/// The native data directory.
+fn legacy_dir() -> &'static str {
+    &legacy().data_dir
+}
+
 const JOURNAL_DIR: &str = "/var/lib/nixarr-units/migrations/sonarr";
 const HEALTH_CMD: &str = "wget -q -O /dev/null http://127.0.0.1:8080/ping";
 const UID: u32 = 568;
@@ -157,12 +175,13 @@ const BULK: Bulk = Bulk {
 
 /// Write the native data directory below the machine's root.
 fn build_fixture(m: &Machine, bulk: Option<Bulk>) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let root = m.root();
     let top = root.join("var/lib/sonarr");
     if top.exists() {
         fs_err::remove_dir_all(&top)?;
     }
-    let d = root.join(LEGACY_DIR.trim_start_matches('/'));
+    let d = root.join(legacy_dir.trim_start_matches('/'));
     fs_err::create_dir_all(&d)?;
     let own = |p: &Path, uid: u32, gid: u32| -> Result<()> {
         std::os::unix::fs::lchown(p, Some(uid), Some(gid))
@@ -243,7 +262,7 @@ fn build_fixture(m: &Machine, bulk: Option<Bulk>) -> Result<()> {
     file("shared/group-file", b"g\n", 274, 100, 0o664)?;
     dir("private", 0, 0, 0o700)?;
     link("db-link", "sonarr.db", 274, 274)?;
-    link("abs-link", &format!("{LEGACY_DIR}/config.xml"), 0, 0)?;
+    link("abs-link", &format!("{legacy_dir}/config.xml"), 0, 0)?;
     link("dangling", "no/such/file", 274, 274)?;
     link("logs/up", "../config.xml", 274, 274)?;
     link("dir-link", "MediaCover", 1000, 100)?;
@@ -282,9 +301,10 @@ fn build_fixture(m: &Machine, bulk: Option<Bulk>) -> Result<()> {
 }
 
 fn legacy_unit_text(port: u16) -> String {
+    let legacy_dir = legacy_dir();
     format!(
         "[Unit]\nDescription=Sonarr (native stand-in for the nixarr-units e2e tests)\n\n\
-         [Service]\nExecStart=/usr/bin/busybox httpd -f -p 127.0.0.1:{port} -h {LEGACY_DIR}\n\n\
+         [Service]\nExecStart=/usr/bin/busybox httpd -f -p 127.0.0.1:{port} -h {legacy_dir}\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
 }
@@ -293,17 +313,18 @@ fn legacy_unit_text(port: u16) -> String {
 /// journal, no target, the legacy unit unmasked and running on `port` with
 /// a fresh fixture.
 fn install_legacy(m: &Machine, port: u16, bulk: Option<Bulk>) -> Result<()> {
-    let _ = m.exec(&["systemctl", "unmask", "--runtime", LEGACY_UNIT]);
-    let _ = m.exec(&["systemctl", "stop", LEGACY_UNIT]);
-    let _ = m.exec(&["systemctl", "reset-failed", LEGACY_UNIT]);
+    let legacy_unit = legacy_unit();
+    let _ = m.exec(&["systemctl", "unmask", "--runtime", legacy_unit]);
+    let _ = m.exec(&["systemctl", "stop", legacy_unit]);
+    let _ = m.exec(&["systemctl", "reset-failed", legacy_unit]);
     remove(m, JOURNAL_DIR)?;
     build_fixture(m, bulk)?;
     fs_err::write(
-        m.root().join("etc/systemd/system").join(LEGACY_UNIT),
+        m.root().join("etc/systemd/system").join(legacy_unit),
         legacy_unit_text(port),
     )?;
     m.daemon_reload()?;
-    m.systemctl(&["start", LEGACY_UNIT])?;
+    m.systemctl(&["start", legacy_unit])?;
     wait_native_serves(port)
 }
 
@@ -510,7 +531,8 @@ fn diff(a: &[String], b: &[String]) -> String {
 }
 
 fn same_tree(m: &Machine, before: &TreeState, what: &str) -> Result<()> {
-    let now = tree_state(m, LEGACY_DIR)?;
+    let legacy_dir = legacy_dir();
+    let now = tree_state(m, legacy_dir)?;
     ensure!(
         now.nar == before.nar,
         "{what}: the native tree hashes to {}, not {}",
@@ -599,8 +621,9 @@ fn wait_native_serves(port: u16) -> Result<()> {
 }
 
 fn legacy_serves(m: &Machine, port: u16) -> Result<()> {
-    let state = m.active_state(LEGACY_UNIT)?;
-    ensure!(state == "active", "{LEGACY_UNIT} is {state}");
+    let legacy_unit = legacy_unit();
+    let state = m.active_state(legacy_unit)?;
+    ensure!(state == "active", "{legacy_unit} is {state}");
     wait_native_serves(port)?;
     for (name, content) in served_files() {
         let got = get_bytes(port, &format!("/{name}"))?;
@@ -632,23 +655,24 @@ fn container_serves(sc: &Scenario, port: u16) -> Result<()> {
 
 /// The native unit is stopped and masked until reboot.
 fn legacy_masked(m: &Machine) -> Result<()> {
-    let state = m.active_state(LEGACY_UNIT)?;
+    let legacy_unit = legacy_unit();
+    let state = m.active_state(legacy_unit)?;
     ensure!(
         state == "inactive",
-        "{LEGACY_UNIT} is {state} after migrating"
+        "{legacy_unit} is {state} after migrating"
     );
     let enabled =
-        String::from_utf8_lossy(&m.exec(&["systemctl", "is-enabled", LEGACY_UNIT])?.stdout)
+        String::from_utf8_lossy(&m.exec(&["systemctl", "is-enabled", legacy_unit])?.stdout)
             .trim()
             .to_owned();
     ensure!(
         enabled == "masked-runtime",
-        "{LEGACY_UNIT} is {enabled:?}, not masked-runtime"
+        "{legacy_unit} is {enabled:?}, not masked-runtime"
     );
-    let start = m.exec(&["systemctl", "start", LEGACY_UNIT])?;
+    let start = m.exec(&["systemctl", "start", legacy_unit])?;
     ensure!(
         !start.status.success() && harness::output_text(&start).contains("masked"),
-        "starting the masked {LEGACY_UNIT} did not fail as masked: {}",
+        "starting the masked {legacy_unit} did not fail as masked: {}",
         harness::output_text(&start)
     );
     Ok(())
@@ -691,16 +715,18 @@ fn finalize(sc: &Scenario) -> Result<()> {
 // -------------------------------------------------------------- scenarios
 
 fn round_trip(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
+    let legacy_unit = legacy_unit();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, None)?;
     install_spec(sc, port)?;
     legacy_serves(m, port)?;
-    let before = tree_state(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
 
     let status = mig(m, &["status"])?.ok("status")?;
     ensure!(
-        status.stdout.contains("sonarr") && status.stdout.contains(LEGACY_UNIT),
+        status.stdout.contains("sonarr") && status.stdout.contains(legacy_unit),
         "status does not list sonarr:\n{}",
         status.stdout
     );
@@ -780,11 +806,12 @@ fn small_tmpfs(m: &Machine, at: &str) -> Result<()> {
 }
 
 fn refusals(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, None)?;
     install_spec(sc, port)?;
-    let before = tree_state(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
 
     // Not enough space for the snapshot, by option and by environment.
     let small = "/run/e2e-small-journal";
@@ -897,11 +924,12 @@ fn refusals(sc: &mut Scenario) -> Result<()> {
 }
 
 fn detached(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, Some(BULK))?;
     install_spec(sc, port)?;
-    let before = tree_state(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
     let unit = format!("{}-migrate@sonarr.service", sc.prefix);
     m.systemctl(&["start", "--no-block", &unit])?;
     // While it runs, a second migration is refused.
@@ -1071,11 +1099,12 @@ fn kill_at(sc: &Scenario, argv: &[&str], at: KillAt) -> Result<String> {
 }
 
 fn crash_safety(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, Some(BULK))?;
     install_spec(sc, port)?;
-    let before = tree_state(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
     let migrate = [BIN, "migration", "migrate", "sonarr", "--timeout", "120"];
     let points = [
         KillAt::Phase("planned"),
@@ -1160,15 +1189,18 @@ fn file_sums(m: &Machine, dir: &str) -> Result<Vec<String>> {
 }
 
 fn mount_points(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let result = mount_points_inner(sc);
     // Whatever happened: the next scenario builds its fixture from the host.
-    let _ = sc.m.exec(&["umount", "-l", LEGACY_DIR]);
+    let _ = sc.m.exec(&["umount", "-l", legacy_dir]);
     let _ = sc.m.exec(&["umount", "-l", &target(sc)]);
     let _ = sc.m.exec(&["systemctl", "stop", &sc.unit("sonarr")]);
     result
 }
 
 fn mount_points_inner(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
+    let legacy_unit = legacy_unit();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, None)?;
@@ -1177,22 +1209,22 @@ fn mount_points_inner(sc: &mut Scenario) -> Result<()> {
     // The native data on a file system of its own (its content copied in
     // with owners, modes and times), and a target that is one too, holding
     // an earlier file and an ext4-style lost+found.
-    m.systemctl(&["stop", LEGACY_UNIT])?;
+    m.systemctl(&["stop", legacy_unit])?;
     sh(
         m,
         &format!(
-            "mv {LEGACY_DIR} {LEGACY_DIR}.fixture && mkdir {LEGACY_DIR} && \
-             mount -t tmpfs -o size=64m tmpfs {LEGACY_DIR} && \
-             cp -a {LEGACY_DIR}.fixture/. {LEGACY_DIR}/ && chmod 0750 {LEGACY_DIR} && \
-             rm -rf {LEGACY_DIR}.fixture && \
+            "mv {legacy_dir} {legacy_dir}.fixture && mkdir {legacy_dir} && \
+             mount -t tmpfs -o size=64m tmpfs {legacy_dir} && \
+             cp -a {legacy_dir}.fixture/. {legacy_dir}/ && chmod 0750 {legacy_dir} && \
+             rm -rf {legacy_dir}.fixture && \
              mkdir -p '{target}' && mount -t tmpfs -o size=64m,mode=0755 tmpfs '{target}' && \
              mkdir -m 0700 '{target}/lost+found' && echo earlier > '{target}/keep-me'"
         ),
     )?;
-    m.systemctl(&["start", LEGACY_UNIT])?;
+    m.systemctl(&["start", legacy_unit])?;
     legacy_serves(m, port)?;
-    let before = tree_state(m, LEGACY_DIR)?;
-    let sums = file_sums(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
+    let sums = file_sums(m, legacy_dir)?;
 
     mig(m, &["migrate", "sonarr"])?.refused("a mount point with a file", "not empty")?;
     let run = mig(m, &["migrate", "sonarr", "--force"])?.ok("migrate --force")?;
@@ -1232,7 +1264,7 @@ fn mount_points_inner(sc: &mut Scenario) -> Result<()> {
     // Something writes to the native data while the container runs: the
     // rollback must restore the snapshot in the mount point and keep what
     // it replaced.
-    sh(m, &format!("echo changed >> {LEGACY_DIR}/config.xml"))?;
+    sh(m, &format!("echo changed >> {legacy_dir}/config.xml"))?;
     mig(m, &["rollback", "sonarr"])?.ok("rollback")?;
     rolled_back(sc, port, &before, "after rollback")?;
     let saved = sh(
@@ -1277,6 +1309,7 @@ fn mount_points_inner(sc: &mut Scenario) -> Result<()> {
 // ------------------------------------------------------ failed health check
 
 fn never_healthy(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, None)?;
@@ -1286,7 +1319,7 @@ fn never_healthy(sc: &mut Scenario) -> Result<()> {
         svc["environment"]["FAKE_READY_AFTER"] = json!("3600");
         svc["startTimeout"] = json!(15);
     })?;
-    let before = tree_state(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
     let t0 = Instant::now();
     let r = mig(m, &["migrate", "sonarr"])?;
     ensure!(
@@ -1335,12 +1368,13 @@ fn earlier_copy(sc: &Scenario, n: u32) -> String {
 /// data → migrate (earlier snapshot kept) → rollback → finalize removes
 /// everything of every run.
 fn again_after_rollback(sc: &mut Scenario) -> Result<()> {
+    let legacy_dir = legacy_dir();
     let m = sc.m;
     let port = free_port()?;
     install_legacy(m, port, None)?;
     install_spec(sc, port)?;
     legacy_serves(m, port)?;
-    let before = tree_state(m, LEGACY_DIR)?;
+    let before = tree_state(m, legacy_dir)?;
 
     mig(m, &["migrate", "sonarr"])?.ok("first migrate")?;
     container_serves(sc, port)?;
@@ -1394,10 +1428,10 @@ fn again_after_rollback(sc: &mut Scenario) -> Result<()> {
     // differs, so the earlier one stays.
     let extra = m
         .root()
-        .join(LEGACY_DIR.trim_start_matches('/'))
+        .join(legacy_dir.trim_start_matches('/'))
         .join("written-after-rollback.txt");
     fs_err::write(&extra, "new native data\n")?;
-    let changed = tree_state(m, LEGACY_DIR)?;
+    let changed = tree_state(m, legacy_dir)?;
     ensure!(
         changed.nar != before.nar,
         "the change did not change the hash"
