@@ -385,17 +385,10 @@ fn stop_target(sc: &mut Scenario) -> Result<()> {
     }
     let left = sc.containers()?;
     ensure!(left.is_empty(), "managed containers left: {left:?}");
-    let all = sc.m.engine(&[
-        "ps",
-        "-a",
-        "--filter",
-        "label=io.nixarr.managed=true",
-        "--format",
-        "{{.Names}}",
-    ])?;
+    let all = sc.m.managed_containers()?;
     ensure!(
-        all.trim().is_empty(),
-        "ps -a --filter label=io.nixarr.managed=true is not empty: {all}"
+        all.is_empty(),
+        "ps -a --filter label=io.nixarr.managed=true is not empty: {all:?}"
     );
     Ok(())
 }

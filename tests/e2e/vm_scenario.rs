@@ -116,16 +116,7 @@ fn fake_arr_tar(dir: &Path) -> Result<PathBuf> {
         fs_err::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
     }
     let tar = dir.join("fake-arr-rootfs.tar");
-    host(
-        Command::new("tar")
-            .arg("--sort=name")
-            .arg("--mtime=@0")
-            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-    )?;
+    harness::image::tar_root(&root, &tar)?;
     Ok(tar)
 }
 

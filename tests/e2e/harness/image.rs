@@ -41,15 +41,23 @@ pub(super) fn build_image_tar(dir: &Path) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     fs_err::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     let tar = dir.join("fake-app.tar");
+    tar_root(&root, &tar)?;
+    Ok(tar)
+}
+
+/// Pack the root file system `root` into the tarball `tar` with the same
+/// bytes every time (sorted, epoch times, numeric root ownership), as an
+/// image archive to import.
+pub fn tar_root(root: &Path, tar: &Path) -> Result<()> {
     host(
         Command::new("tar")
             .arg("--sort=name")
             .arg("--mtime=@0")
             .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-            .arg(&root)
+            .arg(root)
             .arg("-cf")
-            .arg(&tar)
+            .arg(tar)
             .arg("."),
-    )?;
-    Ok(tar)
+    )
+    .map(drop)
 }

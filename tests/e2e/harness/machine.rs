@@ -136,6 +136,25 @@ ExecStart=/usr/bin/docker version
 ";
 
 impl Machine {
+    /// Names of every container nixarr-units manages in the machine's engine
+    /// (label `io.nixarr.managed=true`), in any state, of any scenario.
+    pub fn managed_containers(&self) -> Result<Vec<String>> {
+        let out = self.engine(&[
+            "ps",
+            "-a",
+            "--filter",
+            "label=io.nixarr.managed=true",
+            "--format",
+            "{{.Names}}",
+        ])?;
+        Ok(out
+            .lines()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// The generator's manifest (`/run/nixarr-units/manifest.json`) as the
     /// host sees it.
     pub fn manifest_path(&self) -> PathBuf {

@@ -131,18 +131,11 @@ impl Scenario<'_> {
 
     /// Names of this scenario's containers that exist (any state).
     pub fn containers(&self) -> Result<Vec<String>> {
-        let out = self.m.engine(&[
-            "ps",
-            "-a",
-            "--filter",
-            "label=io.nixarr.managed=true",
-            "--format",
-            "{{.Names}}",
-        ])?;
-        Ok(out
-            .lines()
+        Ok(self
+            .m
+            .managed_containers()?
+            .into_iter()
             .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
-            .map(str::to_owned)
             .collect())
     }
 
