@@ -135,6 +135,185 @@ RemainAfterExit=yes
 ExecStart=/usr/bin/docker version
 ";
 
+/// What a machine's temporary directory holds before it boots.
+struct Layout {
+    dir: PathBuf,
+    /// Bound at /etc/containers: containers.conf and policy.json.
+    etc_containers: PathBuf,
+    /// Bound at /run/systemd/journal (and in dockerd's namespace).
+    journal: PathBuf,
+    /// The machine's /run/nixarr-units, shared with dockerd (see Dockerd).
+    nixarr_run: PathBuf,
+    /// Bound at /var/lib/containers: the host's or the machine's own.
+    storage: PathBuf,
+    /// The fake app's image archive, unless [`BootOptions::no_fake_app`].
+    tar: Option<PathBuf>,
+}
+
+impl Layout {
+    fn create(d: &Path, opts: BootOptions) -> Result<Layout> {
+        fs_err::write(d.join("owner"), owner_tag())?;
+        let etc_containers = d.join("etc-containers");
+        fs_err::create_dir_all(&etc_containers)?;
+        fs_err::write(etc_containers.join("containers.conf"), CONTAINERS_CONF)?;
+        fs_err::write(
+            etc_containers.join("policy.json"),
+            r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+        )?;
+        let journal = d.join("journal");
+        fs_err::create_dir_all(&journal)?;
+        let tar = if opts.no_fake_app {
+            None
+        } else {
+            Some(build_image_tar(d)?)
+        };
+        let nixarr_run = d.join("nixarr-run");
+        fs_err::create_dir_all(&nixarr_run)?;
+        let storage = if opts.private_storage || opts.trixie {
+            let storage = d.join("containers-storage");
+            fs_err::create_dir_all(&storage)?;
+            storage
+        } else {
+            PathBuf::from("/var/lib/containers")
+        };
+        Ok(Layout {
+            dir: d.to_path_buf(),
+            etc_containers,
+            journal,
+            nixarr_run,
+            storage,
+            tar,
+        })
+    }
+}
+
+/// dockerd for a Docker machine, with the fake app imported and the
+/// machine's docker.service stand-in written.
+fn start_dockerd(layout: &Layout, net: Option<&Net>) -> Result<Dockerd> {
+    fs_err::write(layout.dir.join("docker.service"), DOCKER_STUB)?;
+    let dk = Dockerd::start(&layout.dir, &layout.journal, &layout.nixarr_run, net)?;
+    if let Some(tar) = &layout.tar {
+        host(
+            Command::new("/usr/bin/docker")
+                .arg(format!("--host=unix://{}", dk.socket.display()))
+                .args(["import", "--change", r#"ENTRYPOINT ["/app/run"]"#])
+                .arg(tar)
+                .arg(IMAGE),
+        )
+        .context("importing the fake app into dockerd")?;
+    }
+    Ok(dk)
+}
+
+/// The systemd-nspawn command line that boots the machine: the host's /usr
+/// on a volatile root, or the trixie root under a throwaway overlay; the
+/// directories of `layout` bound in, the binary's directory, the machine's
+/// own network namespace and dockerd's socket when there are.
+fn nspawn_command(
+    name: &str,
+    opts: BootOptions,
+    layout: &Layout,
+    net: Option<&Net>,
+    dockerd: Option<&Dockerd>,
+) -> Result<Command> {
+    let d = &layout.dir;
+    let exe_dir = Path::new(BIN)
+        .parent()
+        .context("the binary has no directory")?;
+    let mut cmd;
+    if opts.trixie {
+        // The cached root under a throwaway overlay, mounted in a mount
+        // namespace of nspawn's own (gone with it, whatever happens).
+        // `unshare` and `sh` exec nspawn: the child's PID is nspawn's.
+        let (upper, work, merged) = (d.join("upper"), d.join("work"), d.join("root"));
+        for p in [&upper, &work, &merged] {
+            fs_err::create_dir_all(p)?;
+        }
+        cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg(r#"set -e; mount -t overlay "$1" -o "$2" "$3"; shift 3; exec systemd-nspawn "$@""#)
+            .arg("sh")
+            .arg(format!("{MARKER}-root"))
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                trixie_root().display(),
+                upper.display(),
+                work.display()
+            ))
+            .arg(&merged)
+            .arg("-D")
+            .arg(&merged);
+    } else {
+        cmd = Command::new("systemd-nspawn");
+        cmd.args(["-D", "/", "--volatile=yes"]);
+    }
+    cmd.env(OWNER_ENV, owner_tag())
+        .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
+        .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
+        .args(["--register=no", "--keep-unit", "--boot"])
+        .arg(format!("--machine={name}"))
+        .arg("--capability=all")
+        .arg("--system-call-filter=add_key keyctl request_key bpf")
+        .arg(format!(
+            "--bind={}:/var/lib/containers",
+            layout.storage.display()
+        ));
+    if !opts.trixie {
+        // The trixie root has its own alternatives (and hosts file).
+        cmd.arg("--bind-ro=/etc/alternatives")
+            // The volatile /etc has no hosts file: without it
+            // "localhost" would be looked up in DNS.
+            .arg("--bind-ro=/etc/hosts");
+    }
+    cmd.arg(format!(
+        "--bind={}:/etc/containers",
+        layout.etc_containers.display()
+    ))
+    .arg(format!(
+        "--bind={}:/run/systemd/journal",
+        layout.journal.display()
+    ))
+    .arg(format!("--bind={}", d.display()))
+    .arg(format!("--bind-ro={}", exe_dir.display()))
+    // The generator runs the binary from a fixed path outside /tmp:
+    // the units it writes call that path, and the secret bridge's
+    // PrivateTmp= would hide a checkout under /tmp.
+    .arg(format!("--bind-ro={}:{MACHINE_BIN_DIR}", exe_dir.display()));
+    if let Some(n) = net {
+        cmd.arg(format!(
+            "--network-namespace-path={}",
+            n.machine_path().display()
+        ));
+    }
+    if let Some(dk) = dockerd {
+        cmd.arg(format!("--bind={}:/run/docker.sock", dk.socket.display()))
+            .arg(format!(
+                "--bind={}:/run/nixarr-units",
+                layout.nixarr_run.display()
+            ))
+            .arg(format!(
+                "--bind-ro={}:/etc/systemd/system/docker.service",
+                d.join("docker.service").display()
+            ));
+    }
+    cmd.args([
+        "--",
+        "systemd.firstboot=off",
+        // The machine shares the host's network: nothing for networkd
+        // to do, and wait-online would hold network-online.target.
+        "systemd.mask=systemd-networkd.service",
+        "systemd.mask=systemd-networkd.socket",
+        "systemd.mask=systemd-networkd-wait-online.service",
+        "systemd.mask=docker.socket",
+        "systemd.mask=containerd.service",
+        // Shares the host network: must never load a ruleset there.
+        "systemd.mask=nftables.service",
+        // The boot ends with a getty on the console; nobody logs in.
+        "systemd.mask=console-getty.service",
+    ]);
+    Ok(cmd)
+}
+
 impl Machine {
     /// Names of every container nixarr-units manages in the machine's engine
     /// (label `io.nixarr.managed=true`), in any state, of any scenario.
@@ -173,7 +352,10 @@ impl Machine {
         label(self.backend, self.trixie)
     }
 
-    /// [`Machine::boot`] with options.
+    /// Boot a machine for `backend` as `opts` say: wait for the host lock,
+    /// lay out its directory, start dockerd (Docker), start nspawn, wait
+    /// for systemd to finish booting, then install the generator and the
+    /// fake app's image inside.
     pub fn boot_with(backend: Backend, opts: BootOptions) -> Result<Machine> {
         anyhow::ensure!(
             !opts.trixie || backend == Backend::Podman,
@@ -192,155 +374,30 @@ impl Machine {
             .prefix(&format!("{MARKER}-{what}-"))
             .tempdir()
             .context("creating the machine's temporary directory")?;
-        let d = dir.path().to_path_buf();
-        fs_err::write(d.join("owner"), owner_tag())?;
-        let name = format!("{MARKER}-{what}-{id}");
-        let etc_containers = d.join("etc-containers");
-        fs_err::create_dir_all(&etc_containers)?;
-        fs_err::write(etc_containers.join("containers.conf"), CONTAINERS_CONF)?;
-        fs_err::write(
-            etc_containers.join("policy.json"),
-            r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
-        )?;
-        let journal = d.join("journal");
-        fs_err::create_dir_all(&journal)?;
-        let tar = if opts.no_fake_app {
-            None
-        } else {
-            Some(build_image_tar(&d)?)
-        };
-        // The machine's /run/nixarr-units, shared with dockerd (see Dockerd).
-        let nixarr_run = d.join("nixarr-run");
-        fs_err::create_dir_all(&nixarr_run)?;
+        let layout = Layout::create(dir.path(), opts)?;
         let net = if opts.private_network {
-            Some(Net::create(&d, &id)?)
+            Some(Net::create(dir.path(), &id)?)
         } else {
             None
         };
-
         let dockerd = match backend {
-            Backend::Docker => {
-                fs_err::write(d.join("docker.service"), DOCKER_STUB)?;
-                let dk = Dockerd::start(&d, &journal, &nixarr_run, net.as_ref())?;
-                if let Some(tar) = &tar {
-                    host(
-                        Command::new("/usr/bin/docker")
-                            .arg(format!("--host=unix://{}", dk.socket.display()))
-                            .args(["import", "--change", r#"ENTRYPOINT ["/app/run"]"#])
-                            .arg(tar)
-                            .arg(IMAGE),
-                    )
-                    .context("importing the fake app into dockerd")?;
-                }
-                Some(dk)
-            }
+            Backend::Docker => Some(start_dockerd(&layout, net.as_ref())?),
             Backend::Podman => None,
         };
-
-        let exe_dir = Path::new(BIN)
-            .parent()
-            .context("the binary has no directory")?
-            .to_path_buf();
-        let storage = if opts.private_storage || opts.trixie {
-            let storage = d.join("containers-storage");
-            fs_err::create_dir_all(&storage)?;
-            storage
-        } else {
-            PathBuf::from("/var/lib/containers")
-        };
-        let log = fs_err::File::create(d.join("nspawn.log"))?;
-        let mut cmd;
-        if opts.trixie {
-            // The cached root under a throwaway overlay, mounted in a mount
-            // namespace of nspawn's own (gone with it, whatever happens).
-            // `unshare` and `sh` exec nspawn: the child's PID is nspawn's.
-            let (upper, work, merged) = (d.join("upper"), d.join("work"), d.join("root"));
-            for p in [&upper, &work, &merged] {
-                fs_err::create_dir_all(p)?;
-            }
-            cmd = Command::new("unshare");
-            cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-                .arg(r#"set -e; mount -t overlay "$1" -o "$2" "$3"; shift 3; exec systemd-nspawn "$@""#)
-                .arg("sh")
-                .arg(format!("{MARKER}-root"))
-                .arg(format!(
-                    "lowerdir={},upperdir={},workdir={}",
-                    trixie_root().display(),
-                    upper.display(),
-                    work.display()
-                ))
-                .arg(&merged)
-                .arg("-D")
-                .arg(&merged);
-        } else {
-            cmd = Command::new("systemd-nspawn");
-            cmd.args(["-D", "/", "--volatile=yes"]);
-        }
-        cmd.env(OWNER_ENV, owner_tag())
-            .env("SYSTEMD_NSPAWN_UNIFIED_HIERARCHY", "1")
-            .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "1")
-            .args(["--register=no", "--keep-unit", "--boot"])
-            .arg(format!("--machine={name}"))
-            .arg("--capability=all")
-            .arg("--system-call-filter=add_key keyctl request_key bpf")
-            .arg(format!("--bind={}:/var/lib/containers", storage.display()));
-        if !opts.trixie {
-            // The trixie root has its own alternatives (and hosts file).
-            cmd.arg("--bind-ro=/etc/alternatives")
-                // The volatile /etc has no hosts file: without it
-                // "localhost" would be looked up in DNS.
-                .arg("--bind-ro=/etc/hosts");
-        }
-        cmd.arg(format!(
-            "--bind={}:/etc/containers",
-            etc_containers.display()
-        ))
-        .arg(format!("--bind={}:/run/systemd/journal", journal.display()))
-        .arg(format!("--bind={}", d.display()))
-        .arg(format!("--bind-ro={}", exe_dir.display()))
-        // The generator runs the binary from a fixed path outside /tmp:
-        // the units it writes call that path, and the secret bridge's
-        // PrivateTmp= would hide a checkout under /tmp.
-        .arg(format!("--bind-ro={}:{MACHINE_BIN_DIR}", exe_dir.display()));
-        if let Some(n) = &net {
-            cmd.arg(format!(
-                "--network-namespace-path={}",
-                n.machine_path().display()
-            ));
-        }
-        if let Some(dk) = &dockerd {
-            cmd.arg(format!("--bind={}:/run/docker.sock", dk.socket.display()))
-                .arg(format!("--bind={}:/run/nixarr-units", nixarr_run.display()))
-                .arg(format!(
-                    "--bind-ro={}:/etc/systemd/system/docker.service",
-                    d.join("docker.service").display()
-                ));
-        }
-        cmd.args([
-            "--",
-            "systemd.firstboot=off",
-            // The machine shares the host's network: nothing for networkd
-            // to do, and wait-online would hold network-online.target.
-            "systemd.mask=systemd-networkd.service",
-            "systemd.mask=systemd-networkd.socket",
-            "systemd.mask=systemd-networkd-wait-online.service",
-            "systemd.mask=docker.socket",
-            "systemd.mask=containerd.service",
-            // Shares the host network: must never load a ruleset there.
-            "systemd.mask=nftables.service",
-            // The boot ends with a getty on the console; nobody logs in.
-            "systemd.mask=console-getty.service",
-        ])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?.into_parts().0)
-        .stderr(log.into_parts().0)
-        .process_group(0);
+        let name = format!("{MARKER}-{what}-{id}");
+        let log_path = layout.dir.join("nspawn.log");
+        let mut cmd = nspawn_command(&name, opts, &layout, net.as_ref(), dockerd.as_ref())?;
+        let log = fs_err::File::create(&log_path)?;
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?.into_parts().0)
+            .stderr(log.into_parts().0)
+            .process_group(0);
         let child = cmd.spawn().context("starting systemd-nspawn")?;
         let nspawn_pid = child.id();
         let mut m = Machine {
             backend,
             trixie: opts.trixie,
-            storage,
+            storage: layout.storage.clone(),
             name,
             nspawn: Some(child),
             leader: 0,
@@ -350,77 +407,9 @@ impl Machine {
             dir,
             _host_lock: host_lock,
         };
-        let log_path = d.join("nspawn.log");
-        m.leader = wait_for(
-            "systemd-nspawn to start PID 1",
-            Duration::from_secs(30),
-            || {
-                let children = std::fs::read_to_string(format!(
-                    "/proc/{nspawn_pid}/task/{nspawn_pid}/children"
-                ))
-                .context("nspawn is gone")?;
-                Ok(children
-                    .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse().ok()))
-            },
-        )
-        .with_context(|| fs_err::read_to_string(&log_path).unwrap_or_default())?;
-        let state = wait_for("systemd to finish booting", Duration::from_secs(90), || {
-            let out = m.exec(&["systemctl", "is-system-running"])?;
-            let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if matches!(s.as_str(), "running" | "degraded") {
-                return Ok(Some(s));
-            }
-            // Say what it is waiting for, should it never finish.
-            let jobs = m
-                .exec(&["systemctl", "list-jobs", "--no-pager"])
-                .map(|o| output_text(&o))
-                .unwrap_or_default();
-            bail!("systemctl is-system-running says {s:?}; jobs:\n{jobs}")
-        })
-        .with_context(|| {
-            // What systemd still waits for.
-            let jobs = m
-                .exec(&["systemctl", "list-jobs", "--no-pager"])
-                .map(|o| output_text(&o))
-                .unwrap_or_default();
-            format!(
-                "{}\n---- systemctl list-jobs\n{jobs}",
-                fs_err::read_to_string(&log_path).unwrap_or_default()
-            )
-        })?;
-        if state == "degraded" {
-            let failed = m.exec(&["systemctl", "--failed", "--no-pager", "--plain"])?;
-            eprintln!(
-                "e2e: machine {} is degraded (not fatal):\n{}",
-                m.name,
-                output_text(&failed)
-            );
-        }
-        // The generator: this very binary under its generator name.
-        let root = m.root();
-        if let Some(n) = &m.net {
-            // The LAN's resolver (nothing else resolves in a private network).
-            // Replaced, never written through: a symlink there would
-            // resolve against the host's root from here.
-            let resolv = root.join("etc/resolv.conf");
-            if resolv.symlink_metadata().is_ok() {
-                fs_err::remove_file(&resolv)?;
-            }
-            fs_err::copy(n.resolv_conf(&d)?, &resolv)?;
-        }
-        fs_err::create_dir_all(root.join("etc/systemd/system-generators"))?;
-        fs_err::create_dir_all(root.join("etc/nixarr-units"))?;
-        let exe_name = Path::new(BIN)
-            .file_name()
-            .context("the test binary has no file name")?;
-        fs_err::os::unix::fs::symlink(
-            Path::new(MACHINE_BIN_DIR).join(exe_name),
-            root.join("etc/systemd/system-generators/nixarr-units-generator"),
-        )?;
-        m.ok(&["systemctl", "daemon-reload"])?;
-        if let (Backend::Podman, Some(tar)) = (backend, &tar) {
+        m.wait_booted(nspawn_pid, &log_path)?;
+        m.install_generator()?;
+        if let (Backend::Podman, Some(tar)) = (backend, &layout.tar) {
             m.ok(&[
                 "podman",
                 "import",
@@ -439,6 +428,84 @@ impl Machine {
             m.leader
         );
         Ok(m)
+    }
+
+    /// Wait for nspawn to start systemd (its PID is the machine's leader)
+    /// and for systemd to finish booting; else fail with nspawn's output
+    /// and the jobs systemd still waits for.
+    fn wait_booted(&mut self, nspawn_pid: u32, log_path: &Path) -> Result<()> {
+        self.leader = wait_for(
+            "systemd-nspawn to start PID 1",
+            Duration::from_secs(30),
+            || {
+                let children = std::fs::read_to_string(format!(
+                    "/proc/{nspawn_pid}/task/{nspawn_pid}/children"
+                ))
+                .context("nspawn is gone")?;
+                Ok(children
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok()))
+            },
+        )
+        .with_context(|| fs_err::read_to_string(log_path).unwrap_or_default())?;
+        let jobs = || {
+            self.exec(&["systemctl", "list-jobs", "--no-pager"])
+                .map(|o| output_text(&o))
+                .unwrap_or_default()
+        };
+        let state = wait_for("systemd to finish booting", Duration::from_secs(90), || {
+            let out = self.exec(&["systemctl", "is-system-running"])?;
+            let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if matches!(s.as_str(), "running" | "degraded") {
+                return Ok(Some(s));
+            }
+            // Say what it is waiting for, should it never finish.
+            bail!("systemctl is-system-running says {s:?}; jobs:\n{}", jobs())
+        })
+        .with_context(|| {
+            format!(
+                "{}\n---- systemctl list-jobs\n{}",
+                fs_err::read_to_string(log_path).unwrap_or_default(),
+                jobs()
+            )
+        })?;
+        if state == "degraded" {
+            let failed = self.exec(&["systemctl", "--failed", "--no-pager", "--plain"])?;
+            eprintln!(
+                "e2e: machine {} is degraded (not fatal):\n{}",
+                self.name,
+                output_text(&failed)
+            );
+        }
+        Ok(())
+    }
+
+    /// The generator (this very binary under its generator name, from
+    /// [`MACHINE_BIN_DIR`]), /etc/nixarr-units, and in a private network
+    /// the LAN's resolver; then a daemon-reload.
+    fn install_generator(&self) -> Result<()> {
+        let root = self.root();
+        if let Some(n) = &self.net {
+            // The LAN's resolver (nothing else resolves in a private network).
+            // Replaced, never written through: a symlink there would
+            // resolve against the host's root from here.
+            let resolv = root.join("etc/resolv.conf");
+            if resolv.symlink_metadata().is_ok() {
+                fs_err::remove_file(&resolv)?;
+            }
+            fs_err::copy(n.resolv_conf(self.dir.path())?, &resolv)?;
+        }
+        fs_err::create_dir_all(root.join("etc/systemd/system-generators"))?;
+        fs_err::create_dir_all(root.join("etc/nixarr-units"))?;
+        let exe_name = Path::new(BIN)
+            .file_name()
+            .context("the test binary has no file name")?;
+        fs_err::os::unix::fs::symlink(
+            Path::new(MACHINE_BIN_DIR).join(exe_name),
+            root.join("etc/systemd/system-generators/nixarr-units-generator"),
+        )?;
+        self.ok(&["systemctl", "daemon-reload"]).map(drop)
     }
 
     /// Record that containers labelled [`SCENARIO_LABEL`]`=value` are this
