@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::engine::Engine;
+use crate::manifest::Probe;
 
 /// One probe, as the health gate and `status` run it.
 #[derive(Debug, Clone)]
@@ -19,15 +20,8 @@ pub enum Check {
         container: String,
         cmd: String,
     },
-    Http {
-        url: String,
-        method: String,
-        expect_status: Option<u16>,
-        expect_body: Option<String>,
-    },
-    Tcp {
-        address: String,
-    },
+    /// A request or connect from the host, as the manifest writes it.
+    Host(Probe),
 }
 
 /// Run a check once. `Err` carries a short reason ("HTTP 503", "connection
@@ -61,13 +55,13 @@ pub fn check_once(check: &Check, timeout: Duration) -> Result<(), String> {
                 })
             }
         }
-        Check::Http {
+        Check::Host(Probe::Http {
             url,
             method,
             expect_status,
             expect_body,
-        } => http_check(url, method, *expect_status, expect_body.as_deref(), timeout),
-        Check::Tcp { address } => {
+        }) => http_check(url, method, *expect_status, expect_body.as_deref(), timeout),
+        Check::Host(Probe::Tcp { address }) => {
             let addrs: Vec<_> = address
                 .to_socket_addrs()
                 .map_err(|e| format!("cannot resolve {address}: {e}"))?
@@ -380,7 +374,7 @@ mod tests {
                 drop(s);
             }
         });
-        let check = Check::Tcp { address };
+        let check = Check::Host(Probe::Tcp { address });
         wait_healthy(&check, Duration::from_secs(20), "app", None).unwrap();
         let took = start.elapsed();
         assert!(
@@ -392,21 +386,21 @@ mod tests {
     #[test]
     fn http_status_and_body_are_checked() {
         let url = serve_once("HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}");
-        let ok = Check::Http {
+        let ok = Check::Host(Probe::Http {
             url,
             method: "GET".into(),
             expect_status: Some(200),
             expect_body: Some("OK".into()),
-        };
+        });
         assert_eq!(check_once(&ok, Duration::from_secs(2)), Ok(()));
 
         let url = serve_once("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
-        let bad = Check::Http {
+        let bad = Check::Host(Probe::Http {
             url,
             method: "GET".into(),
             expect_status: None,
             expect_body: None,
-        };
+        });
         assert_eq!(
             check_once(&bad, Duration::from_secs(2)),
             Err("HTTP 503".into())
@@ -435,7 +429,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
-        let r = check_once(&Check::Tcp { address: addr }, Duration::from_secs(1));
+        let r = check_once(&Check::Host(Probe::Tcp { address: addr }), Duration::from_secs(1));
         assert_eq!(r, Err("connection refused".into()));
     }
 

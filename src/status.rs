@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::health::{Check, check_once};
-use crate::manifest::Probe;
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
 use crate::systemd::{ActiveState, LoadState, UnitState};
 
@@ -68,22 +67,7 @@ pub struct Report {
 
 /// What a service's probe is, for `status`.
 pub fn host_check(svc: &ServiceManifest) -> Option<Check> {
-    match svc.health.as_ref()?.probe.as_ref()? {
-        Probe::Http {
-            url,
-            method,
-            expect_status,
-            expect_body,
-        } => Some(Check::Http {
-            url: url.clone(),
-            method: method.clone(),
-            expect_status: *expect_status,
-            expect_body: expect_body.clone(),
-        }),
-        Probe::Tcp { address } => Some(Check::Tcp {
-            address: address.clone(),
-        }),
-    }
+    svc.health.as_ref()?.probe.clone().map(Check::Host)
 }
 
 /// The engine's own view of container health, for services whose probe

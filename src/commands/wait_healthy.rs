@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use super::{Context, ExitStatus, UsageError};
 use crate::engine::Engine;
 use crate::health::{self, Check};
+use crate::manifest::Probe;
 use crate::spec::Backend;
 use crate::stop;
 
@@ -65,14 +66,14 @@ impl Args {
                 cmd,
             }
         } else if let Some(url) = self.http {
-            Check::Http {
+            Check::Host(Probe::Http {
                 url,
                 method: self.method,
                 expect_status: self.expect_status,
                 expect_body: self.expect_body,
-            }
+            })
         } else if let Some(address) = self.tcp {
-            Check::Tcp { address }
+            Check::Host(Probe::Tcp { address })
         } else {
             return Err(UsageError("give --exec, --http or --tcp".to_owned()).into());
         };
