@@ -429,7 +429,10 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
-        let r = check_once(&Check::Host(Probe::Tcp { address: addr }), Duration::from_secs(1));
+        let r = check_once(
+            &Check::Host(Probe::Tcp { address: addr }),
+            Duration::from_secs(1),
+        );
         assert_eq!(r, Err("connection refused".into()));
     }
 
