@@ -4,7 +4,9 @@
 # The module evaluation tests run in the flake's `module-eval` check.
 {
   lib,
+  stdenv,
   rustPlatform,
+  installShellFiles,
 }:
 
 let
@@ -34,9 +36,23 @@ rustPlatform.buildRustPackage {
   # Integration tests start the binary and write temporary files only.
   checkFlags = [ "--test-threads=2" ];
 
+  nativeBuildInputs = [ installShellFiles ];
+
   # One binary, several names: `nixarr-migrate` is `nixarr-units migration`.
+  # Completions and man pages come from the binary itself (clap), for both
+  # names.
   postInstall = ''
     ln -s nixarr-units $out/bin/nixarr-migrate
+  ''
+  + lib.optionalString (stdenv.buildPlatform.canExecute stdenv.hostPlatform) ''
+    for name in nixarr-units nixarr-migrate; do
+      installShellCompletion --cmd $name \
+        --bash <($out/bin/nixarr-units completions bash --bin $name) \
+        --fish <($out/bin/nixarr-units completions fish --bin $name) \
+        --zsh <($out/bin/nixarr-units completions zsh --bin $name)
+    done
+    $out/bin/nixarr-units man --out man
+    installManPage man/*.1
   '';
 
   meta = {

@@ -92,14 +92,7 @@ pub struct Answers {
 /// The apps a user can pick: every catalog app but the VPN client (which
 /// comes with the VPN answer), ordered by profile as the wizard shows them.
 pub fn choosable_apps() -> Vec<(&'static str, &'static str, &'static str)> {
-    const ORDER: [&str; 6] = [
-        "core",
-        "music",
-        "subtitles",
-        "media",
-        "requests",
-        "downloads",
-    ];
+    use crate::profiles::CATALOG_PROFILES as ORDER;
     let Ok(cat) = catalog::catalog() else {
         return Vec::new();
     };

@@ -13,6 +13,17 @@ use crate::error::UsageError;
 use crate::manifest::{Manifest, StackManifest};
 use crate::spec::Spec;
 
+/// The catalog's profiles, in the order the wizard offers their apps.
+pub const CATALOG_PROFILES: [&str; 7] = [
+    "core",
+    "music",
+    "subtitles",
+    "media",
+    "requests",
+    "downloads",
+    "vpn",
+];
+
 /// The profile a catalog app belongs to.
 pub fn of_app(app: &str) -> Option<&'static str> {
     catalog::catalog()
@@ -126,18 +137,9 @@ mod tests {
 
     #[test]
     fn every_catalog_app_has_a_known_profile() {
-        let known = [
-            "core",
-            "music",
-            "subtitles",
-            "media",
-            "requests",
-            "downloads",
-            "vpn",
-        ];
         for name in catalog::app_names() {
             let p = of_app(name).unwrap();
-            assert!(known.contains(&p), "{name}: profile {p}");
+            assert!(CATALOG_PROFILES.contains(&p), "{name}: profile {p}");
         }
         assert_eq!(of_app("lidarr"), Some("music"));
         assert_eq!(of_app("qbittorrent"), Some("downloads"));

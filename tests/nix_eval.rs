@@ -547,6 +547,17 @@ fn module_limits_are_the_binarys() {
     }
 }
 
+/// Run `script` in bash in `dir` as stdenv runs a phase: `$out` set, and
+/// each of `hooks` (read from `phases`) as a variable.
+fn bash_phase(dir: &Path, script: &str, out: &Path, phases: &Value, hooks: &[&str]) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(script).current_dir(dir).env("out", out);
+    for h in hooks {
+        cmd.env(h, phases[*h].as_str().unwrap());
+    }
+    cmd.output().unwrap()
+}
+
 /// The flake's module-eval check installs nothing but `$out` (a file): its
 /// install phase, with every hook nix/package.nix adds, must succeed the
 /// way stdenv runs it (the package's `ln -s … $out/bin/nixarr-migrate`
@@ -568,16 +579,13 @@ runHook() { eval "${!1:-}"; }
 eval "$installPhase"
 test -e "$out"
 "#;
-    let run = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir.path())
-        .env("out", &out)
-        .env("installPhase", phases["installPhase"].as_str().unwrap())
-        .env("preInstall", phases["preInstall"].as_str().unwrap())
-        .env("postInstall", phases["postInstall"].as_str().unwrap())
-        .output()
-        .unwrap();
+    let run = bash_phase(
+        dir.path(),
+        script,
+        &out,
+        &phases,
+        &["installPhase", "preInstall", "postInstall"],
+    );
     assert!(
         run.status.success(),
         "the module-eval check's install phase fails:\n{}\ninstallPhase:\n{}\npostInstall:\n{}",
@@ -747,4 +755,68 @@ fn init_wizard_nix_block_evaluates() {
         "init",
         &["--arg", "scenarioFile", scenario.to_str().unwrap()],
     );
+}
+
+/// The package's postInstall (the `nixarr-migrate` link, completions and
+/// man pages for both names) run as stdenv runs it, with stand-ins for
+/// installShellFiles' two functions that keep what they are given: every
+/// completion script loads in bash and every man page is there.
+#[test]
+fn package_installs_completions_and_man_pages() {
+    let Some(lib) = nixpkgs_lib("package_installs_completions_and_man_pages") else {
+        return;
+    };
+    let phases = json(
+        &nix_eval(&lib, "tests/nix/package-phases.nix", &[]),
+        "package phases",
+    );
+    assert_eq!(
+        phases["nativeBuildInputs"],
+        serde_json::json!(["installShellFiles"])
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("bin")).unwrap();
+    std::fs::copy(BIN, out.join("bin/nixarr-units")).unwrap();
+    // installShellFiles' functions, reduced to what they install where.
+    let script = r#"set -eu
+installShellCompletion() {
+  local cmd=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --cmd) cmd="$2"; shift 2 ;;
+      --bash|--fish|--zsh) mkdir -p "$out/share/$1"; cat "$2" > "$out/share/$1/$cmd"; shift 2 ;;
+      *) echo "unexpected argument $1" >&2; return 1 ;;
+    esac
+  done
+}
+installManPage() { mkdir -p "$out/share/man/man1"; cp "$@" "$out/share/man/man1/"; }
+eval "$postInstall"
+"#;
+    let run = bash_phase(dir.path(), script, &out, &phases, &["postInstall"]);
+    assert!(
+        run.status.success(),
+        "postInstall fails:\n{}\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        phases["postInstall"]
+    );
+    assert!(out.join("bin/nixarr-migrate").is_symlink());
+    for name in ["nixarr-units", "nixarr-migrate"] {
+        for shell in ["--fish", "--zsh"] {
+            let f = out.join(format!("share/{shell}/{name}"));
+            assert!(std::fs::metadata(&f).unwrap().len() > 0, "{}", f.display());
+        }
+        let bash = out.join(format!("share/--bash/{name}"));
+        let loaded = Command::new("bash")
+            .arg("-c")
+            .arg(format!("source '{}' && complete -p {name}", bash.display()))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&loaded.stdout).contains(name),
+            "{name}: {}",
+            String::from_utf8_lossy(&loaded.stderr)
+        );
+        assert!(out.join(format!("share/man/man1/{name}.1")).is_file());
+    }
 }

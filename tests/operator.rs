@@ -38,6 +38,17 @@ fn stdout_of(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stdout).into_owned()
 }
 
+/// `render --spec SPEC --out OUT`, which must succeed.
+fn render(spec: &Path, out: &Path) {
+    bin()
+        .args(["render", "--spec"])
+        .arg(spec)
+        .arg("--out")
+        .arg(out)
+        .assert()
+        .success();
+}
+
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/stack.json")
 }
@@ -63,19 +74,10 @@ fn catalog_json_lists_every_app_with_its_facts() {
             "transmission"
         ]
     );
-    let profiles = [
-        "core",
-        "music",
-        "subtitles",
-        "media",
-        "requests",
-        "downloads",
-        "vpn",
-    ];
     for a in apps {
         let name = a["name"].as_str().unwrap();
         assert!(
-            profiles.contains(&a["profile"].as_str().unwrap()),
+            nixarr_units::profiles::CATALOG_PROFILES.contains(&a["profile"].as_str().unwrap()),
             "{name}: {}",
             a["profile"]
         );
@@ -248,13 +250,7 @@ fn init_for_scripts_writes_a_spec_that_renders_and_never_overwrites() {
     );
     assert!(spec["services"]["sonarr"].get("vpn").is_none());
     // It renders.
-    bin()
-        .args(["render", "--spec"])
-        .arg(&file)
-        .arg("--out")
-        .arg(t.path().join("out"))
-        .assert()
-        .success();
+    render(&file, &t.path().join("out"));
 
     // Never over an existing file without --force; the file stays as it was.
     let before = std::fs::read(&file).unwrap();
@@ -460,13 +456,7 @@ fn diff_against_a_render_directory() {
         r#"{"version":1,"engine":{"version":"5.4"},"services":{"sonarr":{"app":"sonarr"}}}"#,
     );
     let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    render(&spec, &out);
     let diff = || {
         bin()
             .args(["diff", "--spec"])
@@ -667,11 +657,68 @@ fn init_wizard_in_a_terminal_writes_a_spec_that_renders() {
         .arg(&file)
         .assert()
         .success();
+    render(&file, &t.path().join("out"));
+}
+
+#[test]
+fn profile_and_vpn_mistakes_are_usage_errors_before_systemd_is_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    render(&example(), &out);
+    let manifest = out.join("share/nixarr-units/manifest.json");
+    let m = manifest.to_str().unwrap();
+    let bus = "unix:path=/nonexistent/bus";
+    for verb in ["start", "stop", "restart", "status"] {
+        let a = bin()
+            .args([
+                verb,
+                "--profile",
+                "dowloads",
+                "--manifest",
+                m,
+                "--bus-address",
+                bus,
+            ])
+            .assert()
+            .code(2)
+            .stdout("");
+        let e = stderr_of(&a);
+        assert!(e.contains("did you mean `downloads`?"), "{verb}: {e}");
+        assert!(
+            e.contains("profiles here: core, downloads, media, music, requests, subtitles, vpn"),
+            "{verb}: {e}"
+        );
+    }
     bin()
-        .args(["render", "--spec"])
-        .arg(&file)
-        .arg("--out")
-        .arg(t.path().join("out"))
+        .args(["start", "--profile", "core", "--all", "--manifest", m])
         .assert()
-        .success();
+        .code(2);
+    bin().args(["start", "--manifest", m]).assert().code(2);
+    // A stack without Gluetun has no VPN to start or stop.
+    let spec = write(
+        t.path(),
+        "novpn.json",
+        r#"{"version":1,"engine":{"version":"5.4"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+    );
+    let out2 = t.path().join("out2");
+    render(&spec, &out2);
+    let m2 = out2.join("share/nixarr-units/manifest.json");
+    for verb in ["start", "stop"] {
+        let a = bin()
+            .args([
+                "vpn",
+                verb,
+                "--manifest",
+                m2.to_str().unwrap(),
+                "--bus-address",
+                bus,
+            ])
+            .assert()
+            .code(2);
+        assert!(
+            stderr_of(&a).contains("no VPN service"),
+            "{}",
+            stderr_of(&a)
+        );
+    }
 }

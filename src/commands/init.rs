@@ -107,20 +107,24 @@ impl Output for Written {
         if !self.behind_vpn.is_empty() {
             writeln!(out, "behind the VPN: {}", self.behind_vpn.join(", "))?;
         }
-        let name = self.file.display();
         match self.format {
-            Format::Nix => writeln!(
-                out,
-                "next: add `imports = [ ./{} ];` to configuration.nix (or paste its inner \
-                 lines there), put the secret files in place, and run `nixos-rebuild switch`",
-                self.file
-                    .file_name()
-                    .map_or(name.to_string(), |n| n.to_string_lossy().into_owned())
-            ),
+            Format::Nix => {
+                let name = self.file.file_name().map_or_else(
+                    || self.file.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                writeln!(
+                    out,
+                    "next: add `imports = [ ./{name} ];` to configuration.nix (or paste its \
+                     inner lines there), put the secret files in place, and run \
+                     `nixos-rebuild switch`"
+                )
+            }
             Format::Json => writeln!(
                 out,
-                "next: `nixarr-units render --spec {name} --out DIR`, or copy it into \
-                 /etc/nixarr-units/ for the generator and run `systemctl daemon-reload`"
+                "next: `nixarr-units render --spec {} --out DIR`, or copy it into \
+                 /etc/nixarr-units/ for the generator and run `systemctl daemon-reload`",
+                self.file.display()
             ),
         }
     }

@@ -13,11 +13,15 @@ use crate::systemd::{JobResult, UnitState, Verb};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Services (service or unit names).
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present_any = ["all", "profile"])]
     services: Vec<String>,
     /// Every service (the stack's target).
-    #[arg(long, conflicts_with = "services")]
+    #[arg(long, conflicts_with_all = ["services", "profile"])]
     all: bool,
+    /// The services of a profile: a catalog app's (core, music, subtitles,
+    /// media, requests, downloads, vpn) or one the spec defines.
+    #[arg(long, value_name = "NAME", conflicts_with = "services")]
+    profile: Option<String>,
     /// Give up waiting after this many seconds.
     #[arg(long, default_value_t = 900, value_name = "SECONDS", value_parser = super::whole_seconds)]
     timeout: u64,
@@ -76,6 +80,8 @@ impl Args {
             let mut units = control::units_of(&manifest, &control::select(&manifest, &[])?);
             units.extend(manifest.stacks.iter().map(|s| s.target.clone()));
             units
+        } else if let Some(profile) = &self.profile {
+            control::units_of(&manifest, &crate::profiles::select(&manifest, profile)?)
         } else {
             control::units_of(&manifest, &control::select(&manifest, &self.services)?)
         };

@@ -17,6 +17,10 @@ use crate::systemd::{self, Systemd, sleep};
 pub struct Args {
     /// Services to show (service or unit names) [default: all].
     services: Vec<String>,
+    /// Show the services of a profile: a catalog app's (core, music,
+    /// subtitles, media, requests, downloads, vpn) or one the spec defines.
+    #[arg(long, value_name = "NAME", conflicts_with = "services")]
+    profile: Option<String>,
     /// Keep redrawing as states change (Ctrl-C to quit).
     #[arg(long)]
     watch: bool,
@@ -41,7 +45,10 @@ impl Output for Report {
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
         let (_, manifest) = ctx.load_manifest()?;
-        let selected = control::select(&manifest, &self.services)?;
+        let selected = match &self.profile {
+            Some(p) => crate::profiles::select(&manifest, p)?,
+            None => control::select(&manifest, &self.services)?,
+        };
         let probe = (!self.no_probe).then_some(self.probe_timeout);
         zbus::block_on(async {
             let sd = ctx.systemd().await?;

@@ -16,6 +16,11 @@ let
   package = import ../../nix/package.nix {
     inherit lib;
     rustPlatform.buildRustPackage = mkDrv;
+    installShellFiles = "installShellFiles";
+    stdenv = {
+      hostPlatform = { };
+      buildPlatform.canExecute = _: true;
+    };
   };
   check = import ../../nix/module-eval.nix {
     inherit lib package;
