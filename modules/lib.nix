@@ -101,11 +101,16 @@ rec {
       min = 3;
       max = 4;
     };
+    backupKeep = {
+      min = 1;
+      max = 1000;
+    };
   };
 
   reservedNames = [
     "network"
     "health"
+    "backup"
     "migrate"
     "update"
   ];

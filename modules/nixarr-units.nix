@@ -182,6 +182,85 @@ let
     else
       cfg.defaults.${field};
 
+  # A service's route through the proxy, for the spec (null: none).
+  proxySpec = p: if p.subdomain == null && p.path == null then null else dropNulls p;
+
+  # --- reverse proxy ----------------------------------------------------
+
+  # Every proxied app: where it is served and where the proxy finds it (its
+  # first tcp port, on loopback unless it is published on one address).
+  routes = lib.concatMap (
+    e:
+    let
+      p = e.service.proxy or null;
+      port = lib.findFirst (q: (q.protocol or "tcp") == "tcp") null e.ports;
+      address = if port == null then null else port.address or null;
+      host = if address == null || address == "0.0.0.0" || address == "::" then "127.0.0.1" else address;
+    in
+    lib.optional (p != null && port != null) {
+      inherit (e) name;
+      vhost = if p ? subdomain then "${p.subdomain}.${cfg.proxy.domain}" else cfg.proxy.domain;
+      location = p.path or "/";
+      upstream = "${if lib.hasInfix ":" host then "[${host}]" else host}:${toString port.host}";
+    }
+  ) enabled;
+
+  securityHeaders = [
+    "X-Content-Type-Options nosniff"
+    "X-Frame-Options SAMEORIGIN"
+    "Referrer-Policy same-origin"
+  ];
+
+  nginxHosts = lib.mkMerge (
+    map (r: {
+      ${r.vhost} = {
+        forceSSL = cfg.proxy.acme;
+        enableACME = cfg.proxy.acme;
+        extraConfig = "client_max_body_size 100m;";
+        locations.${r.location} = {
+          proxyPass = "http://${r.upstream}";
+          proxyWebsockets = true;
+          recommendedProxySettings = true;
+          extraConfig = ''
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            proxy_buffering off;
+          ''
+          + lib.concatMapStrings (h: "add_header ${h} always;\n") securityHeaders;
+        };
+      };
+    }) routes
+  );
+
+  caddyHosts = lib.mapAttrs' (
+    vhost: rs:
+    lib.nameValuePair (if cfg.proxy.acme then vhost else "http://${vhost}") {
+      extraConfig = ''
+        request_body {
+          max_size 100MB
+        }
+        header {
+        ${lib.concatMapStrings (h: "  ${h}\n") securityHeaders}}
+      ''
+      + lib.concatMapStrings (
+        r:
+        let
+          proxy = ''
+            reverse_proxy ${r.upstream} {
+                transport http {
+                  read_timeout 1h
+                  write_timeout 1h
+                }
+              }'';
+        in
+        if r.location == "/" then
+          "handle {\n  ${proxy}\n}\n"
+        else
+          "@${r.name} path ${r.location} ${r.location}/*\nhandle @${r.name} {\n  ${proxy}\n}\n"
+      ) rs;
+    }
+  ) (lib.groupBy (r: r.vhost) routes);
+
   # One record per container, whatever option set it came from.
   mkApp =
     kind: path: name: app: c:
@@ -234,6 +313,7 @@ let
         environmentFiles = c.environmentFiles;
         secrets = secretsSpec c.secrets;
         devices = if c.devices == [ ] then null else map dropNulls c.devices;
+        proxy = proxySpec c.proxy;
         migration =
           if c.migrateFrom == null then
             null
@@ -368,6 +448,7 @@ let
           secretFileEnv
           ;
         imageFile = if c.imageFile == null then null else toString c.imageFile;
+        proxy = proxySpec c.proxy;
         # The catalog's ports too, when they get an address here.
         ports = if c.ports == null && ports == [ ] then null else map dropNulls ports;
         volumes = if c.volumes == null then null else c.volumes;
@@ -459,7 +540,22 @@ let
     # A store path: the lock is an input of the units' derivation.
     imageLock = "${cfg.imageLock}";
   }
-  // lib.optionalAttrs (cfg.profiles != { }) { inherit (cfg) profiles; };
+  // lib.optionalAttrs (cfg.profiles != { }) { inherit (cfg) profiles; }
+  // lib.optionalAttrs cfg.proxy.enable {
+    proxy = {
+      inherit (cfg.proxy) domain acme;
+    };
+  }
+  // lib.optionalAttrs (cfg.backup.schedule != null) {
+    backup = {
+      inherit (cfg.backup)
+        schedule
+        dir
+        keep
+        allowStop
+        ;
+    };
+  };
 
   enginePackage =
     if cfg.backend == "podman" then config.virtualisation.podman.package else config.virtualisation.docker.package;
@@ -483,6 +579,33 @@ let
       '';
 
   # --- assertions -------------------------------------------------------
+
+  proxyChecks = [
+    {
+      assertion = !cfg.proxy.enable || cfg.proxy.domain != null;
+      message = "${opt}.proxy.domain: missing; give the domain the apps are served under (e.g. \"media.example.org\").";
+    }
+  ]
+  ++ lib.concatMap (
+    e:
+    let
+      p = e.service.proxy or null;
+    in
+    lib.optionals (p != null) [
+      {
+        assertion = cfg.proxy.enable;
+        message = "${e.path}.proxy: ${opt}.proxy.enable is false; enable the proxy (and set proxy.domain) to serve ${e.name} behind it, or drop its proxy settings.";
+      }
+      {
+        assertion = !(p ? subdomain && p ? path);
+        message = "${e.path}.proxy: give `subdomain` or `path`, not both.";
+      }
+      {
+        assertion = lib.any (q: (q.protocol or "tcp") == "tcp") e.ports;
+        message = "${e.path}.proxy: the container publishes no tcp port for the proxy to reach; add one to `ports`.";
+      }
+    ]
+  ) enabled;
 
   nameChecks = map (e: {
     assertion =
@@ -835,7 +958,8 @@ in
         ++ uidWarnings;
 
         assertions =
-          nameChecks
+          proxyChecks
+          ++ nameChecks
           ++ duplicateChecks
           ++ envChecks
           ++ nativeChecks
@@ -872,8 +996,21 @@ in
           }) declaredUsers
         );
 
-        networking.firewall.allowedTCPPorts = firewallPorts "tcp";
+        networking.firewall.allowedTCPPorts =
+          firewallPorts "tcp"
+          ++ lib.optionals (cfg.proxy.enable && cfg.proxy.openFirewall) (
+            [ 80 ] ++ lib.optional cfg.proxy.acme 443
+          );
         networking.firewall.allowedUDPPorts = firewallPorts "udp";
+
+        services.nginx = lib.mkIf (cfg.proxy.enable && cfg.proxy.provider == "nginx") {
+          enable = true;
+          virtualHosts = nginxHosts;
+        };
+        services.caddy = lib.mkIf (cfg.proxy.enable && cfg.proxy.provider == "caddy") {
+          enable = true;
+          virtualHosts = caddyHosts;
+        };
         # Containers resolve each other (and the host's names) through
         # aardvark-dns, which podman runs on the stack network's bridge;
         # NixOS opens port 53 only on podman0, the default network's. Docker

@@ -160,6 +160,29 @@ let
 
   # Options every kind of container has, in the spec's generic shape.
   commonOptions = {
+    proxy = {
+      subdomain = mkOption {
+        type = types.nullOr (types.strMatching "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?");
+        default = null;
+        example = "sonarr";
+        description = ''
+          Serve this app behind the reverse proxy (`proxy.enable`) at
+          `<subdomain>.<proxy.domain>`. Give this or `path`, not both.
+        '';
+      };
+      path = mkOption {
+        type = types.nullOr (types.strMatching "(/[A-Za-z0-9._-]+)+");
+        default = null;
+        example = "/sonarr";
+        description = ''
+          Serve this app behind the reverse proxy at `<proxy.domain><path>`.
+          Sonarr, Radarr, Lidarr and Prowlarr are told the URL base through
+          their container; the other catalog apps cannot be, and need a
+          `subdomain`. Any other container must serve under that path
+          itself.
+        '';
+      };
+    };
     imageFile = mkOption {
       type = types.nullOr types.path;
       default = null;
@@ -977,6 +1000,127 @@ in
       description = ''
         Any container, by service name, in the spec's generic shape
         (docs/spec.md); `app` starts it from a catalog preset.
+      '';
+    };
+
+    backup = {
+      dir = mkOption {
+        type = t.absolutePath;
+        default = "/var/backup/${cfg.prefix}";
+        defaultText = literalExpression ''"/var/backup/''${config.services.nixarr-units.prefix}"'';
+        description = ''
+          Where `nixarr-units backup` writes consistent copies of the apps'
+          data, `<dir>/<service>/<timestamp>/` (each SQLite database copied
+          with SQLite's online backup API while the app runs, and checked).
+          Give this directory to restic or borg, and run
+          `backupPrepareCommand` before each of their runs.
+        '';
+      };
+      schedule = mkOption {
+        type = types.nullOr types.nonEmptyStr;
+        default = null;
+        example = "daily";
+        description = ''
+          When set, `<prefix>-backup.timer` backs up every app at these times
+          (systemd's `OnCalendar=` syntax) into `dir`, keeping `keep` backups
+          per app. Not needed when a restic or borg job runs
+          `backupPrepareCommand`.
+        '';
+      };
+      keep = mkOption {
+        type = t.between "backupKeep";
+        default = 7;
+        description = "How many backups of each app stay in `dir`; older ones are deleted after each backup.";
+      };
+      allowStop = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether a backup may stop an app for the copy and start it again
+          when it cannot be copied while it runs: an app with no SQLite
+          database (Transmission, qBittorrent: their files are not
+          consistent while they write them) or one whose database stays
+          locked. Without it such an app's backup fails, and so does the
+          command.
+        '';
+      };
+    };
+
+    proxy = {
+      enable = mkEnableOption "a reverse proxy (nginx or Caddy) in front of the apps that set `proxy.subdomain` or `proxy.path`";
+      provider = mkOption {
+        type = types.enum [
+          "nginx"
+          "caddy"
+        ];
+        default = "nginx";
+        description = ''
+          The proxy: `services.nginx.virtualHosts` or `services.caddy.virtualHosts`
+          are generated (WebSocket upgrades passed through, 1 h idle
+          timeouts, 100 MB request bodies, security headers, the app
+          reached on its loopback port).
+        '';
+      };
+      domain = mkOption {
+        type = types.nullOr (types.strMatching "[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?");
+        default = null;
+        example = "media.example.org";
+        description = "The domain apps are served under: `<subdomain>.<domain>` or `<domain><path>`.";
+      };
+      acme = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          HTTPS with certificates from Let's Encrypt: nginx's `enableACME`
+          and `forceSSL` (configure `security.acme`: `acceptTerms`,
+          `defaults.email`), Caddy's automatic HTTPS. Plain HTTP otherwise.
+        '';
+      };
+      openFirewall = mkOption {
+        type = types.bool;
+        default = true;
+        description = "Whether to open port 80 (and 443 with `acme`) in the firewall for the proxy.";
+      };
+    };
+
+    backupPrepareCommand = mkOption {
+      type = types.str;
+      readOnly = true;
+      default = lib.escapeShellArgs (
+        [
+          (lib.getExe cfg.package)
+          "backup"
+          "--all"
+          "--stack"
+          cfg.prefix
+          "--to"
+          cfg.backup.dir
+          "--keep"
+          (toString cfg.backup.keep)
+        ]
+        ++ lib.optional cfg.backup.allowStop "--allow-stop"
+      );
+      defaultText = literalMD "`nixarr-units backup --all --stack <prefix> --to <backup.dir> --keep <backup.keep>`";
+      example = literalExpression ''
+        {
+          services.restic.backups.media = {
+            paths = [ config.services.nixarr-units.backup.dir ];
+            backupPrepareCommand = config.services.nixarr-units.backupPrepareCommand;
+            repository = "/mnt/backup/restic";
+            passwordFile = "/run/secrets/restic-password";
+            timerConfig.OnCalendar = "daily";
+          };
+          # or borg: services.borgbackup.jobs.media.preHook = config.services.nixarr-units.backupPrepareCommand;
+        }
+      '';
+      description = ''
+        A shell command that writes a fresh, consistent backup of every app
+        into `backup.dir` (and keeps `backup.keep` per app): set it as
+        `services.restic.backups.<name>.backupPrepareCommand` (or
+        `services.borgbackup.jobs.<name>.preHook`) with `backup.dir` among the
+        job's paths, so restic or borg never copies a database in the middle
+        of a write. It fails (and with it the job) when an app cannot be
+        backed up; see `backup.allowStop`.
       '';
     };
 

@@ -67,6 +67,23 @@ pub struct Preset {
     pub health: Option<HealthSpec>,
     /// Facts about the native NixOS service, for migration.
     pub legacy: Option<Legacy>,
+    /// What a backup copies, relative to the config directory.
+    pub backup: Option<PresetBackup>,
+    /// The variable that sets the app's URL base (for a reverse proxy's
+    /// sub-path); none when the container cannot be told one.
+    pub url_base_env: Option<String>,
+}
+
+/// A catalog app's backup: its SQLite databases and what to leave out
+/// (paths relative to its config directory).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PresetBackup {
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

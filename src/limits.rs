@@ -25,6 +25,8 @@ pub const PREFIX_LENGTH: RangeInclusive<u64> = 1..=32;
 pub const INTERFACE_LENGTH: RangeInclusive<u64> = 1..=15;
 /// Octal digits in a umask.
 pub const UMASK_DIGITS: RangeInclusive<u64> = 3..=4;
+/// Backups of each service a scheduled backup keeps.
+pub const BACKUP_KEEP: RangeInclusive<u64> = 1..=1000;
 
 /// Every limit by its name in modules/lib.nix.
 pub const ALL: &[(&str, RangeInclusive<u64>)] = &[
@@ -38,6 +40,7 @@ pub const ALL: &[(&str, RangeInclusive<u64>)] = &[
     ("prefixLength", PREFIX_LENGTH),
     ("interfaceLength", INTERFACE_LENGTH),
     ("umaskDigits", UMASK_DIGITS),
+    ("backupKeep", BACKUP_KEEP),
 ];
 
 /// A limit as the messages write it: `1-3600`.

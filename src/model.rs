@@ -38,6 +38,10 @@ pub struct Stack {
     pub auto_update: Option<AutoUpdate>,
     /// The spec's own profiles (checked: every member is a service).
     pub profiles: BTreeMap<String, Vec<String>>,
+    /// Scheduled backups: `<prefix>-backup.timer`.
+    pub backup: Option<BackupSchedule>,
+    /// The reverse proxy's routes.
+    pub proxy: Option<Proxy>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,12 +51,47 @@ pub struct AutoUpdate {
     pub services: Vec<String>,
 }
 
+/// The reverse proxy in front of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    pub domain: String,
+    pub acme: bool,
+    /// By service name.
+    pub routes: Vec<Route>,
+}
+
+/// One app behind the proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub service: String,
+    pub at: RouteAt,
+    /// Where the proxy finds it: `127.0.0.1:8989`.
+    pub upstream: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAt {
+    /// `<subdomain>.<domain>`.
+    Subdomain(String),
+    /// `<domain><path>` (the app serves under that URL base).
+    Path(String),
+}
+
 /// The pins a stack's units run: digests by service.
 #[derive(Debug, Clone, Default)]
 pub struct StackLock {
     /// The lock file, as `update` finds it again through the manifest.
     pub path: String,
     pub digests: BTreeMap<String, String>,
+}
+
+/// When and where the stack is backed up, and how many backups stay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub schedule: String,
+    pub dir: String,
+    pub keep: u64,
+    pub allow_stop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -265,4 +304,21 @@ pub struct Service {
     /// Host directory holding the app's configuration, when known.
     pub config_dir: Option<String>,
     pub migration: Option<Migration>,
+    pub backup: Option<BackupFacts>,
+}
+
+/// What a backup of a service copies: everything below `root` (or only
+/// `paths`), minus `exclude`; each of `databases` through SQLite's online
+/// backup API. Paths are relative to `root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupFacts {
+    /// The host directory backed up (the app's config directory).
+    pub root: String,
+    pub databases: Vec<String>,
+    /// Only these (files or directories); empty is the whole root.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }

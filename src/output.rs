@@ -90,6 +90,14 @@ pub fn write_package(out: &Path, rendered: &Rendered, manifest: &Manifest) -> Re
         fs_err::create_dir_all(p)?;
     }
     fs_err::write(&manifest_path, json)?;
+    for (rel, text) in &rendered.files {
+        let path = staging.path().join(rel);
+        if let Some(p) = path.parent() {
+            fs_err::create_dir_all(p)?;
+        }
+        fs_err::write(&path, text)?;
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+    }
     fs_err::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))?;
 
     if out.exists() && fs_err::read_dir(out)?.next().is_some() {

@@ -491,6 +491,7 @@ mod tests {
             uid: 0,
             gid: 0,
             migration: None,
+            backup: None,
         }
     }
 

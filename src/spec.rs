@@ -47,6 +47,11 @@ pub struct Spec {
     /// of that name.
     #[serde(default)]
     pub profiles: BTreeMap<String, Vec<String>>,
+    /// Scheduled backups of the stack (`<prefix>-backup.timer`).
+    pub backup: Option<ScheduleSpec>,
+    /// A reverse proxy in front of the apps: `render` writes an nginx
+    /// snippet and a Caddyfile for the routes of services with `proxy`.
+    pub proxy: Option<ProxySpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +66,51 @@ pub struct AutoUpdateSpec {
 
 fn default_schedule() -> String {
     "weekly".to_owned()
+}
+
+/// `"proxy": {"domain": "media.example.org", "acme": true}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxySpec {
+    /// Apps get `<subdomain>.<domain>` or `<domain><path>`.
+    pub domain: String,
+    /// HTTPS with certificates from Let's Encrypt (Caddy's automatic HTTPS;
+    /// the NixOS module's `enableACME`); plain HTTP otherwise.
+    #[serde(default)]
+    pub acme: bool,
+}
+
+/// A service's route through the proxy: one of the two.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceProxySpec {
+    pub subdomain: Option<String>,
+    pub path: Option<String>,
+}
+
+/// `"backup": {"schedule": "daily", "dir": "/var/backup/nixarr", "keep": 7}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// When, as systemd's OnCalendar= takes it.
+    #[serde(default = "default_backup_schedule")]
+    pub schedule: String,
+    /// Where backups go: DIR/<service>/<timestamp>/.
+    pub dir: String,
+    /// How many backups of each service to keep.
+    #[serde(default = "default_keep")]
+    pub keep: u64,
+    /// Stop a service for the copy when it cannot be copied while it runs.
+    #[serde(default)]
+    pub allow_stop: bool,
+}
+
+fn default_backup_schedule() -> String {
+    "daily".to_owned()
+}
+
+fn default_keep() -> u64 {
+    7
 }
 
 fn default_prefix() -> String {
@@ -238,6 +288,12 @@ pub struct ServiceSpec {
     pub pgid: Option<u64>,
     #[serde(default, deserialize_with = "double_option")]
     pub migration: Option<Option<MigrationSpec>>,
+    /// What `nixarr-units backup` copies; `null` leaves the service out of
+    /// backups. Defaults to the catalog app's databases and files.
+    #[serde(default, deserialize_with = "double_option")]
+    pub backup: Option<Option<BackupSpec>>,
+    /// Its route through the stack's reverse proxy (top-level `proxy`).
+    pub proxy: Option<ServiceProxySpec>,
 }
 
 fn double_option<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
@@ -463,6 +519,21 @@ pub struct MigrationSpec {
     pub legacy_unit: Option<String>,
     pub legacy_data_dir: Option<String>,
     pub target_dir: Option<String>,
+}
+
+/// A service's backup: paths relative to `root`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// The host directory to back up [default: the app's config directory,
+    /// or the service's only writable volume].
+    pub root: Option<String>,
+    /// SQLite databases, copied with SQLite's online backup API.
+    pub databases: Option<Vec<String>>,
+    /// Only these files or directories [default: everything].
+    pub paths: Option<Vec<String>>,
+    /// Left out (logs, caches).
+    pub exclude: Option<Vec<String>>,
 }
 
 /// Parse a spec document. `origin` names the file in error messages.

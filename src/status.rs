@@ -465,6 +465,7 @@ mod tests {
             uid: 0,
             gid: 0,
             migration: None,
+            backup: None,
         };
         let active = state("u", "active", "running");
         let v = verdict(

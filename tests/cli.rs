@@ -1270,3 +1270,154 @@ fn ensure_dir_makes_a_setgid_data_tree_and_leaves_an_existing_one() {
         "an existing one is left alone"
     );
 }
+
+/// `backup` and `restore` refuse what they cannot do before touching
+/// systemd or any data: exit 2 and what to do.
+#[test]
+fn backup_and_restore_usage_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let out = render_example(t.path());
+    let manifest = out.join("share/nixarr-units/manifest.json");
+    let manifest = manifest.to_str().unwrap();
+    let to = t.path().join("backups");
+    let to = to.to_str().unwrap();
+    let journals = t.path().join("journals");
+    let journals = journals.to_str().unwrap();
+    // A backup of another service, as `backup` would write it.
+    let foreign = t.path().join("radarr-backup");
+    std::fs::create_dir_all(foreign.join("data")).unwrap();
+    std::fs::write(
+        foreign.join("manifest.json"),
+        r#"{"version":1,"service":"radarr","app":"radarr","image":"x","imageId":null,
+        "imageDigest":null,"created":"2026-12-01T03:30:00Z",
+        "facts":{"root":"/var/lib/nixarr/radarr","databases":[]},"method":"offline",
+        "databases":[],"files":[{"path":"","kind":"directory","uid":0,"gid":0,"mode":448,"size":0}]}"#,
+    )
+    .unwrap();
+    let foreign = foreign.to_str().unwrap();
+    let j = ["--journal-dir", journals];
+    for (args, needle) in [
+        (vec!["backup", "--to", to], "required"),
+        (
+            vec!["backup", "sonarr", "--to", to, "--keep", "0"],
+            "--keep",
+        ),
+        (
+            vec!["backup", "sonar", "--to", to],
+            "Did you mean `sonarr`?",
+        ),
+        (
+            vec!["backup", "gluetun", "--to", to],
+            "gluetun has nothing to back up",
+        ),
+        (
+            vec!["backup", "--all", "--stack", "media", "--to", to],
+            "no stack with the prefix `media`",
+        ),
+        (vec!["restore", "sonarr"], "--from"),
+        (
+            [
+                &["restore", "sonarr", "--from", "/nonexistent/backup"][..],
+                &j,
+            ]
+            .concat(),
+            "give a backup directory DIR/<service>/<timestamp>",
+        ),
+        (
+            [&["restore", "sonarr", "--from", foreign][..], &j].concat(),
+            "is a backup of radarr, not of sonarr",
+        ),
+        (
+            [&["restore", "sonarr", "--finalize"][..], &j].concat(),
+            "no restore of sonarr to finalize",
+        ),
+    ] {
+        let out = bin()
+            .args(&args)
+            .args(["--manifest", manifest])
+            .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected {needle:?} in {stderr}"
+        );
+    }
+    assert!(!Path::new(to).exists(), "a refused backup wrote {to}");
+}
+
+/// A spec with `proxy`: `render` writes an nginx snippet and a Caddyfile
+/// that nginx and Caddy themselves accept (checked when installed).
+#[test]
+fn render_writes_proxy_configs_nginx_and_caddy_accept() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        r#"{"version":1,"prefix":"media","engine":{"path":"/usr/bin/podman","version":"4.3.1"},
+        "proxy":{"domain":"media.test"},"services":{
+        "sonarr":{"app":"sonarr","proxy":{"path":"/sonarr"}},
+        "jellyfin":{"app":"jellyfin","proxy":{"subdomain":"tv"}}}}"#,
+    );
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let dir = out.join("share/nixarr-units/proxy");
+    let nginx = std::fs::read_to_string(dir.join("nginx.conf")).unwrap();
+    assert!(nginx.contains("location /sonarr {"), "{nginx}");
+    let caddy = std::fs::read_to_string(dir.join("Caddyfile")).unwrap();
+    assert!(caddy.contains("http://tv.media.test {"), "{caddy}");
+    // Sonarr is told its URL base.
+    let unit =
+        std::fs::read_to_string(out.join("lib/systemd/system/media-sonarr.service")).unwrap();
+    assert!(unit.contains("SONARR__SERVER__URLBASE=/sonarr"), "{unit}");
+    if Path::new("/usr/sbin/nginx").exists() {
+        let wrapper = write(
+            t.path(),
+            "nginx.conf",
+            &format!(
+                "pid {}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n access_log off;\n include {}/nginx.conf;\n}}\n",
+                t.path().display(),
+                dir.display()
+            ),
+        );
+        accepts(
+            std::process::Command::new("/usr/sbin/nginx")
+                .arg("-t")
+                .arg("-c")
+                .arg(&wrapper),
+        );
+    } else {
+        eprintln!("SKIPPED: nginx -t (apt-get install nginx-light)");
+    }
+    if Path::new("/usr/bin/caddy").exists() {
+        accepts(
+            std::process::Command::new("/usr/bin/caddy")
+                .args(["validate", "--adapter", "caddyfile", "--config"])
+                .arg(dir.join("Caddyfile"))
+                .env("HOME", t.path()),
+        );
+    } else {
+        eprintln!("SKIPPED: caddy validate (apt-get install caddy)");
+    }
+    // Without `proxy`, no proxy files.
+    let plain = render_example(&t.path().join("plain"));
+    assert!(!plain.join("share/nixarr-units/proxy").exists());
+}
+
+/// Run a checker; it must succeed (its stderr in the message otherwise).
+fn accepts(cmd: &mut std::process::Command) {
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -365,6 +365,10 @@ scenarios! {
     container_ids_not_declared_when_asked => "users-not-created",
     migration_seerr_from_nixpkgs_config_dir => "migrate-seerr-nixpkgs",
     image_lock_reaches_the_spec => "image-lock",
+    backups_scheduled_and_prepared_for_restic => "backup",
+    proxy_nginx_virtual_hosts => "proxy-nginx",
+    proxy_caddy_virtual_hosts => "proxy-caddy",
+    assertion_proxy_not_enabled => "assert-proxy",
 }
 
 /// `imageLock`: the units the module's spec renders run Sonarr at the

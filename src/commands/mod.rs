@@ -15,6 +15,7 @@
 mod context;
 mod printer;
 
+mod backup;
 mod catalog;
 mod completions;
 mod config;
@@ -32,6 +33,7 @@ mod migration;
 mod pull;
 mod reload;
 mod render;
+mod restore;
 mod secrets;
 mod status;
 mod stop_container;
@@ -152,6 +154,12 @@ pub enum Command {
     /// Move a service from its native NixOS unit into its container and back
     /// (also installed as `nixarr-migrate`).
     Migration(migration::Args),
+    /// Back up services while they run: SQLite databases through SQLite's
+    /// online backup API, into DIR/<service>/<timestamp>/ with a manifest.
+    Backup(backup::Args),
+    /// Put a backup back; roll back by itself if the service does not
+    /// turn healthy.
+    Restore(restore::Args),
     /// Deliver or remove a service's secrets (run by its secret bridge unit).
     Secrets(secrets::Args),
     /// Pull the images services run (the locked digest, else the tag).
@@ -204,6 +212,8 @@ impl Command {
             Command::Man(a) => a.run(ctx),
             Command::Heal(a) => a.run(ctx),
             Command::Migration(a) => a.run(ctx),
+            Command::Backup(a) => a.run(ctx),
+            Command::Restore(a) => a.run(ctx),
             Command::Secrets(a) => a.run(ctx),
             Command::Pull(a) => a.run(ctx),
             Command::Update(a) => a.run(ctx),

@@ -35,8 +35,8 @@ use crate::error::UsageError;
 pub mod v1;
 
 pub use v1::{
-    Health, Legacy, Manifest, Migration, NixarrLegacy, PathMap, Probe, PublishedPort, Secret,
-    ServiceManifest, StackManifest, Volume,
+    Backup, Health, Legacy, Manifest, Migration, NixarrLegacy, PathMap, Probe, PublishedPort,
+    Secret, ServiceManifest, StackManifest, Volume,
 };
 
 /// The version this binary writes.

@@ -79,6 +79,22 @@ pub struct ServiceManifest {
     pub uid: u64,
     pub gid: u64,
     pub migration: Option<Migration>,
+    /// What `backup` copies; absent for a service left out of backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+}
+
+/// What a backup of the service copies: below `root`, only `paths` (all
+/// when empty), not `exclude`; `databases` through SQLite's backup API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Backup {
+    pub root: String,
+    pub databases: Vec<String>,
+    #[serde(default)]
+    pub paths: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +211,40 @@ pub struct PathMap {
 // so a field added to the model does not compile until it is either
 // written here (a compatible change, see the policy) or left out on
 // purpose.
+
+impl From<&crate::model::BackupFacts> for Backup {
+    fn from(b: &crate::model::BackupFacts) -> Self {
+        let crate::model::BackupFacts {
+            root,
+            databases,
+            paths,
+            exclude,
+        } = b;
+        Backup {
+            root: root.clone(),
+            databases: databases.clone(),
+            paths: paths.clone(),
+            exclude: exclude.clone(),
+        }
+    }
+}
+
+impl From<&Backup> for crate::model::BackupFacts {
+    fn from(b: &Backup) -> Self {
+        let Backup {
+            root,
+            databases,
+            paths,
+            exclude,
+        } = b;
+        crate::model::BackupFacts {
+            root: root.clone(),
+            databases: databases.clone(),
+            paths: paths.clone(),
+            exclude: exclude.clone(),
+        }
+    }
+}
 
 impl From<&crate::model::Port> for PublishedPort {
     fn from(p: &crate::model::Port) -> Self {

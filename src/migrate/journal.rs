@@ -236,17 +236,21 @@ impl Dir {
     }
 }
 
+/// A journal's line of history: `<time> <phase>: <note>`, logged too.
+pub fn history_entry(service: &str, phase: &str, note: &str) -> String {
+    tracing::info!("{service}: {phase} — {note}");
+    format!(
+        "{} {phase}: {note}",
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+    )
+}
+
 impl Journal {
     /// Record a phase (and a line of history) durably before going on.
     pub fn advance(&mut self, dir: &Dir, phase: Phase, note: impl Into<String>) -> Result<()> {
         self.phase = phase;
-        let note = note.into();
-        tracing::info!("{}: {} — {note}", self.service, phase.name());
-        self.history.push(format!(
-            "{} {}: {note}",
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-            phase.name()
-        ));
+        self.history
+            .push(history_entry(&self.service, phase.name(), &note.into()));
         dir.save(self)
     }
 }

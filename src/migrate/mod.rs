@@ -201,7 +201,7 @@ fn busy_ports(svc: &ServiceManifest) -> Vec<String> {
         .collect()
 }
 
-fn check_of(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
+pub(crate) fn check_of(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
     host_check(svc).or_else(|| {
         let cmd = svc.health.as_ref()?.cmd.clone()?;
         Some(Check::Exec {
@@ -385,7 +385,7 @@ pub fn plan(ctx: &Ctx, service: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Result<()> {
+pub(crate) async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Result<()> {
     if verb == Verb::Start {
         // A migration's start is the operator's, not a crash loop's: the
         // unit's start rate limit (5 starts in 5 minutes for ours) must not

@@ -6,6 +6,7 @@
 //! [`escape`]; the tera templates in `templates/` only lay out directives.
 
 pub mod escape;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -56,6 +57,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("update.timer", include_str!("../../templates/update.timer")),
     (
+        "backup.service",
+        include_str!("../../templates/backup.service"),
+    ),
+    ("backup.timer", include_str!("../../templates/backup.timer")),
+    (
         "migrate@.service",
         include_str!("../../templates/migrate@.service"),
     ),
@@ -86,6 +92,9 @@ pub struct Rendered {
     /// Unit files and `.wants` links by path relative to the unit directory.
     pub units: BTreeMap<String, Entry>,
     pub manifest: StackManifest,
+    /// Other files by path relative to the output directory (the reverse
+    /// proxy's configuration).
+    pub files: BTreeMap<String, String>,
 }
 
 /// What the renderer needs to know besides the spec.
@@ -158,6 +167,10 @@ impl<'a> Names<'a> {
     pub fn health_unit(&self, suffix: &str) -> String {
         format!("{}-health.{suffix}", self.prefix)
     }
+    /// Scheduled backups (service and timer share the stem).
+    pub fn backup_unit(&self, suffix: &str) -> String {
+        format!("{}-backup.{suffix}", self.prefix)
+    }
     pub fn network_unit(&self) -> String {
         format!("{}-network.service", self.prefix)
     }
@@ -179,6 +192,8 @@ impl<'a> Names<'a> {
             self.network_unit(),
             self.health_unit("service"),
             self.health_unit("timer"),
+            self.backup_unit("service"),
+            self.backup_unit("timer"),
             self.migrate_template(),
             self.update_unit("service"),
             self.update_unit("timer"),
@@ -259,6 +274,16 @@ struct UpdateCtx {
     after: Vec<String>,
     exec_start: String,
     writable: Vec<String>,
+    schedule: String,
+}
+
+#[derive(Serialize)]
+struct BackupCtx {
+    version: &'static str,
+    prefix: String,
+    target: String,
+    exec_start: String,
+    dir: String,
     schedule: String,
 }
 
@@ -376,6 +401,20 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
         );
         wants.push(names.update_unit("timer"));
     }
+    if let Some(ctx) = backup_ctx(stack, opts).map_err(|source| RenderError::Escape {
+        service: "(backup)".to_owned(),
+        source,
+    })? {
+        units.insert(
+            names.backup_unit("service"),
+            Entry::File(fill("backup.service", &ctx)?),
+        );
+        units.insert(
+            names.backup_unit("timer"),
+            Entry::File(fill("backup.timer", &ctx)?),
+        );
+        wants.push(names.backup_unit("timer"));
+    }
     wants.sort();
     let target = names.target();
     units.insert(
@@ -414,8 +453,14 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
         }
     }
 
+    let mut files = BTreeMap::new();
+    if let Some(p) = &stack.proxy {
+        files.insert(proxy::NGINX_PATH.to_owned(), proxy::nginx(&stack.prefix, p));
+        files.insert(proxy::CADDY_PATH.to_owned(), proxy::caddy(&stack.prefix, p));
+    }
     Ok(Rendered {
         units,
+        files,
         manifest: StackManifest {
             prefix: stack.prefix.clone(),
             backend: stack.backend,
@@ -971,6 +1016,35 @@ fn update_ctx(stack: &Stack, opts: &Options) -> Result<Option<UpdateCtx>, Escape
     }))
 }
 
+/// `<prefix>-backup.service` and its timer, when the spec schedules
+/// backups: every service of the stack with something to back up, online.
+fn backup_ctx(stack: &Stack, opts: &Options) -> Result<Option<BackupCtx>, EscapeError> {
+    let Some(b) = &stack.backup else {
+        return Ok(None);
+    };
+    let names = Names::new(&stack.prefix);
+    Ok(Some(BackupCtx {
+        version: VERSION,
+        prefix: stack.prefix.clone(),
+        target: names.target(),
+        exec_start: exec_line(
+            &[
+                opts.self_exe.as_str(),
+                "backup",
+                "--all",
+                &format!("--stack={}", stack.prefix),
+                &format!("--to={}", b.dir),
+                &format!("--keep={}", b.keep),
+            ]
+            .into_iter()
+            .chain(b.allow_stop.then_some("--allow-stop"))
+            .collect::<Vec<_>>(),
+        )?,
+        dir: plain_value(&b.dir)?,
+        schedule: plain_value(&b.schedule)?,
+    }))
+}
+
 fn secrets_ctx(stack: &Stack, svc: &Service, opts: &Options) -> Result<SecretsCtx, EscapeError> {
     let names = Names::new(&stack.prefix);
     let container = names.container(&svc.name);
@@ -1041,5 +1115,6 @@ fn service_manifest(stack: &Stack, svc: &Service, hash: String) -> ServiceManife
         uid: svc.uid,
         gid: svc.gid,
         migration: svc.migration.as_ref().map(Into::into),
+        backup: svc.backup.as_ref().map(Into::into),
     }
 }

@@ -1,11 +1,11 @@
-//! A service's migration from a native NixOS service: which unit, which
-//! data, where it goes.
+//! A service's data: its migration from a native NixOS service (which
+//! unit, which data, where it goes) and what its backups copy.
 
 use super::check::Ctx;
 use crate::catalog::Preset;
 use crate::error::SpecError;
-use crate::model::Migration;
-use crate::spec::MigrationSpec;
+use crate::model::{BackupFacts, Migration, Volume};
+use crate::spec::{MigrationSpec, ServiceSpec};
 
 pub(super) fn resolve_migration(
     cx: &Ctx,
@@ -100,4 +100,124 @@ pub(super) fn resolve_migration(
             .unwrap_or_default(),
         legacy,
     }))
+}
+
+/// A path inside the backed-up directory: relative, no `..`, `.` or `//`.
+fn check_relative(cx: &Ctx, at: &str, value: &str) -> Result<(), SpecError> {
+    cx.text(at, value)?;
+    let bad = value.is_empty()
+        || value.starts_with('/')
+        || value.ends_with('/')
+        || value.split('/').any(|c| matches!(c, "" | "." | ".."));
+    if bad {
+        return Err(cx.err(
+            at,
+            format!(
+                "`{value}` is not a plain relative path; write it relative to backup.root, \
+                 without `..`, `.`, `//` or a leading or trailing `/` (e.g. \"db/app.db\")"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// What a backup of the service copies: the spec's `backup` over the
+/// catalog app's. A service with neither, or `"backup": null`, has none.
+pub(super) fn resolve_backup(
+    cx: &Ctx,
+    path: &str,
+    svc: &ServiceSpec,
+    preset: Option<&Preset>,
+    config_dir: Option<&str>,
+    volumes: &[Volume],
+) -> Result<Option<BackupFacts>, SpecError> {
+    let given = match &svc.backup {
+        Some(None) => return Ok(None),
+        Some(Some(b)) => Some(b),
+        None => None,
+    };
+    let from_preset = preset.and_then(|p| p.backup.clone());
+    if given.is_none() && from_preset.is_none() {
+        return Ok(None);
+    }
+    let bp = format!("{path}.backup");
+    let writable: Vec<&str> = volumes
+        .iter()
+        .filter(|v| !v.read_only)
+        .map(|v| v.host.as_str())
+        .collect();
+    let root = match given.and_then(|b| b.root.clone()) {
+        Some(r) => {
+            cx.host_path(format!("{bp}.root"), &r)?;
+            let mounted = volumes.iter().any(|v| {
+                r == v.host
+                    || r.strip_prefix(v.host.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            });
+            if !mounted {
+                return Err(cx.err(
+                    format!("{bp}.root"),
+                    format!(
+                        "`{r}` is not a volume of this service (nor inside one); back up a \
+                         directory the container writes: {}",
+                        if writable.is_empty() {
+                            "(it has none)".to_owned()
+                        } else {
+                            writable.join(", ")
+                        }
+                    ),
+                ));
+            }
+            r
+        }
+        None => match (config_dir, writable.as_slice()) {
+            (Some(c), _) => c.to_owned(),
+            (None, [only]) => (*only).to_owned(),
+            (None, []) => {
+                return Err(cx.err(
+                    &bp,
+                    "the service has no writable volume to back up; add one, or set \
+                     \"backup\": null",
+                ));
+            }
+            (None, several) => {
+                return Err(cx.err(
+                    format!("{bp}.root"),
+                    format!(
+                        "is missing and the service writes to several volumes ({}); say which \
+                         one to back up",
+                        several.join(", ")
+                    ),
+                ));
+            }
+        },
+    };
+    let pick = |own: Option<&Vec<String>>, preset: Option<&Vec<String>>| {
+        own.or(preset).cloned().unwrap_or_default()
+    };
+    let facts = BackupFacts {
+        root,
+        databases: pick(
+            given.and_then(|b| b.databases.as_ref()),
+            from_preset.as_ref().map(|b| &b.databases),
+        ),
+        paths: pick(
+            given.and_then(|b| b.paths.as_ref()),
+            from_preset.as_ref().map(|b| &b.paths),
+        ),
+        exclude: pick(
+            given.and_then(|b| b.exclude.as_ref()),
+            from_preset.as_ref().map(|b| &b.exclude),
+        ),
+    };
+    for (key, list) in [
+        ("databases", &facts.databases),
+        ("paths", &facts.paths),
+        ("exclude", &facts.exclude),
+    ] {
+        for (i, v) in list.iter().enumerate() {
+            check_relative(cx, &format!("{bp}.{key}[{i}]"), v)?;
+        }
+    }
+    Ok(Some(facts))
 }

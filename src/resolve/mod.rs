@@ -10,6 +10,7 @@
 mod check;
 mod health;
 mod migration;
+mod proxy;
 mod secrets;
 mod service;
 #[cfg(test)]
@@ -75,6 +76,8 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     check_dependencies(&cx, &services)?;
     check_ports(&cx, &services)?;
     crate::profiles::check(spec, origin)?;
+    let backup = resolve_schedule(&cx, spec.backup.as_ref())?;
+    let proxy = proxy::resolve_proxy(&cx, spec, &services)?;
 
     Ok(Stack {
         backend: spec.backend,
@@ -89,6 +92,8 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         lock: None,
         auto_update,
         profiles: spec.profiles.clone(),
+        backup,
+        proxy,
     })
 }
 
@@ -515,5 +520,44 @@ fn auto_update(
     Ok(Some(crate::model::AutoUpdate {
         schedule: au.schedule.trim().to_owned(),
         services: names,
+    }))
+}
+
+/// The stack's backup schedule: a calendar expression systemd can parse
+/// (checked for what can be checked without systemd: text, no quoting
+/// tricks), a directory, how many to keep.
+fn resolve_schedule(
+    cx: &Ctx,
+    given: Option<&crate::spec::ScheduleSpec>,
+) -> Result<Option<crate::model::BackupSchedule>, SpecError> {
+    let Some(b) = given else {
+        return Ok(None);
+    };
+    cx.text("backup.schedule", &b.schedule)?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || " -:*,./~".contains(c);
+    if b.schedule.trim().is_empty() || !b.schedule.chars().all(allowed) {
+        return Err(cx.err(
+            "backup.schedule",
+            format!(
+                "`{}` is not a calendar expression; write one as systemd's OnCalendar= takes \
+                 it, e.g. \"daily\" or \"*-*-* 03:30\" (check it with `systemd-analyze \
+                 calendar`)",
+                b.schedule
+            ),
+        ));
+    }
+    cx.host_path("backup.dir", &b.dir)?;
+    let keep = crate::limits::BACKUP_KEEP;
+    if !keep.contains(&b.keep) {
+        return Err(cx.err(
+            "backup.keep",
+            format!("{} is out of range {}", b.keep, crate::limits::span(&keep)),
+        ));
+    }
+    Ok(Some(crate::model::BackupSchedule {
+        schedule: b.schedule.trim().to_owned(),
+        dir: b.dir.clone(),
+        keep: b.keep,
+        allow_stop: b.allow_stop,
     }))
 }

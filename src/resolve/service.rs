@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use super::check::{Ctx, check_id, check_image, is_env_name, port_number};
 use super::health::resolve_health;
-use super::migration::resolve_migration;
+use super::migration::{resolve_backup, resolve_migration};
 use super::secrets::resolve_secrets;
 use super::{preset_ports, preset_volumes};
 use crate::catalog::Preset;
@@ -93,6 +93,8 @@ pub(super) fn resolve_service(
         puid,
         pgid,
         migration,
+        backup: _,
+        proxy,
     } = svc;
     let s = Svc {
         cx,
@@ -109,7 +111,16 @@ pub(super) fn resolve_service(
     let ports_from_preset = ports.is_none() && preset.is_some();
     let ports = s.ports(ports.as_deref())?;
     let (volumes, config_dir) = s.volumes(volumes.as_deref(), app.as_deref())?;
-    let environment = s.environment(environment, uid, gid)?;
+    let mut environment = s.environment(environment, uid, gid)?;
+    // Behind a proxy's sub-path the app must know its URL base.
+    if let (Some(path), Some(var)) = (
+        proxy.as_ref().and_then(|p| p.path.as_ref()),
+        preset.and_then(|p| p.url_base_env.as_ref()),
+    ) {
+        environment
+            .entry(var.clone())
+            .or_insert_with(|| path.clone());
+    }
     let environment_files = s.paths("environmentFiles", environment_files)?;
     let mut depends_on = depends_on.clone().unwrap_or_default();
     depends_on.sort();
@@ -140,6 +151,8 @@ pub(super) fn resolve_service(
         uid,
         gid,
     )?;
+    // Reads `svc.backup` itself (the field is named above).
+    let backup = resolve_backup(cx, &s.path, svc, preset, config_dir.as_deref(), &volumes)?;
 
     Ok(Service {
         name: name.to_owned(),
@@ -172,6 +185,7 @@ pub(super) fn resolve_service(
         gid,
         config_dir,
         migration,
+        backup,
     })
 }
 

@@ -420,3 +420,142 @@ fn devices_take_every_spelling_and_the_catalogs() {
         assert_eq!(DevicePermissions::parse(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn backups_come_from_the_catalog_or_the_spec() {
+    let s = stack(
+        r#"{"version":1,"services":{
+        "sonarr":{"app":"sonarr"},
+        "jellyfin":{"app":"jellyfin","backup":{"exclude":["cache"]}},
+        "gluetun":{"app":"gluetun"},
+        "radarr":{"app":"radarr","backup":null},
+        "app":{"image":"localhost/app:1","volumes":[{"host":"/srv/app","container":"/var/lib/app"},
+            {"host":"/srv/media","container":"/media","readOnly":true}],
+            "backup":{"databases":["db/app.sqlite"],"paths":["db","settings.json"]}}}}"#,
+    )
+    .unwrap();
+    let b = s.services["sonarr"].backup.clone().unwrap();
+    assert_eq!(b.root, "/var/lib/nixarr/sonarr");
+    assert_eq!(b.databases, ["sonarr.db", "logs.db"]);
+    assert!(b.exclude.contains(&"logs".to_owned()));
+    let j = s.services["jellyfin"].backup.clone().unwrap();
+    assert_eq!(
+        j.databases,
+        ["data/data/library.db", "data/data/jellyfin.db"]
+    );
+    assert_eq!(
+        j.exclude,
+        ["cache"],
+        "the spec's list replaces the catalog's"
+    );
+    assert_eq!(s.services["gluetun"].backup, None);
+    assert_eq!(s.services["radarr"].backup, None, "null leaves it out");
+    let a = s.services["app"].backup.clone().unwrap();
+    assert_eq!(a.root, "/srv/app", "the only writable volume");
+    assert_eq!(a.paths, ["db", "settings.json"]);
+    // Nothing for a service that says nothing and has no preset.
+    let s = stack(r#"{"version":1,"services":{"x":{"image":"localhost/x:1"}}}"#).unwrap();
+    assert_eq!(s.services["x"].backup, None);
+}
+
+#[test]
+fn backup_paths_are_checked() {
+    let e = err(
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr","backup":{"databases":["../etc/shadow"]}}}}"#,
+    );
+    assert!(
+        e.contains(
+            "services.sonarr.backup.databases[0]: `../etc/shadow` is not a plain relative path"
+        ),
+        "{e}"
+    );
+    let e = err(
+        r#"{"version":1,"services":{"sonarr":{"app":"sonarr","backup":{"root":"/srv/elsewhere"}}}}"#,
+    );
+    assert!(
+        e.contains("services.sonarr.backup.root: `/srv/elsewhere` is not a volume of this service"),
+        "{e}"
+    );
+    let e = err(
+        r#"{"version":1,"services":{"a":{"image":"localhost/a:1","volumes":[
+        {"host":"/srv/a","container":"/a"},{"host":"/srv/b","container":"/b"}],"backup":{}}}}"#,
+    );
+    assert!(e.contains("services.a.backup.root: is missing and the service writes to several volumes (/srv/a, /srv/b)"), "{e}");
+    let e = err(r#"{"version":1,"services":{"a":{"image":"localhost/a:1","backup":{}}}}"#);
+    assert!(
+        e.contains("services.a.backup: the service has no writable volume"),
+        "{e}"
+    );
+    let e =
+        err(r#"{"version":1,"services":{"a":{"image":"localhost/a:1","backup":{"dabases":[]}}}}"#);
+    assert!(e.contains("dabases"), "{e}");
+}
+
+#[test]
+fn proxy_routes() {
+    let s = stack(
+        r#"{"version":1,"proxy":{"domain":"media.example.org"},"services":{
+        "sonarr":{"app":"sonarr","proxy":{"path":"/sonarr"}},
+        "jellyfin":{"app":"jellyfin","proxy":{"subdomain":"tv"},
+            "ports":[{"host":8096,"container":8096,"address":"192.168.1.5"}]},
+        "app":{"image":"localhost/app:1","ports":[{"host":9000,"container":80}],
+            "proxy":{"path":"/app"}}}}"#,
+    )
+    .unwrap();
+    let p = s.proxy.unwrap();
+    assert_eq!(p.domain, "media.example.org");
+    let by = |n: &str| p.routes.iter().find(|r| r.service == n).unwrap().clone();
+    assert_eq!(
+        by("sonarr").at,
+        crate::model::RouteAt::Path("/sonarr".into())
+    );
+    assert_eq!(by("sonarr").upstream, "127.0.0.1:8989");
+    assert_eq!(by("jellyfin").upstream, "192.168.1.5:8096");
+    assert_eq!(by("app").upstream, "127.0.0.1:9000");
+    // The app is told its URL base.
+    assert_eq!(
+        s.services["sonarr"].environment["SONARR__SERVER__URLBASE"],
+        "/sonarr"
+    );
+}
+
+#[test]
+fn proxy_mistakes_are_named() {
+    for (json, needle) in [
+        (
+            r#"{"version":1,"services":{"sonarr":{"app":"sonarr","proxy":{"path":"/s"}}}}"#,
+            "services.sonarr.proxy: there is no top-level \"proxy\"",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"bad domain"},"services":{}}"#,
+            "proxy.domain: `bad domain` is not a domain name",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"m.example"},"services":{"jellyfin":{"app":"jellyfin","proxy":{"path":"/jf"}}}}"#,
+            "services.jellyfin.proxy.path: jellyfin cannot be told a URL base",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"m.example"},"services":{"sonarr":{"app":"sonarr","proxy":{"path":"/s/"}}}}"#,
+            "services.sonarr.proxy.path: `/s/` is not a URL path",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"m.example"},"services":{"sonarr":{"app":"sonarr","proxy":{"subdomain":"a.b"}}}}"#,
+            "services.sonarr.proxy.subdomain: `a.b` is not a DNS label",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"m.example"},"services":{"sonarr":{"app":"sonarr","proxy":{"subdomain":"x","path":"/x"}}}}"#,
+            "services.sonarr.proxy: give exactly one of",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"m.example"},"services":{"radarr":{"app":"radarr","proxy":{"subdomain":"x"}},"sonarr":{"app":"sonarr","proxy":{"subdomain":"x"}}}}"#,
+            "services.sonarr.proxy: radarr already serves there",
+        ),
+        (
+            r#"{"version":1,"proxy":{"domain":"m.example"},"services":{"x":{"image":"localhost/x:1","proxy":{"subdomain":"x"}}}}"#,
+            "services.x.proxy: the service publishes no TCP port",
+        ),
+    ] {
+        let e = err(json);
+        assert!(e.contains(needle), "{needle}\n{e}");
+    }
+}

@@ -15,9 +15,11 @@
 
 mod harness;
 
+mod backup;
 mod basic;
 mod migrate;
 mod nixos;
+mod proxy;
 mod secrets;
 mod status;
 mod stop;

@@ -125,9 +125,19 @@ in
           default = stubPkgs.docker;
         };
       };
-      services = lib.genAttrs native (_: {
-        enable = flag;
-      });
+      services =
+        lib.genAttrs native (_: {
+          enable = flag;
+        })
+        // lib.genAttrs [ "nginx" "caddy" ] (_: {
+          enable = flag;
+          # Loose: the real ones are submodules; `anything` merges the
+          # locations of one host given in several definitions.
+          virtualHosts = mkOption {
+            type = types.attrsOf types.anything;
+            default = { };
+          };
+        });
     }
     // lib.optionalAttrs withSops {
       sops = {

@@ -15,6 +15,38 @@ const FAKE_APP: &[(&str, &str)] = &[
     ("ctl", include_str!("../fake-app/ctl")),
 ];
 
+/// The host's sqlite3 and the libraries it loads (as `ldd` names them), at
+/// the same paths in the image: the fake app's database writer
+/// (`FAKE_DB`).
+fn add_sqlite3(root: &Path) -> Result<()> {
+    let exe = Path::new("/usr/bin/sqlite3");
+    anyhow::ensure!(
+        exe.exists(),
+        "/usr/bin/sqlite3 is missing: apt-get install sqlite3"
+    );
+    let ldd = host(Command::new("ldd").arg(exe))?;
+    let mut files = vec![exe.to_path_buf()];
+    for line in ldd.lines() {
+        // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x…)".
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(PathBuf::from);
+        files.extend(path);
+    }
+    for f in files {
+        let rel = f.strip_prefix("/").context("an absolute path")?;
+        let dst = root.join(rel);
+        if let Some(parent) = dst.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        // The real file (libraries are symlinks to versioned names).
+        fs_err::copy(fs_err::canonicalize(&f)?, &dst)?;
+    }
+    Ok(())
+}
+
 /// Build the fake app's root file system tarball (deterministic bytes).
 pub(super) fn build_image_tar(dir: &Path) -> Result<PathBuf> {
     let root = dir.join("fake-rootfs");
@@ -36,6 +68,7 @@ pub(super) fn build_image_tar(dir: &Path) -> Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
     }
+    add_sqlite3(&root)?;
     fs_err::write(root.join("etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")?;
     fs_err::write(root.join("etc/group"), "root:x:0:\n")?;
     use std::os::unix::fs::PermissionsExt;
