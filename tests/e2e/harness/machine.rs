@@ -442,10 +442,17 @@ impl Machine {
                     "/proc/{nspawn_pid}/task/{nspawn_pid}/children"
                 ))
                 .context("nspawn is gone")?;
+                // Only systemd itself (nspawn execs /usr/lib/systemd/systemd,
+                // or /sbin/init): before it, the child may be the
+                // trixie boot's `mount` or nspawn's own short-lived child,
+                // whose PID is gone a moment later.
                 Ok(children
                     .split_whitespace()
-                    .next()
-                    .and_then(|p| p.parse().ok()))
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .find(|p| {
+                        std::fs::read_to_string(format!("/proc/{p}/comm"))
+                            .is_ok_and(|c| matches!(c.trim(), "systemd" | "init"))
+                    }))
             },
         )
         .with_context(|| fs_err::read_to_string(log_path).unwrap_or_default())?;
