@@ -14,10 +14,11 @@ use anyhow::Result;
 
 use crate::commands::Context;
 use crate::duration::parse_duration;
+use crate::health::Check;
 use crate::health::check_once;
 use crate::manifest;
 use crate::output::write_atomic;
-use crate::status::{engine_health, host_check};
+use crate::status::engine_health;
 use crate::systemd::ActiveState;
 
 const STATE_DIR: &str = "/run/nixarr-units/health";
@@ -30,7 +31,7 @@ fn state_path(prefix: &str) -> PathBuf {
 }
 
 pub fn run(ctx: &Context, prefix: &str) -> Result<()> {
-    let (path, manifest) = ctx.load_manifest()?;
+    let (path, manifest) = ctx.load_manifest_for(prefix)?;
     let stack = manifest.stack(&path, prefix)?;
     let watched: Vec<(&String, &manifest::ServiceManifest)> = stack
         .services
@@ -50,7 +51,7 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<()> {
         let by_engine: Vec<&str> = watched
             .iter()
             .zip(&active)
-            .filter(|((_, s), a)| **a && host_check(s).is_none())
+            .filter(|((_, s), a)| **a && Check::probe(s).is_none())
             .map(|((_, s), _)| s.container.as_str())
             .collect();
         let engine = engine_health(stack, &by_engine);
@@ -67,7 +68,7 @@ pub fn run(ctx: &Context, prefix: &str) -> Result<()> {
                 continue;
             }
             let Some(h) = &svc.health else { continue };
-            if let Some(check) = host_check(svc) {
+            if let Some(check) = Check::probe(svc) {
                 let timeout = parse_duration(&h.timeout).unwrap_or(Duration::from_secs(5));
                 let before = failures.get(*name).copied().unwrap_or(0);
                 match check_once(&check, timeout) {

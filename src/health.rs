@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::engine::Engine;
-use crate::manifest::Probe;
+use crate::manifest::{Probe, ServiceManifest, StackManifest};
 
-/// One probe, as the health gate and `status` run it.
+/// One check, as the health gate, `status`, `heal` and the migration run
+/// it: the container's own health command, or the manifest's host probe.
 #[derive(Debug, Clone)]
 pub enum Check {
     /// The container's health command, run by the engine.
@@ -20,8 +21,37 @@ pub enum Check {
         container: String,
         cmd: String,
     },
-    /// A request or connect from the host, as the manifest writes it.
+    /// A probe from the host against a published port (HTTP or TCP).
     Host(Probe),
+}
+
+impl From<&Probe> for Check {
+    fn from(p: &Probe) -> Self {
+        Check::Host(p.clone())
+    }
+}
+
+impl Check {
+    /// The service's host probe, if it has one.
+    pub fn probe(svc: &ServiceManifest) -> Option<Check> {
+        svc.health.as_ref()?.probe.as_ref().map(Check::from)
+    }
+
+    /// The service's health command, run in its container by the engine.
+    pub fn exec(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
+        Some(Check::Exec {
+            engine: Engine::from(stack),
+            container: svc.container.clone(),
+            cmd: svc.health.as_ref()?.cmd.clone()?,
+        })
+    }
+
+    /// What the start-up gate waits for: the container's own health
+    /// command (what the engine will judge the container by), else the
+    /// host probe.
+    pub fn gate(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
+        Check::exec(stack, svc).or_else(|| Check::probe(svc))
+    }
 }
 
 /// Run a check once. `Err` carries a short reason ("HTTP 503", "connection

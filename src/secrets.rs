@@ -275,7 +275,7 @@ fn empty_and_remove(dir: &Path) -> std::io::Result<()> {
 
 /// The CLI entry: find the service in the manifest and install or remove.
 pub fn run(ctx: &Cmd, stack: &str, service: &str, install_: bool) -> Result<()> {
-    let (path, manifest) = ctx.load_manifest()?;
+    let (path, manifest) = ctx.load_manifest_for(stack)?;
     let st = manifest.stack(&path, stack)?;
     let svc = st.services.get(service).with_context(|| {
         format!(

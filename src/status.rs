@@ -65,11 +65,6 @@ pub struct Report {
     pub services: Vec<Row>,
 }
 
-/// What a service's probe is, for `status`.
-pub fn host_check(svc: &ServiceManifest) -> Option<Check> {
-    svc.health.as_ref()?.probe.clone().map(Check::Host)
-}
-
 /// The engine's own view of container health, for services whose probe
 /// runs only inside the container: one `inspect` call per stack.
 pub fn engine_health(stack: &StackManifest, containers: &[&str]) -> BTreeMap<String, String> {
@@ -125,7 +120,7 @@ pub fn build_report(
     let checks: Vec<Option<Check>> = entries
         .iter()
         .zip(&probed)
-        .map(|((_, _, svc, _), probed)| probed.then(|| host_check(svc)).flatten())
+        .map(|((_, _, svc, _), probed)| probed.then(|| Check::probe(svc)).flatten())
         .collect();
 
     // Engine health for services without a host probe.

@@ -428,6 +428,58 @@ fn validate_json_anywhere_on_the_line() {
     }
 }
 
+/// The units' health gate names only its stack and service: the check (here
+/// a TCP probe, no health command) comes from the manifest. It passes once
+/// the port answers; a service the manifest does not have is a usage error.
+#[test]
+fn wait_healthy_reads_its_check_from_the_manifest() {
+    let t = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let spec = write(
+        t.path(),
+        "web.json",
+        &format!(
+            r#"{{"version":1,"prefix":"web","backend":"docker","engine":{{"path":"/bin/false"}},
+            "services":{{"site":{{"image":"docker.io/library/nginx:1.27",
+            "ports":[{{"host":{port},"container":80,"address":"127.0.0.1"}}],
+            "health":{{"tcp":true,"port":80}}}}}}}}"#
+        ),
+    );
+    let out = render_with_self_exe(&spec, t.path());
+    let unit = std::fs::read_to_string(out.join("lib/systemd/system/web-site.service")).unwrap();
+    assert!(
+        unit.contains("ExecStartPost=/x/nixarr-units wait-healthy --stack=web --timeout="),
+        "{unit}"
+    );
+    let manifest = out.join("share/nixarr-units/manifest.json");
+    bin()
+        .args([
+            "wait-healthy",
+            "--stack=web",
+            "--timeout=10",
+            "site",
+            "--manifest",
+        ])
+        .arg(&manifest)
+        .timeout(std::time::Duration::from_secs(20))
+        .assert()
+        .success();
+    bin()
+        .args([
+            "wait-healthy",
+            "--stack=web",
+            "--timeout=10",
+            "sight",
+            "--manifest",
+        ])
+        .arg(&manifest)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no service `sight`"));
+    drop(listener);
+}
+
 /// A bad `--owner` for the units' ensure-dir step is a usage error
 /// (exit status 2) that says the form.
 #[test]

@@ -67,6 +67,12 @@ impl Context {
         manifest::load(self.manifest.as_deref())
     }
 
+    /// The manifest that holds the stack `prefix` (the given one, else the
+    /// NixOS one or the generator's, whichever has it) and where it was read.
+    pub fn load_manifest_for(&self, prefix: &str) -> Result<(PathBuf, Manifest)> {
+        manifest::load_for_stack(self.manifest.as_deref(), prefix)
+    }
+
     /// systemd's manager on the bus.
     pub async fn systemd(&self) -> Result<Systemd> {
         Systemd::connect(self.bus_address.as_deref()).await

@@ -231,6 +231,17 @@ impl Command {
     }
 }
 
+/// `--backend podman|docker`.
+impl clap::ValueEnum for crate::spec::Backend {
+    fn value_variants<'a>() -> &'a [Self] {
+        use crate::spec::Backend;
+        &[Backend::Podman, Backend::Docker]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// A positive number of seconds (`0.5`, `2`), for clap: a bad one is a
 /// usage error.
 pub(crate) fn seconds(s: &str) -> Result<Duration, String> {

@@ -135,6 +135,37 @@ pub fn load(explicit: Option<&Path>) -> Result<(PathBuf, Manifest)> {
     Ok((path, manifest))
 }
 
+/// Read the manifest that holds the stack `prefix`: `explicit` if given,
+/// else the first of the NixOS one and the generator's that has it (a host
+/// can have both: stacks from the NixOS module and specs in
+/// /etc/nixarr-units). For the helpers the units run, which know their
+/// stack.
+pub fn load_for_stack(explicit: Option<&Path>, prefix: &str) -> Result<(PathBuf, Manifest)> {
+    if explicit.is_some() {
+        return load(explicit);
+    }
+    let mut read = Vec::new();
+    for path in [ETC_MANIFEST, RUN_MANIFEST].map(PathBuf::from) {
+        if !path.exists() {
+            continue;
+        }
+        let (path, manifest) = load(Some(&path))?;
+        if manifest.stacks.iter().any(|s| s.prefix == prefix) {
+            return Ok((path, manifest));
+        }
+        read.push(path.display().to_string());
+    }
+    if read.is_empty() {
+        // load says where it looked and what to do.
+        return load(None);
+    }
+    bail!(
+        "no stack `{prefix}` in {}: render its spec again (or run `systemctl daemon-reload` for \
+         a spec in /etc/nixarr-units/), or pass --manifest",
+        read.join(" or ")
+    )
+}
+
 /// Refuse a manifest of a version this binary cannot read. (There is one
 /// version so far; an older one would be parsed as its own version and
 /// converted up here.)

@@ -22,14 +22,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::engine::Engine;
 use crate::graph::Graph;
 use crate::health::{self, Check};
 use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
 use crate::nixfmt::nar_hash;
 use crate::output::write_atomic;
 use crate::spec::Protocol;
-use crate::status::host_check;
 use crate::systemd::{ActiveState, JobResult, LoadState, Systemd, UnitState, Verb};
 use journal::{Dir, Journal, Phase, SnapshotManifest};
 use place::{Slot, beside};
@@ -201,15 +199,9 @@ fn busy_ports(svc: &ServiceManifest) -> Vec<String> {
         .collect()
 }
 
+/// The host probe, else the container's health command.
 pub(crate) fn check_of(stack: &StackManifest, svc: &ServiceManifest) -> Option<Check> {
-    host_check(svc).or_else(|| {
-        let cmd = svc.health.as_ref()?.cmd.clone()?;
-        Some(Check::Exec {
-            engine: Engine::from(stack),
-            container: svc.container.clone(),
-            cmd,
-        })
-    })
+    Check::probe(svc).or_else(|| Check::exec(stack, svc))
 }
 
 /// What `plan` prints and `migrate` follows.

@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::images::lock::{LABEL_IMAGE_TAG, pinned_reference};
 use crate::manifest::{PublishedPort, ServiceManifest, StackManifest};
-use crate::model::{Device, ENV_DIR, Probe, SECRETS_DIR, Service, Stack};
+use crate::model::{Device, ENV_DIR, SECRETS_DIR, Service, Stack};
 use crate::spec::{Backend, PodmanSecretType, SecretMode};
 
 use escape::{EscapeError, exec_line, plain_value};
@@ -726,40 +726,18 @@ const STARTUP_INTERVAL: &str = "500ms";
 /// `activating` (and `After=` dependents wait) until then.
 fn wait_healthy_argv(stack: &Stack, svc: &Service, opts: &Options) -> Option<Vec<String>> {
     let h = svc.health.as_ref()?;
-    let names = Names::new(&stack.prefix);
-    let mut a = vec![
+    if h.cmd.is_none() && h.probe.is_none() {
+        return None;
+    }
+    // The check itself (command or probe) is read from the manifest.
+    Some(vec![
         opts.self_exe.clone(),
         "wait-healthy".to_owned(),
-        format!("--backend={}", stack.backend.name()),
-        format!("--engine={}", stack.engine.path),
+        format!("--stack={}", stack.prefix),
         format!("--timeout={}", svc.start_timeout),
         format!("--stop-time={}", svc.stop_timeout),
-    ];
-    match (&h.cmd, &h.probe) {
-        (Some(cmd), _) => a.push(format!("--exec={cmd}")),
-        (
-            None,
-            Some(Probe::Http {
-                url,
-                method,
-                expect_status,
-                expect_body,
-            }),
-        ) => {
-            a.push(format!("--http={url}"));
-            a.push(format!("--method={method}"));
-            if let Some(s) = expect_status {
-                a.push(format!("--expect-status={s}"));
-            }
-            if let Some(b) = expect_body {
-                a.push(format!("--expect-body={b}"));
-            }
-        }
-        (None, Some(Probe::Tcp { address })) => a.push(format!("--tcp={address}")),
-        (None, None) => return None,
-    }
-    a.push(names.container(&svc.name));
-    Some(a)
+        svc.name.clone(),
+    ])
 }
 
 fn container_unit(
