@@ -1,6 +1,7 @@
-//! The commands that look at and steer running services: `status`,
-//! `start`/`stop`/`restart`, `logs` and `vpn status`. They read the manifest
-//! to know the services and talk to systemd over D-Bus.
+//! What the commands that look at and steer running services (`status`,
+//! `start`/`stop`/`restart`, `logs`, `vpn status`; in src/commands/) share:
+//! picking services of the manifest by name, collecting their states and
+//! probe results, why a job failed, and the VPN service.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

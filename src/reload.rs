@@ -7,23 +7,19 @@
 //! `io.nixarr.config-hash` label differs from the manifest's `configHash`.
 //! Unchanged services, and services that are not running, are left alone.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
+use serde::Serialize;
 
+use crate::commands::Context;
 use crate::engine::Engine;
-use crate::manifest;
 use crate::render::LABEL_HASH;
-use crate::systemd::{ActiveState, JobResult, Systemd, Verb};
+use crate::systemd::{ActiveState, JobResult, Verb};
 
-/// What `reload` does, given where things are.
+/// What `reload` does besides finding the manifest and systemd.
 #[derive(Debug, Clone)]
-pub struct ReloadConfig {
-    /// Read this manifest instead of searching the default places.
-    pub manifest: Option<PathBuf>,
-    /// The system bus to reach systemd on (default: the system bus).
-    pub bus_address: Option<String>,
+pub struct ReloadOptions {
     /// Skip `daemon-reload` (the caller already did it).
     pub skip_daemon_reload: bool,
     /// Only say what would be restarted.
@@ -32,8 +28,10 @@ pub struct ReloadConfig {
     pub timeout: Duration,
 }
 
-/// What happened to one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happened to one service (`old`: the running container's config
+/// hash, empty when it had none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     Restarted {
         unit: String,
@@ -45,6 +43,11 @@ pub enum Outcome {
         old: String,
         new: String,
     },
+    /// The restart job did not end `done`.
+    RestartFailed {
+        unit: String,
+        result: String,
+    },
     Unchanged {
         unit: String,
     },
@@ -52,6 +55,30 @@ pub enum Outcome {
         unit: String,
         state: String,
     },
+}
+
+impl Outcome {
+    /// One line for people.
+    pub fn line(&self) -> String {
+        let shown = |old: &str| {
+            if old.is_empty() {
+                "(none)".to_owned()
+            } else {
+                old.to_owned()
+            }
+        };
+        match self {
+            Outcome::Restarted { unit, old, new } => {
+                format!("{unit}: restarted (config {} -> {new})", shown(old))
+            }
+            Outcome::WouldRestart { unit, old, new } => {
+                format!("{unit}: would restart (config {} -> {new})", shown(old))
+            }
+            Outcome::RestartFailed { unit, result } => format!("{unit}: restart {result}"),
+            Outcome::Unchanged { unit } => format!("{unit}: unchanged"),
+            Outcome::NotRunning { unit, state } => format!("{unit}: {state}, left alone"),
+        }
+    }
 }
 
 /// The config hash label of a running container, `None` when there is no
@@ -66,14 +93,15 @@ fn running_hash(engine: &Engine, container: &str) -> Result<Option<String>> {
 
 /// Reload systemd (which reruns the generator and rewrites the manifest),
 /// then restart every active service whose container's config hash is not
-/// the manifest's, waiting for the restarts. Prints one line per decision.
-pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
+/// the manifest's, waiting for the restarts. One outcome per service, in
+/// the manifest's order, restarts last.
+pub fn reload(ctx: &Context, opts: &ReloadOptions) -> Result<Vec<Outcome>> {
     zbus::block_on(async {
-        let sd = Systemd::connect(cfg.bus_address.as_deref()).await?;
-        if !cfg.skip_daemon_reload && !cfg.dry_run {
+        let sd = ctx.systemd().await?;
+        if !opts.skip_daemon_reload && !opts.dry_run {
             sd.daemon_reload().await?;
         }
-        let (_, manifest) = manifest::load(cfg.manifest.as_deref())?;
+        let (_, manifest) = ctx.load_manifest()?;
         let mut outcomes = Vec::new();
         let mut restart = Vec::new();
         for stack in &manifest.stacks {
@@ -82,7 +110,6 @@ pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
             for (svc, state) in stack.services.values().zip(states) {
                 let unit = svc.unit.clone();
                 if state.active_state != ActiveState::Active {
-                    println!("{unit}: {}, left alone", state.active_state);
                     outcomes.push(Outcome::NotRunning {
                         unit,
                         state: state.active_state.to_string(),
@@ -93,14 +120,11 @@ pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
                     .with_context(|| format!("inspecting the container of {unit}"))?
                     .unwrap_or_default();
                 if old == svc.config_hash {
-                    println!("{unit}: unchanged");
                     outcomes.push(Outcome::Unchanged { unit });
                     continue;
                 }
                 let new = svc.config_hash.clone();
-                if cfg.dry_run {
-                    let shown = if old.is_empty() { "(none)" } else { &old };
-                    println!("{unit}: would restart (config {shown} -> {new})");
+                if opts.dry_run {
                     outcomes.push(Outcome::WouldRestart { unit, old, new });
                 } else {
                     restart.push((unit, old, new));
@@ -111,26 +135,42 @@ pub fn reload(cfg: &ReloadConfig) -> Result<Vec<Outcome>> {
             return Ok(outcomes);
         }
         let units: Vec<String> = restart.iter().map(|(u, _, _)| u.clone()).collect();
-        let results = sd.run_jobs(Verb::Restart, &units, cfg.timeout).await?;
-        let mut failed = Vec::new();
+        let results = sd.run_jobs(Verb::Restart, &units, opts.timeout).await?;
         for (unit, old, new) in restart {
             let result = results.iter().find(|o| o.unit == unit).map(|o| &o.result);
-            let shown = if old.is_empty() { "(none)" } else { &old };
-            if result == Some(&JobResult::Done) {
-                println!("{unit}: restarted (config {shown} -> {new})");
-                outcomes.push(Outcome::Restarted { unit, old, new });
+            outcomes.push(if result == Some(&JobResult::Done) {
+                Outcome::Restarted { unit, old, new }
             } else {
-                let result = result.map_or("unknown".to_owned(), JobResult::to_string);
-                println!("{unit}: restart {result}");
-                failed.push(format!("{unit} ({result})"));
-            }
-        }
-        if !failed.is_empty() {
-            anyhow::bail!(
-                "restarting {} failed; see systemctl status and journalctl -u for each",
-                failed.join(", ")
-            );
+                Outcome::RestartFailed {
+                    unit,
+                    result: result.map_or("unknown".to_owned(), JobResult::to_string),
+                }
+            });
         }
         Ok(outcomes)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_as_lines_and_json() {
+        let o = Outcome::WouldRestart {
+            unit: "x-a.service".into(),
+            old: String::new(),
+            new: "h2".into(),
+        };
+        assert_eq!(o.line(), "x-a.service: would restart (config (none) -> h2)");
+        assert_eq!(
+            serde_json::to_value(&o).expect("serialize"),
+            serde_json::json!({"outcome": "would-restart", "unit": "x-a.service", "old": "", "new": "h2"})
+        );
+        let f = Outcome::RestartFailed {
+            unit: "x-b.service".into(),
+            result: "timeout".into(),
+        };
+        assert_eq!(f.line(), "x-b.service: restart timeout");
+    }
 }

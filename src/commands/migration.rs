@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Context, ExitStatus, Format};
-use crate::migrate;
+use std::io::{self, Write};
+
+use super::{Context, ExitStatus, Output};
+use crate::migrate::{self, Done, Plan, StatusRow};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,33 +54,53 @@ enum MigrationCommand {
     Finalize { service: String },
 }
 
+impl Output for Done {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.message)
+    }
+}
+
+impl Output for Plan {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(Plan::text(self).as_bytes())
+    }
+}
+
+impl Output for [StatusRow] {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        out.write_all(migrate::status_table(self).as_bytes())
+    }
+}
+
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
         let mctx = migrate::Ctx {
-            manifest: ctx.manifest.clone(),
-            bus_address: ctx.bus_address.clone(),
+            at: ctx,
             journal_root: self.journal_dir,
             timeout: Duration::from_secs(self.timeout),
         };
-        let json = ctx.printer.format() == Format::Json;
         match self.command {
-            MigrationCommand::Status => migrate::status(&mctx, json)?,
-            MigrationCommand::Plan { service } => migrate::plan(&mctx, &service, json)?,
+            MigrationCommand::Status => ctx.printer.print(migrate::status(&mctx)?.as_slice())?,
+            MigrationCommand::Plan { service } => {
+                ctx.printer.print(&migrate::plan(&mctx, &service)?)?
+            }
             MigrationCommand::Migrate {
                 services,
                 all,
                 force,
             } => {
                 for s in migrate::order(&mctx, &services, all, false)? {
-                    migrate::migrate(&mctx, &s, force)?;
+                    ctx.printer.print(&migrate::migrate(&mctx, &s, force)?)?;
                 }
             }
             MigrationCommand::Rollback { services, all } => {
                 for s in migrate::order(&mctx, &services, all, true)? {
-                    migrate::rollback(&mctx, &s)?;
+                    ctx.printer.print(&migrate::rollback(&mctx, &s)?)?;
                 }
             }
-            MigrationCommand::Finalize { service } => migrate::finalize(&mctx, &service)?,
+            MigrationCommand::Finalize { service } => {
+                ctx.printer.print(&migrate::finalize(&mctx, &service)?)?
+            }
         }
         Ok(ExitStatus::Success)
     }

@@ -1,11 +1,12 @@
 //! `nixarr-units reload`: apply an edited spec to running containers.
 
+use std::io::{self, Write};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use super::{Context, ExitStatus};
-use crate::reload::{self, ReloadConfig};
+use super::{Context, ExitStatus, Output};
+use crate::reload::{self, Outcome, ReloadOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,15 +21,39 @@ pub struct Args {
     dry_run: bool,
 }
 
+impl Output for [Outcome] {
+    fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        for o in self {
+            writeln!(out, "{}", o.line())?;
+        }
+        Ok(())
+    }
+}
+
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
-        reload::reload(&ReloadConfig {
-            manifest: ctx.manifest.clone(),
-            bus_address: ctx.bus_address.clone(),
-            skip_daemon_reload: self.no_daemon_reload,
-            dry_run: self.dry_run,
-            timeout: Duration::from_secs(self.timeout),
-        })?;
+        let outcomes = reload::reload(
+            ctx,
+            &ReloadOptions {
+                skip_daemon_reload: self.no_daemon_reload,
+                dry_run: self.dry_run,
+                timeout: Duration::from_secs(self.timeout),
+            },
+        )?;
+        ctx.printer.print(outcomes.as_slice())?;
+        let failed: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::RestartFailed { unit, result } => Some(format!("{unit} ({result})")),
+                _ => None,
+            })
+            .collect();
+        if !failed.is_empty() {
+            bail!(
+                "restarting {} failed; see systemctl status and journalctl -u for each",
+                failed.join(", ")
+            );
+        }
         Ok(ExitStatus::Success)
     }
 }

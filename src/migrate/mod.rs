@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::graph::Graph;
 use crate::health::{self, Check};
-use crate::manifest::{self, Manifest, ServiceManifest, StackManifest};
+use crate::manifest::{Manifest, ServiceManifest, StackManifest};
 use crate::nixfmt::nar_hash;
 use crate::output::write_atomic;
 use crate::spec::Protocol;
@@ -32,10 +32,10 @@ use crate::systemd::{ActiveState, JobResult, LoadState, Systemd, UnitState, Verb
 use journal::{Dir, Journal, Phase, SnapshotManifest};
 use place::{Slot, beside};
 
-/// Where things are, and how long to wait.
-pub struct Ctx {
-    pub manifest: Option<PathBuf>,
-    pub bus_address: Option<String>,
+/// Where things are (the command's context: manifest, bus), where the
+/// journals live, and how long to wait.
+pub struct Ctx<'a> {
+    pub at: &'a crate::commands::Context,
     pub journal_root: PathBuf,
     pub timeout: Duration,
 }
@@ -221,7 +221,7 @@ pub struct Plan {
     pub steps: Vec<String>,
 }
 
-async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Result<Plan> {
+async fn make_plan(sd: &Systemd, ctx: &Ctx<'_>, f: &Found<'_>, force: bool) -> Result<Plan> {
     let m = f
         .svc
         .migration
@@ -344,37 +344,40 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx, f: &Found<'_>, force: bool) -> Resul
     })
 }
 
-async fn connect(ctx: &Ctx) -> Result<Systemd> {
-    Systemd::connect(ctx.bus_address.as_deref()).await
+async fn connect(ctx: &Ctx<'_>) -> Result<Systemd> {
+    ctx.at.systemd().await
 }
 
-pub fn plan(ctx: &Ctx, service: &str, json: bool) -> Result<()> {
-    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+pub fn plan(ctx: &Ctx<'_>, service: &str) -> Result<Plan> {
+    let (_, manifest) = ctx.at.load_manifest()?;
     let f = find(&manifest, service)?;
     let p = zbus::block_on(async {
         let sd = connect(ctx).await?;
         make_plan(&sd, ctx, &f, false).await
     })?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
-    } else {
-        println!(
-            "migrate {} from {} ({}) to {}:",
-            p.service,
-            p.legacy_unit,
-            if p.legacy_active {
+    Ok(p)
+}
+
+impl Plan {
+    /// The plan for people: the move and its numbered steps.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "migrate {} from {} ({}) to {}:\n",
+            self.service,
+            self.legacy_unit,
+            if self.legacy_active {
                 "running"
             } else {
                 "stopped"
             },
-            p.container_unit
+            self.container_unit
         );
-        for (i, s) in p.steps.iter().enumerate() {
-            println!("  {}. {s}", i + 1);
+        for (i, s) in self.steps.iter().enumerate() {
+            out.push_str(&format!("  {}. {s}\n", i + 1));
         }
-        println!("nothing was changed");
+        out.push_str("nothing was changed\n");
+        out
     }
-    Ok(())
 }
 
 pub(crate) async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Result<()> {
@@ -418,8 +421,8 @@ pub(crate) async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Durat
 }
 
 /// Migrate one service, resuming a journal if there is one.
-pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
-    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+pub fn migrate(ctx: &Ctx<'_>, service: &str, force: bool) -> Result<Done> {
+    let (_, manifest) = ctx.at.load_manifest()?;
     let f = find(&manifest, service)?;
     let dir = Dir::new(&ctx.journal_root, &f.name)?;
     let _lock = dir.lock()?;
@@ -500,7 +503,7 @@ pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
         }
         let m = f.svc.migration.as_ref().context("no migration facts")?;
         let app = f.svc.app.as_deref().unwrap_or(&f.name);
-        println!(
+        let message = format!(
             "{service} now runs in its container ({}); its native unit {} stays masked until \
              reboot.\nTo make it permanent, in configuration.nix:\n  services.{}.enable = \
              false;\n  services.nixarr-units.{app}.enable = true;\nthen `nixos-rebuild switch`, \
@@ -514,13 +517,13 @@ pub fn migrate(ctx: &Ctx, service: &str, force: bool) -> Result<()> {
             m.target_dir,
             j.source
         );
-        Ok(())
+        Ok(Done::new(service, message))
     })
 }
 
 async fn run_steps(
     sd: &Systemd,
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     f: &Found<'_>,
     dir: &Dir,
     j: &mut Journal,
@@ -689,8 +692,8 @@ async fn mask_legacy(sd: &Systemd, unit: &str, mask: bool) -> Result<()> {
 }
 
 /// The services to act on, dependencies first (reversed for rollback).
-pub fn order(ctx: &Ctx, services: &[String], all: bool, reverse: bool) -> Result<Vec<String>> {
-    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+pub fn order(ctx: &Ctx<'_>, services: &[String], all: bool, reverse: bool) -> Result<Vec<String>> {
+    let (_, manifest) = ctx.at.load_manifest()?;
     let wanted: Vec<String> = if all {
         let mut v = Vec::new();
         for (_, name, svc) in manifest.services() {
@@ -728,7 +731,7 @@ pub fn order(ctx: &Ctx, services: &[String], all: bool, reverse: bool) -> Result
 }
 
 /// Undo a migration in any phase.
-pub fn rollback(ctx: &Ctx, service: &str) -> Result<()> {
+pub fn rollback(ctx: &Ctx<'_>, service: &str) -> Result<Done> {
     let dir = journal_dir(ctx, service)?;
     let _lock = dir.lock()?;
     let mut j = dir.load()?.ok_or_else(|| {
@@ -738,14 +741,16 @@ pub fn rollback(ctx: &Ctx, service: &str) -> Result<()> {
         ))
     })?;
     if j.phase == Phase::RolledBack {
-        println!("{service} is already rolled back");
-        return Ok(());
+        return Ok(Done::new(
+            service,
+            format!("{service} is already rolled back"),
+        ));
     }
     zbus::block_on(async {
         let sd = connect(ctx).await?;
         rollback_steps(&sd, ctx, &dir, &mut j).await
     })?;
-    println!(
+    let message = format!(
         "{service} runs again as {} with its data unchanged (NAR hash verified); the snapshot \
          stays in {}{} until `nixarr-migrate finalize {service}`; `nixarr-migrate migrate \
          {service}` tries again",
@@ -753,10 +758,10 @@ pub fn rollback(ctx: &Ctx, service: &str) -> Result<()> {
         dir.snapshot().display(),
         earlier_note(&dir)?
     );
-    Ok(())
+    Ok(Done::new(service, message))
 }
 
-async fn rollback_steps(sd: &Systemd, ctx: &Ctx, dir: &Dir, j: &mut Journal) -> Result<()> {
+async fn rollback_steps(sd: &Systemd, ctx: &Ctx<'_>, dir: &Dir, j: &mut Journal) -> Result<()> {
     let from = j.phase;
     if from != Phase::RollingBack {
         j.advance(
@@ -865,7 +870,7 @@ fn restore_source(dir: &Dir, source: &Path) -> Result<()> {
 }
 
 /// Delete the snapshot and everything kept for rollback; only when asked.
-pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
+pub fn finalize(ctx: &Ctx<'_>, service: &str) -> Result<Done> {
     let dir = journal_dir(ctx, service)?;
     let _lock = dir.lock()?;
     let j = dir
@@ -916,24 +921,41 @@ pub fn finalize(ctx: &Ctx, service: &str) -> Result<()> {
     }
     fs_err::remove_file(dir.snapshot_manifest()).ok();
     fs_err::remove_file(dir.journal())?;
-    if earlier.is_empty() {
-        println!("{service}: snapshot and journal deleted");
+    let message = if earlier.is_empty() {
+        format!("{service}: snapshot and journal deleted")
     } else {
-        println!(
+        format!(
             "{service}: snapshot and journal deleted, and those of {} earlier rolled-back \
              migration(s)",
             earlier.len()
-        );
+        )
+    };
+    Ok(Done::new(service, message))
+}
+
+/// How a `migrate`, `rollback` or `finalize` of one service ended: the
+/// service and what to tell the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    pub service: String,
+    pub message: String,
+}
+
+impl Done {
+    fn new(service: &str, message: String) -> Self {
+        Done {
+            service: service.to_owned(),
+            message,
+        }
     }
-    Ok(())
 }
 
 /// The journal directory of `service`, once the name is known: a service
 /// of the manifest, or (for a service since removed from the spec) a
 /// service name whose journal exists. Nothing is built from an unchecked
 /// name (`../escaped` is refused here).
-fn journal_dir(ctx: &Ctx, service: &str) -> Result<Dir> {
-    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+fn journal_dir(ctx: &Ctx<'_>, service: &str) -> Result<Dir> {
+    let (_, manifest) = ctx.at.load_manifest()?;
     match find(&manifest, service) {
         Ok(f) => Dir::new(&ctx.journal_root, &f.name),
         Err(e) => {
@@ -1071,7 +1093,7 @@ fn drop_identical_earlier_snapshots(dir: &Dir, j: &mut Journal, hash: &str) -> R
 }
 
 /// One row of `nixarr-migrate status`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusRow {
     pub service: String,
@@ -1086,8 +1108,8 @@ pub struct StatusRow {
     pub conflicts: Vec<String>,
 }
 
-pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
-    let (_, manifest) = manifest::load(ctx.manifest.as_deref())?;
+pub fn status(ctx: &Ctx<'_>) -> Result<Vec<StatusRow>> {
+    let (_, manifest) = ctx.at.load_manifest()?;
     let rows = zbus::block_on(async {
         let sd = connect(ctx).await?;
         let mut rows = Vec::new();
@@ -1148,10 +1170,11 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
         }
         Ok::<_, anyhow::Error>(rows)
     })?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(());
-    }
+    Ok(rows)
+}
+
+/// `migration status` as a table for people.
+pub fn status_table(rows: &[StatusRow]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING).set_header([
         "SERVICE",
@@ -1167,7 +1190,7 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
     for column in t.column_iter_mut() {
         column.set_padding((0, 2));
     }
-    for r in rows {
+    for r in rows.iter().cloned() {
         t.add_row([
             r.service,
             r.legacy_unit.unwrap_or_else(|| "-".into()),
@@ -1186,11 +1209,10 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
             },
         ]);
     }
-    let out = t.to_string();
-    for line in out.lines() {
-        println!("{}", line.trim_end());
-    }
-    Ok(())
+    t.to_string()
+        .lines()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect()
 }
 
 #[cfg(test)]
