@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Context, ExitStatus, Output};
 use crate::manifest::Manifest;
-use crate::pipeline::{self, LoadOptions};
+use crate::pipeline;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -47,14 +47,7 @@ impl Output for Rendered {
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
         let exe = pipeline::self_exe(self.self_exe)?;
-        let loaded = pipeline::load(
-            &self.spec,
-            &LoadOptions {
-                self_exe: &exe,
-                record_source: false,
-            },
-        )?;
-        super::validate::show_notes(ctx, &loaded);
+        let loaded = super::validate::load(ctx, &self.spec, &exe)?;
         let manifest = Manifest::new(vec![loaded.rendered.manifest.clone()]);
         crate::output::write_package(&self.out, &loaded.rendered, &manifest)?;
         ctx.printer.print(&Rendered {

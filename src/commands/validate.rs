@@ -1,7 +1,7 @@
 //! `nixarr-units validate`: check a spec and say what it would render.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -40,27 +40,28 @@ impl Output for Valid {
     }
 }
 
-/// The pipeline's notes and warnings, on stderr.
-pub(super) fn show_notes(ctx: &Context, loaded: &Loaded) {
+/// Load a spec file for the CLI (units that call `self_exe`, no source
+/// path in them), its notes and warnings on stderr.
+pub(super) fn load(ctx: &Context, spec: &Path, self_exe: &str) -> Result<Loaded> {
+    let loaded = pipeline::load(
+        spec,
+        &LoadOptions {
+            self_exe,
+            record_source: false,
+        },
+    )?;
     for n in &loaded.notes {
         ctx.printer.note(n);
     }
     for w in &loaded.warnings {
         ctx.printer.warn(w);
     }
+    Ok(loaded)
 }
 
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
-        let exe = pipeline::self_exe(None)?;
-        let loaded = pipeline::load(
-            &self.spec,
-            &LoadOptions {
-                self_exe: &exe,
-                record_source: false,
-            },
-        )?;
-        show_notes(ctx, &loaded);
+        let loaded = load(ctx, &self.spec, &pipeline::self_exe(None)?)?;
         ctx.printer.print(&Valid {
             services: loaded.stack.services.keys().cloned().collect(),
             backend: loaded.stack.backend.to_string(),

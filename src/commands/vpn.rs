@@ -143,10 +143,10 @@ impl Output for VpnStatus {
     }
 }
 
-/// No VPN service in the manifest.
+/// No VPN service in the manifest (JSON: `{"service": null}`).
 #[derive(Debug, Serialize)]
 struct NoVpn {
-    vpn: Option<()>,
+    service: Option<String>,
 }
 
 impl Output for NoVpn {
@@ -236,7 +236,7 @@ fn switch(ctx: &Context, verb: Verb, timeout: u64) -> Result<ExitStatus> {
 fn status(ctx: &Context, timeout: Duration) -> Result<ExitStatus> {
     let (_, manifest) = ctx.load_manifest()?;
     let Some(vpn) = control::find_vpn(&manifest) else {
-        ctx.printer.print(&NoVpn { vpn: None })?;
+        ctx.printer.print(&NoVpn { service: None })?;
         return Ok(ExitStatus::Failure);
     };
     let report = zbus::block_on(async {
