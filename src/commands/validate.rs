@@ -50,13 +50,18 @@ pub(super) fn load(ctx: &Context, spec: &Path, self_exe: &str) -> Result<Loaded>
             record_source: false,
         },
     )?;
+    show_notes(ctx, &loaded);
+    Ok(loaded)
+}
+
+/// The pipeline's notes and warnings, on stderr.
+pub(super) fn show_notes(ctx: &Context, loaded: &Loaded) {
     for n in &loaded.notes {
         ctx.printer.note(n);
     }
     for w in &loaded.warnings {
         ctx.printer.warn(w);
     }
-    Ok(loaded)
 }
 
 impl Args {
