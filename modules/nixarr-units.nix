@@ -555,7 +555,35 @@ let
         allowStop
         ;
     };
+  }
+  // lib.optionalAttrs (cfg.autoUpdate.services != [ ]) {
+    autoUpdate = {
+      inherit (cfg.autoUpdate) schedule services;
+    };
   };
+
+  # Images the lock pins (read at evaluation: the file as the user wrote it).
+  lockedImages =
+    if cfg.imageLock == null then
+      { }
+    else
+      (builtins.fromJSON (builtins.readFile cfg.imageLock)).images or { };
+  # A pinned service cannot also be updated in place: the lock is part of
+  # the generation, so an update would be undone by the next switch.
+  autoUpdateChecks = map (
+    name:
+    let
+      svc = spec.services.${name} or null;
+    in
+    {
+      assertion = svc != null && !(lockedImages ? ${svc.image or ""});
+      message =
+        if svc == null then
+          "services.nixarr-units.autoUpdate.services: `${name}` is not an enabled service; name one of ${lib.concatStringsSep ", " enabledNames}."
+        else
+          "services.nixarr-units.autoUpdate.services: `${name}` runs ${svc.image}, which services.nixarr-units.imageLock pins: a NixOS generation pins its images, so an update in place would be undone by the next switch. Choose one: pin it (remove it from autoUpdate.services; update the lock with `nixarr-units update ${name} --lock ./images.lock.json` and rebuild), or auto-update it (remove its image from the lock).";
+    }
+  ) cfg.autoUpdate.services;
 
   enginePackage =
     if cfg.backend == "podman" then config.virtualisation.podman.package else config.virtualisation.docker.package;
@@ -969,6 +997,7 @@ in
           ++ dependencyChecks
           ++ cycleChecks
           ++ uidChecks
+          ++ autoUpdateChecks
           ++ lib.concatMap (e: e.checks) enabled;
 
         virtualisation.podman.enable = lib.mkIf (cfg.backend == "podman") true;
@@ -978,6 +1007,10 @@ in
         environment.etc."nixarr-units/manifest.json".source = "${units}/share/nixarr-units/manifest.json";
 
         systemd.packages = [ units ];
+        # `update` asks registries for digests with skopeo.
+        systemd.services."${cfg.prefix}-update" = lib.mkIf (cfg.autoUpdate.services != [ ]) {
+          path = [ pkgs.skopeo ];
+        };
         systemd.targets.${cfg.prefix}.wantedBy = [ "multi-user.target" ];
         systemd.tmpfiles.rules = tmpfilesRules;
 

@@ -828,6 +828,33 @@ in
       '';
     };
 
+    autoUpdate = {
+      services = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [
+          "sonarr"
+          "radarr"
+        ];
+        description = ''
+          Services whose images `<prefix>-update.timer` updates on
+          `autoUpdate.schedule`: `nixarr-units update` pulls a tag that
+          points to a new digest, restarts only those services and puts
+          the previous digest back for a service that does not turn
+          healthy. The outcome is one journal line per service
+          (`journalctl -u <prefix>-update`). A service pinned by
+          `imageLock` cannot be updated in place (the lock is part of the
+          generation): listing one fails evaluation. Empty: no timer.
+        '';
+      };
+      schedule = mkOption {
+        type = types.str;
+        default = "weekly";
+        example = "Sun 04:00";
+        description = "When to update, as systemd's `OnCalendar=` writes it (with up to 30 minutes of random delay).";
+      };
+    };
+
     group = mkOption {
       type = types.str;
       default = "media";

@@ -369,6 +369,8 @@ scenarios! {
     proxy_nginx_virtual_hosts => "proxy-nginx",
     proxy_caddy_virtual_hosts => "proxy-caddy",
     assertion_proxy_not_enabled => "assert-proxy",
+    auto_update_reaches_the_spec => "auto-update",
+    assertion_auto_update_of_a_pinned_service => "assert-auto-update-pinned",
 }
 
 /// `imageLock`: the units the module's spec renders run Sonarr at the

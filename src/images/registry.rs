@@ -143,11 +143,16 @@ impl Registry {
     }
 }
 
-/// Docker's client configuration file.
+/// Docker's client configuration file: `$DOCKER_CONFIG`, else `~/.docker`
+/// (root's when `HOME` is unset, as in a system service).
 fn docker_config() -> Option<PathBuf> {
     let dir = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+                .join(".docker")
+        });
     Some(dir.join("config.json"))
 }
 

@@ -31,6 +31,7 @@ lib.fix (self: {
   podman = fakeDrv "podman-5.4.2" { version = "5.4.2"; };
   docker = fakeDrv "docker-27.5.1" { version = "27.5.1"; };
   systemd = fakeDrv "systemd-257.6" { version = "257.6"; };
+  skopeo = fakeDrv "skopeo-1.18.0" { version = "1.18.0"; };
   writeText = name: text: fakeDrv name { inherit text; };
   runCommand = name: env: script: fakeDrv name { inherit env script; };
   # What nix/package.nix gets: a derivation named after Cargo.toml, marked
