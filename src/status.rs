@@ -55,6 +55,9 @@ pub struct Row {
     /// RFC 3339, UTC.
     pub since: Option<String>,
     pub ports: Vec<String>,
+    /// What `update` last did to it (last update, last rollback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_update: Option<crate::images::history::Record>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,6 +146,7 @@ pub fn build_report(
     // A thread only for a probe that runs: with --no-probe, or for units
     // that are not active, none is spawned (200 idle threads cost more than
     // the D-Bus reads themselves).
+    let history = crate::images::history::load(&crate::images::history::path());
     let results: Vec<Option<Result<(), String>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = checks
             .iter()
@@ -171,6 +175,7 @@ pub fn build_report(
             Row {
                 service: name.clone(),
                 stack: stack.prefix.clone(),
+                image_update: history.get(&svc.unit).cloned(),
                 since: state.since_usec.map(rfc3339),
                 ports: svc
                     .ports
@@ -364,6 +369,7 @@ mod tests {
                 Row {
                     service: "sonarr".into(),
                     stack: "nixarr".into(),
+                    image_update: None,
                     state: state("nixarr-sonarr.service", "active", "running"),
                     health: Health {
                         state: HealthState::Healthy,
@@ -375,6 +381,7 @@ mod tests {
                 Row {
                     service: "radarr".into(),
                     stack: "nixarr".into(),
+                    image_update: None,
                     state: state("nixarr-radarr.service", "active", "running"),
                     health: Health::new(HealthState::Unhealthy, "HTTP 503"),
                     since: None,

@@ -37,7 +37,26 @@ impl Output for Report {
         if self.services.is_empty() {
             writeln!(out, "no services in the manifest")
         } else {
-            out.write_all(status::table(self, SystemTime::now()).as_bytes())
+            out.write_all(status::table(self, SystemTime::now()).as_bytes())?;
+            // What `update` last did (the table keeps its columns).
+            for row in &self.services {
+                let Some(u) = &row.image_update else { continue };
+                if let Some(e) = &u.last_update {
+                    writeln!(
+                        out,
+                        "{}: image updated to {} at {}",
+                        row.service, e.to, e.at
+                    )?;
+                }
+                if let Some(e) = &u.last_rollback {
+                    writeln!(
+                        out,
+                        "{}: image update to {} rolled back at {}",
+                        row.service, e.to, e.at
+                    )?;
+                }
+            }
+            Ok(())
         }
     }
 }

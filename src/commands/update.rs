@@ -171,6 +171,10 @@ impl Args {
             }
             anyhow::Ok(all)
         })?;
+        if let Err(e) = crate::images::history::record(&crate::images::history::path(), &outcomes) {
+            ctx.printer
+                .warn(format!("could not record the update for `status`: {e:#}"));
+        }
         let rolled_back: Vec<String> = outcomes
             .iter()
             .filter(|o| {

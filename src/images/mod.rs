@@ -3,6 +3,7 @@
 //! to now ([`registry`]). `pull`, `update` and `login` (the command layer)
 //! are built on these.
 
+pub mod history;
 pub mod lock;
 pub mod registry;
 pub mod update;

@@ -168,7 +168,13 @@ pub fn running_digests(
 /// rendered with.
 pub fn lock_path(stack: &StackManifest, given: Option<&Path>) -> Option<PathBuf> {
     given
-        .map(Path::to_path_buf)
+        .map(|p| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                std::env::current_dir().map_or_else(|_| p.to_path_buf(), |d| d.join(p))
+            }
+        })
         .or_else(|| stack.image_lock.as_ref().map(PathBuf::from))
 }
 
@@ -562,4 +568,114 @@ async fn restart_and_verify(
         }
     }
     Ok(failed)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn manifest(lock: Option<&str>, digest: Option<&str>) -> Manifest {
+        let svc = |name: &str, image: &str, file: bool| {
+            let mut v = serde_json::json!({
+                "unit": format!("x-{name}.service"), "container": format!("x-{name}"),
+                "app": null, "description": "", "image": image, "ports": [], "volumes": [],
+                "configDir": null, "dependsOn": [], "vpn": false, "health": null,
+                "configHash": "h", "uid": 0, "gid": 0, "migration": null
+            });
+            if file {
+                v["imageFile"] = true.into();
+            }
+            if let (Some(d), "a") = (digest, name) {
+                v["imageDigest"] = d.into();
+            }
+            v
+        };
+        let mut stack = serde_json::json!({
+            "prefix": "x", "backend": "podman", "engine": "/usr/bin/podman",
+            "target": "x.target", "network": "x", "networkUnit": "x-network.service",
+            "services": {
+                "a": svc("a", "r/a:1", false),
+                "b": svc("b", "r/b@sha256:1111111111111111111111111111111111111111111111111111111111111111", false),
+                "c": svc("c", "r/c:1", true),
+            }
+        });
+        if let Some(l) = lock {
+            stack["imageLock"] = l.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "generator": "t", "stacks": [stack]
+        }))
+        .unwrap()
+    }
+
+    fn check(service: &str, available: &str) -> ImageCheck {
+        ImageCheck {
+            service: service.to_owned(),
+            unit: format!("x-{service}.service"),
+            container: format!("x-{service}"),
+            image: format!("r/{service}:1"),
+            running: Some("sha256:old".to_owned()),
+            locked: None,
+            available: Some(available.to_owned()),
+            state: CheckState::UpdateAvailable,
+        }
+    }
+
+    #[test]
+    fn the_lock_holds_services_run_by_tag_only() {
+        let m = manifest(None, None);
+        let uses = stack_uses(&m.stacks[0]);
+        assert_eq!(uses.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn selection_groups_by_stack_and_takes_unit_names() {
+        let m = manifest(None, None);
+        let sel = select(
+            &m,
+            &["x-a.service".to_owned(), "c".to_owned(), "a".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(sel.len(), 1);
+        assert_eq!(sel[0].names, ["a", "c"]);
+        assert_eq!(select(&m, &[]).unwrap()[0].names, ["a", "b", "c"]);
+        assert!(select(&m, &["nope".to_owned()]).is_err());
+    }
+
+    #[test]
+    fn a_lock_in_the_store_is_the_configurations() {
+        let e = refuse_store_lock(Path::new("/nix/store/abc-images.lock.json")).unwrap_err();
+        assert!(e.is::<crate::error::UsageError>());
+        assert!(e.to_string().contains("nixos-rebuild switch"), "{e}");
+        assert!(refuse_store_lock(Path::new("/etc/nixarr-units/images.lock.json")).is_ok());
+    }
+
+    #[test]
+    fn units_follow_the_lock_only_when_rendered_from_it_with_the_new_digest() {
+        let m = manifest(Some("/etc/l.json"), Some("sha256:new"));
+        let sel = &select(&m, &[]).unwrap()[0];
+        let c = check("a", "sha256:new");
+        assert!(units_follow_lock(&m, sel, Path::new("/etc/l.json"), &[&c]));
+        // Another file than the units read, or the units not re-rendered.
+        assert!(!units_follow_lock(&m, sel, Path::new("/tmp/l.json"), &[&c]));
+        let stale = manifest(Some("/etc/l.json"), Some("sha256:old"));
+        assert!(!units_follow_lock(
+            &stale,
+            sel,
+            Path::new("/etc/l.json"),
+            &[&c]
+        ));
+    }
+
+    #[test]
+    fn a_relative_lock_is_taken_from_the_working_directory() {
+        let m = manifest(Some("/etc/l.json"), None);
+        assert_eq!(
+            lock_path(&m.stacks[0], None).unwrap(),
+            Path::new("/etc/l.json")
+        );
+        let rel = lock_path(&m.stacks[0], Some(Path::new("pins.json"))).unwrap();
+        assert!(rel.is_absolute() && rel.ends_with("pins.json"));
+    }
 }

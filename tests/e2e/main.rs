@@ -17,6 +17,7 @@ mod harness;
 
 mod backup;
 mod basic;
+mod images;
 mod migrate;
 mod nixos;
 mod proxy;
