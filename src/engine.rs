@@ -679,9 +679,34 @@ pub struct ContainerImage {
     pub name: String,
     /// The image's ID (Docker: `sha256:…`).
     pub image: String,
-    /// podman: the digest of the manifest the image was pulled as.
+    /// podman: the digest of the manifest the image was first stored
+    /// under (an image pulled again under another manifest keeps it).
     #[serde(default)]
     pub image_digest: Option<String>,
+    /// podman: the image reference the container was created from.
+    #[serde(default)]
+    pub image_name: Option<String>,
+    /// Docker: `Config.Image`, the reference it was created from.
+    #[serde(default)]
+    pub config: Option<ContainerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfig {
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+impl ContainerImage {
+    /// The reference the container was created from (`repo:tag` or
+    /// `repo@sha256:…`).
+    pub fn reference(&self) -> Option<&str> {
+        self.image_name
+            .as_deref()
+            .or_else(|| self.config.as_ref()?.image.as_deref())
+            .filter(|r| !r.is_empty())
+    }
 }
 
 /// Read [`Engine::containers_inspect`]'s output.
@@ -979,16 +1004,18 @@ mod tests {
 
     #[test]
     fn container_images_on_both_engines() {
-        let podman =
-            r#"[{"Name":"nixarr-a","Image":"0123abcd","ImageDigest":"sha256:11","Other":1}]"#;
-        let docker = r#"[{"Name":"/nixarr-a","Image":"sha256:0123abcd"}]"#;
+        let podman = r#"[{"Name":"nixarr-a","Image":"0123abcd","ImageDigest":"sha256:11",
+            "ImageName":"r/a@sha256:22","Other":1}]"#;
+        let docker = r#"[{"Name":"/nixarr-a","Image":"sha256:0123abcd","Config":{"Image":"r/a:1","Env":[]}}]"#;
         let p = parse_container_images(podman).expect("podman");
         assert_eq!(p[0].name, "nixarr-a");
         assert_eq!(p[0].image_digest.as_deref(), Some("sha256:11"));
+        assert_eq!(p[0].reference(), Some("r/a@sha256:22"));
         let d = parse_container_images(docker).expect("docker");
         assert_eq!(d[0].name, "nixarr-a");
         assert_eq!(d[0].image, "sha256:0123abcd");
         assert_eq!(d[0].image_digest, None);
+        assert_eq!(d[0].reference(), Some("r/a:1"));
     }
 
     #[test]

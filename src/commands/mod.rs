@@ -242,6 +242,24 @@ impl clap::ValueEnum for crate::spec::Backend {
     }
 }
 
+/// Which services a command is about: names, or `--all`.
+#[derive(Debug, clap::Args)]
+pub struct Services {
+    /// Services (service or unit names).
+    #[arg(required_unless_present = "all")]
+    services: Vec<String>,
+    /// Every service.
+    #[arg(long, conflicts_with = "services")]
+    all: bool,
+}
+
+impl Services {
+    /// The names to select (empty: every service).
+    pub fn names(self) -> Vec<String> {
+        if self.all { Vec::new() } else { self.services }
+    }
+}
+
 /// A positive number of seconds (`0.5`, `2`), for clap: a bad one is a
 /// usage error.
 pub(crate) fn seconds(s: &str) -> Result<Duration, String> {

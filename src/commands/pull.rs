@@ -18,12 +18,8 @@ use crate::images::update::{engine_of, select};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Services (service or unit names).
-    #[arg(required_unless_present = "all")]
-    services: Vec<String>,
-    /// Every service.
-    #[arg(long, conflicts_with = "services")]
-    all: bool,
+    #[command(flatten)]
+    services: super::Services,
     /// Images pulled at a time.
     #[arg(long, default_value_t = 4, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
     jobs: u16,
@@ -75,7 +71,7 @@ impl Output for Report {
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
         let (_, manifest) = ctx.load_manifest()?;
-        let names = if self.all { Vec::new() } else { self.services };
+        let names = self.services.names();
         // Reference → (engine, services).
         let mut wanted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
         let mut skipped = Vec::new();

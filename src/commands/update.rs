@@ -18,12 +18,8 @@ use crate::images::update::{
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Services (service or unit names).
-    #[arg(required_unless_present = "all")]
-    services: Vec<String>,
-    /// Every service.
-    #[arg(long, conflicts_with = "services")]
-    all: bool,
+    #[command(flatten)]
+    services: super::Services,
     /// Only report what would be updated; change nothing. Exit status 0
     /// when every image is current, 100 when updates are available.
     #[arg(long)]
@@ -133,7 +129,7 @@ pub const EXIT_UPDATES_AVAILABLE: u8 = 100;
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
         let (_, manifest) = ctx.load_manifest()?;
-        let names = if self.all { Vec::new() } else { self.services };
+        let names = self.services.names();
         let selections = select(&manifest, &names)?;
         let Some(first) = selections.first() else {
             return Ok(ExitStatus::Success);

@@ -109,6 +109,9 @@ pub struct Running<'a> {
     pub service: &'a str,
     pub container: &'a str,
     pub image: &'a str,
+    /// The digest to report when the image has it among others (one
+    /// image, pulled by two manifests, has both: it is the same image).
+    pub prefer: Option<&'a str>,
 }
 
 /// The digest each running container of `services` runs, by service.
@@ -146,17 +149,32 @@ pub fn running_digests(
         };
         let bare = |id: &str| id.trim_start_matches("sha256:").to_owned();
         let image = images.iter().find(|i| bare(&i.id) == bare(&c.image));
+        // Created from `repo@sha256:…`: that digest. From a tag: the
+        // digests the image has in the tag's repository (one image that
+        // came by two manifests has both; podman's ImageDigest is the
+        // first it was stored under), the preferred one when it is there.
+        let known: Vec<String> = image
+            .map(|i| {
+                i.repo_digests
+                    .iter()
+                    .filter_map(|rd| rd.split_once('@'))
+                    .filter(|(repo, _)| *repo == repository(r.image))
+                    .map(|(_, d)| d.to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
         let digest = c
-            .image_digest
-            .clone()
-            .filter(|d| !d.is_empty())
+            .reference()
+            .and_then(|r| r.split_once('@'))
+            .map(|(_, d)| d.to_owned())
             .or_else(|| {
-                let image = image?;
-                image
-                    .repo_digest(Some(repository(r.image)))
-                    .or_else(|| image.repo_digest(None))
+                r.prefer
+                    .filter(|p| known.iter().any(|k| k == p))
                     .map(str::to_owned)
-            });
+            })
+            .or_else(|| known.first().cloned())
+            .or_else(|| c.image_digest.clone().filter(|d| !d.is_empty()))
+            .or_else(|| image?.repo_digest(None).map(str::to_owned));
         if let Some(d) = digest {
             out.insert(r.service.to_owned(), d);
         }
@@ -213,6 +231,7 @@ pub fn check(
                 service: n,
                 container: &s.container,
                 image: &s.image,
+                prefer: resolved.get(&s.image).map(|r| r.digest.as_str()),
             })
             .collect();
         let running = running_digests(&engine_of(sel.stack), &targets)?;
@@ -544,17 +563,19 @@ async fn restart_and_verify(
     if up.is_empty() {
         return Ok(failed);
     }
+    let wants: Vec<Option<String>> = up.iter().map(|c| expect(c)).collect();
     let targets: Vec<Running<'_>> = up
         .iter()
-        .map(|c| Running {
+        .zip(&wants)
+        .map(|(c, want)| Running {
             service: &c.service,
             container: &c.container,
             image: &c.image,
+            prefer: want.as_deref(),
         })
         .collect();
     let running = running_digests(engine, &targets)?;
-    for c in up {
-        let want = expect(c);
+    for (c, want) in up.into_iter().zip(wants) {
         if running.get(&c.service) != want.as_ref() {
             failed.insert(
                 c.service.clone(),

@@ -265,36 +265,20 @@ fn main_pid(sc: &Scenario, svc: &str) -> Result<String> {
         .to_owned())
 }
 
-/// The digest the container of `svc` runs.
+/// The digest the container of `svc` was created from (`repo@sha256:…`,
+/// as a pinned unit runs it; the engine resolves exactly that digest).
 fn running_digest(sc: &Scenario, svc: &str) -> Result<String> {
-    let c = sc.container(svc);
-    match sc.m.backend {
-        Backend::Podman => Ok(sc
-            .m
-            .engine(&[
-                "inspect",
-                "--type=container",
-                "--format={{.ImageDigest}}",
-                &c,
-            ])?
-            .trim()
-            .to_owned()),
-        Backend::Docker => {
-            let id =
-                sc.m.engine(&["inspect", "--type=container", "--format={{.Image}}", &c])?;
-            let digests = sc.m.engine(&[
-                "image",
-                "inspect",
-                "--format={{join .RepoDigests \",\"}}",
-                id.trim(),
-            ])?;
-            Ok(digests
-                .trim()
-                .split(',')
-                .find_map(|rd| rd.split_once('@').map(|(_, d)| d.to_owned()))
-                .unwrap_or_default())
-        }
-    }
+    let format = match sc.m.backend {
+        Backend::Podman => "--format={{.ImageName}}",
+        Backend::Docker => "--format={{.Config.Image}}",
+    };
+    let reference =
+        sc.m.engine(&["inspect", "--type=container", format, &sc.container(svc)])?;
+    Ok(reference
+        .trim()
+        .split_once('@')
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_default())
 }
 
 fn healthy(port: u16) -> bool {
@@ -350,6 +334,26 @@ fn login_keeps_the_password_off_argv(sc: &mut Scenario) -> Result<()> {
     let registry = format!("127.0.0.1:{}", r.port);
     let pw = r.dir.join("password");
     let pw = pw.to_str().context("path")?;
+    // A wrong password first (Docker forgets stored credentials for a
+    // registry whose login fails): refused, and not shown either.
+    let bad = r.dir.join("bad-password");
+    fs_err::write(&bad, "wrong-pw-9f2c\n")?;
+    let run = cli(
+        sc,
+        &[
+            "login",
+            &registry,
+            "-u",
+            USER,
+            "--password-file",
+            bad.to_str().context("path")?,
+        ],
+    )?;
+    run.expect(1, "login with a wrong password")?;
+    ensure!(
+        !run.stderr.contains("wrong-pw-9f2c") && !run.stdout.contains("wrong-pw-9f2c"),
+        "{run:?}"
+    );
     let start = Instant::now();
     let (run, found, passes) = watch_cmdlines(PASSWORD, || {
         cli(
@@ -378,25 +382,6 @@ fn login_keeps_the_password_off_argv(sc: &mut Scenario) -> Result<()> {
         "{passes} passes over every /proc/*/cmdline during the {:.1}s login, none held the password",
         start.elapsed().as_secs_f32()
     ));
-    // A wrong password: refused by the registry, not shown either.
-    let bad = r.dir.join("bad-password");
-    fs_err::write(&bad, "wrong-pw-9f2c\n")?;
-    let run = cli(
-        sc,
-        &[
-            "login",
-            &registry,
-            "-u",
-            USER,
-            "--password-file",
-            bad.to_str().context("path")?,
-        ],
-    )?;
-    run.expect(1, "login with a wrong password")?;
-    ensure!(
-        !run.stderr.contains("wrong-pw-9f2c") && !run.stdout.contains("wrong-pw-9f2c"),
-        "{run:?}"
-    );
     // Nothing in the journal (units, the engine, dockerd's journald logs).
     let journal = sc.m.ok(&["journalctl", "-b", "--no-pager", "-o", "cat"])?;
     ensure!(
