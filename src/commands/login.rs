@@ -24,7 +24,8 @@ pub struct Args {
     /// reads standard input.
     #[arg(long, value_name = "FILE")]
     password_file: PathBuf,
-    /// Log in with this engine when there is no manifest [default: podman].
+    /// Log in with this engine [default: the engines of the manifest's
+    /// stacks; without a manifest, podman].
     #[arg(long)]
     backend: Option<Backend>,
 }

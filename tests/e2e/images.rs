@@ -365,13 +365,18 @@ fn login_keeps_the_password_off_argv(sc: &mut Scenario) -> Result<()> {
                 USER,
                 "--password-file",
                 pw,
+                // No stack is installed yet: the engine to log in with.
+                "--backend",
+                sc.m.backend.name(),
             ],
         )
     });
     let run = run?.ok("login")?;
     ensure!(
-        run.stdout
-            .contains(&format!("logged in to {registry} as {USER}")),
+        run.stdout.contains(&format!(
+            "logged in to {registry} as {USER} ({})",
+            sc.m.backend.name()
+        )),
         "{run:?}"
     );
     ensure!(
