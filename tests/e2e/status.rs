@@ -1,5 +1,6 @@
 //! End-to-end tests of the commands that look at and steer running services
-//! (`status`, `start`/`stop`/`restart`, `logs`, `vpn status`) against real
+//! (`status`, `start`/`stop`/`restart`, `--profile`, `logs`, `vpn
+//! status|start|stop`) against real
 //! systemd (PID 1 in systemd-nspawn) over real D-Bus. One machine per
 //! backend, shared by its scenarios (see harness/); podman runs every
 //! scenario, Docker all but `logs` and `vpn status` (which do not depend on
@@ -19,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::harness;
 use crate::harness::{
-    BIN, Backend, IMAGE, Machine, Run, Scenario, ScenarioFn, free_port, http_get, wait_for,
+    BIN, Backend, IMAGE, MACHINE_BIN_DIR, Machine, Run, Scenario, ScenarioFn, free_port, http_get,
+    wait_for,
 };
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -38,6 +40,14 @@ const PODMAN_SCENARIOS: &[(&str, ScenarioFn)] = &[
     ("5 logs -n 5 prints the unit's journal", logs),
     ("6 vpn status: state, health, 401 and public IP", vpn),
     ("7 --watch shows a stop within seconds", watch),
+    (
+        "8 operator: --profile selects the profile's units; diff names what would restart",
+        profiles,
+    ),
+    (
+        "9 operator: vpn stop stops the bound services, vpn start brings them back",
+        vpn_switch,
+    ),
 ];
 
 const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
@@ -52,6 +62,14 @@ const DOCKER_SCENARIOS: &[(&str, ScenarioFn)] = &[
         jobs,
     ),
     ("7 --watch shows a stop within seconds", watch),
+    (
+        "8 operator: --profile selects the profile's units; diff names what would restart",
+        profiles,
+    ),
+    (
+        "9 operator: vpn stop stops the bound services, vpn start brings them back",
+        vpn_switch,
+    ),
 ];
 
 #[test]
@@ -63,7 +81,14 @@ fn podman() {
 /// (`--sdnotify=healthy`) replaces `wait-healthy`.
 #[test]
 fn podman5() {
-    harness::run_suite_podman5("status end-to-end tests", PODMAN_SCENARIOS);
+    // Profiles and `vpn start|stop` are systemd jobs, the same on every
+    // podman: podman 4 and Docker run them.
+    let scenarios: Vec<(&str, ScenarioFn)> = PODMAN_SCENARIOS
+        .iter()
+        .filter(|(name, _)| !name.contains("operator:"))
+        .copied()
+        .collect();
+    harness::run_suite_podman5("status end-to-end tests", &scenarios);
 }
 
 #[test]
@@ -831,5 +856,196 @@ fn watch(sc: &mut Scenario) -> Result<()> {
     sc.notes.push(format!(
         "--watch showed the stop {secs:.1}s after it returned"
     ));
+    Ok(())
+}
+
+/// `start|stop|status --profile`: a catalog app's profile (lidarr is in
+/// `music`) and one the spec defines.
+fn profiles(sc: &mut Scenario) -> Result<()> {
+    let mut lidarr = app(free_port()?);
+    lidarr["app"] = json!("lidarr");
+    let mut spec = sc.spec(json!({
+        "lidarr": lidarr,
+        "a": app(free_port()?),
+        "b": app(free_port()?),
+    }));
+    spec["profiles"] = json!({ "web": ["a", "b"] });
+    sc.install(&spec)?;
+    let (ul, ua, ub) = (sc.unit("lidarr"), sc.unit("a"), sc.unit("b"));
+    let states = |sc: &Scenario| -> Result<Vec<String>> {
+        [&ul, &ua, &ub]
+            .iter()
+            .map(|u| sc.m.active_state(u))
+            .collect()
+    };
+
+    let r = inside(sc.m, &["start", "--profile", "web"])?;
+    r.expect(0, "start --profile web")?;
+    ensure!(
+        r.stdout.contains(&format!("{ua}: start done"))
+            && r.stdout.contains(&format!("{ub}: start done"))
+            && !r.stdout.contains(&ul),
+        "start --profile web:\n{}",
+        r.stdout
+    );
+    ensure!(
+        states(sc)? == ["inactive", "active", "active"],
+        "after start --profile web: {:?}",
+        states(sc)?
+    );
+    let r = on_host(sc.m, &["status", "--profile", "web", "--json"], None)?;
+    r.expect(0, "status --profile web")?;
+    let rows: Vec<String> = r.json()?["services"]
+        .as_array()
+        .context("no services in status --json")?
+        .iter()
+        .filter_map(|s| s["service"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(rows == ["a", "b"], "status --profile web shows {rows:?}");
+
+    let r = on_host(sc.m, &["start", "--profile", "music"], None)?;
+    r.expect(0, "start --profile music")?;
+    ensure!(
+        states(sc)? == ["active", "active", "active"],
+        "after start --profile music: {:?}",
+        states(sc)?
+    );
+    diff_names_the_running_service(sc, &mut spec)?;
+    let r = inside(sc.m, &["stop", "--profile", "web"])?;
+    r.expect(0, "stop --profile web")?;
+    ensure!(
+        states(sc)? == ["active", "inactive", "inactive"],
+        "after stop --profile web: {:?}",
+        states(sc)?
+    );
+    let r = inside(sc.m, &["restart", "--profile", "musc"])?;
+    r.expect(2, "an unknown profile")?;
+    ensure!(
+        r.stderr.contains("did you mean `music`?") && r.stderr.contains("profiles here:"),
+        "unknown profile:\n{}",
+        r.stderr
+    );
+    Ok(())
+}
+
+/// `vpn stop` stops Gluetun and the services bound to it (not the others)
+/// and says which; `vpn start` brings them all back.
+fn vpn_switch(sc: &mut Scenario) -> Result<()> {
+    let gluetun = json!({
+        "app": "gluetun",
+        "image": IMAGE,
+        "capAdd": [],
+        "devices": [],
+        "ports": [{ "host": free_port()?, "container": 8000, "address": "127.0.0.1" }],
+        "environment": { "FAKE_PORT": "8000", "FAKE_STYLE": "health" },
+        "health": { "tcp": true, "port": 8000 },
+        "stopTimeout": 10,
+        "startTimeout": 120,
+    });
+    let behind = json!({ "image": IMAGE, "vpn": true, "stopTimeout": 10 });
+    sc.install(&sc.spec(json!({
+        "gluetun": gluetun,
+        "torrent": behind,
+        "usenet": behind,
+        "other": app(free_port()?),
+    })))?;
+    sc.start_target()?;
+    let (ug, ut, uu, uo) = (
+        sc.unit("gluetun"),
+        sc.unit("torrent"),
+        sc.unit("usenet"),
+        sc.unit("other"),
+    );
+    let units = [&ug, &ut, &uu, &uo];
+    for u in units {
+        sc.m.wait_active(u, Duration::from_secs(120))?;
+    }
+    let states = |sc: &Scenario| -> Result<Vec<String>> {
+        units.iter().map(|u| sc.m.active_state(u)).collect()
+    };
+
+    let r = inside(sc.m, &["vpn", "stop"])?;
+    r.expect(0, "vpn stop")?;
+    ensure!(
+        r.stdout.contains(&format!("{ug}: stop done"))
+            && r.stdout
+                .contains("stopped gluetun and with it: torrent, usenet"),
+        "vpn stop:\n{}",
+        r.stdout
+    );
+    ensure!(
+        states(sc)? == ["inactive", "inactive", "inactive", "active"],
+        "after vpn stop: {:?}",
+        states(sc)?
+    );
+    let r = on_host(sc.m, &["vpn", "status", "--json"], None)?;
+    r.expect(1, "vpn status --json of a stopped VPN")?;
+    let v = r.json()?;
+    ensure!(
+        v["activeState"] == "inactive" && v["behindIt"] == json!(["torrent", "usenet"]),
+        "vpn status --json: {v}"
+    );
+
+    let r = on_host(sc.m, &["vpn", "start", "--json"], None)?;
+    r.expect(0, "vpn start")?;
+    let v = r.json()?;
+    ensure!(
+        v["action"] == "start"
+            && v["result"] == "done"
+            && v["services"]
+                .as_array()
+                .is_some_and(|s| s.len() == 2 && s.iter().all(|b| b["result"] == "done")),
+        "vpn start --json: {v}"
+    );
+    ensure!(
+        states(sc)? == ["active", "active", "active", "active"],
+        "after vpn start: {:?}",
+        states(sc)?
+    );
+    Ok(())
+}
+
+/// `diff` inside the machine, against the generator's directory: after an
+/// edit of the spec (no daemon-reload yet) it shows the changed unit and
+/// names the running service a reload would restart; once the generator
+/// ran, nothing is left to change.
+fn diff_names_the_running_service(sc: &Scenario, spec: &mut Value) -> Result<()> {
+    // The units name the binary by the generator's path.
+    let exe = format!(
+        "{MACHINE_BIN_DIR}/{}",
+        Path::new(BIN)
+            .file_name()
+            .context("the binary has no name")?
+            .to_string_lossy()
+    );
+    let diff = || inside(sc.m, &["diff", "--self-exe", &exe, "--json"]);
+    let r = diff()?;
+    r.expect(0, "diff of the installed spec")?;
+    spec["services"]["a"]["environment"]["E2E_CHANGED"] = json!("1");
+    sc.m.write_spec(&sc.prefix, spec)?;
+    let r = diff()?;
+    r.expect(1, "diff after an edit")?;
+    let v = r.json()?;
+    let mine = v["specs"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|d| d["spec"].as_str().is_some_and(|p| p.contains(&sc.prefix)))
+        })
+        .context("diff --json has no entry for the scenario's spec")?;
+    let units: Vec<&str> = mine["changes"]
+        .as_array()
+        .context("no changes")?
+        .iter()
+        .filter_map(|c| c["unit"].as_str())
+        .collect();
+    ensure!(units == [sc.unit("a")], "diff changes: {units:?}");
+    let text = mine["changes"][0]["diff"].as_str().unwrap_or_default();
+    ensure!(
+        mine["restart"] == json!(["a"]) && text.contains("E2E_CHANGED=1"),
+        "diff: {mine}"
+    );
+    sc.m.daemon_reload()?;
+    diff()?.expect(0, "diff after daemon-reload")?;
     Ok(())
 }
