@@ -722,3 +722,95 @@ fn profile_and_vpn_mistakes_are_usage_errors_before_systemd_is_asked() {
         );
     }
 }
+
+#[test]
+fn one_vocabulary_counts_and_hidden_internal_commands() {
+    let help = stdout_of(&bin().arg("--help").assert().success());
+    for shown in [
+        "init",
+        "config",
+        "catalog",
+        "diff",
+        "completions",
+        "man",
+        "status",
+        "vpn",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{shown} "))),
+            "{shown} not in --help:\n{help}"
+        );
+    }
+    for hidden in ["generator", "secrets", "heal", "wait-healthy", "ensure-dir"] {
+        assert!(
+            !help
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{hidden} "))),
+            "{hidden} in --help:\n{help}"
+        );
+    }
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "one.json",
+        r#"{"version":1,"engine":{"version":"5.4"},"services":{"sonarr":{"app":"sonarr"}}}"#,
+    );
+    let v = stdout_of(
+        &bin()
+            .args(["validate", "--spec"])
+            .arg(&spec)
+            .assert()
+            .success(),
+    );
+    assert!(v.contains("valid; 1 service on podman ("), "{v}");
+    let r = stdout_of(
+        &bin()
+            .args(["render", "--spec"])
+            .arg(&spec)
+            .arg("--out")
+            .arg(t.path().join("out"))
+            .assert()
+            .success(),
+    );
+    assert!(r.starts_with("rendered 1 service (podman)"), "{r}");
+}
+
+#[test]
+fn logs_of_several_services_since_a_time() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    render(&example(), &out);
+    // A journalctl that prints the arguments it was given.
+    let bindir = t.path().join("bin");
+    std::fs::create_dir(&bindir).unwrap();
+    let fake = write(&bindir, "journalctl", "#!/bin/sh\necho \"$@\"\n");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bindir.display(), std::env::var("PATH").unwrap());
+    let a = bin()
+        .args([
+            "logs",
+            "sonarr",
+            "radarr",
+            "--since",
+            "-1h",
+            "-n",
+            "5",
+            "--manifest",
+        ])
+        .arg(out.join("share/nixarr-units/manifest.json"))
+        .env("PATH", path)
+        .assert()
+        .success();
+    let args = stdout_of(&a);
+    for want in [
+        "-u nixarr-sonarr.service -u nixarr-sonarr-secrets.service",
+        "-u nixarr-radarr.service -u nixarr-radarr-secrets.service",
+        "-n 5",
+        "--since -1h",
+    ] {
+        assert!(args.contains(want), "{want:?} not in {args}");
+    }
+    bin().arg("logs").assert().code(2);
+}

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{Context, ExitStatus, Output, UsageError};
+use super::{Context, ExitStatus, Output, UsageError, count};
 use crate::diff::{self, Change, Kind};
 use crate::generator::{self, DEFAULT_SPEC_DIR};
 use crate::pipeline::{self, LoadOptions};
@@ -58,10 +58,6 @@ struct SpecDiff {
 struct Diffs {
     changed: bool,
     specs: Vec<SpecDiff>,
-}
-
-fn count(n: usize, one: &str) -> String {
-    format!("{n} {one}{}", if n == 1 { "" } else { "s" })
 }
 
 impl Output for Diffs {

@@ -93,14 +93,9 @@ impl Output for Written {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "wrote {} ({} {} on {}: {})",
+            "wrote {} ({} on {}: {})",
             self.file.display(),
-            self.services.len(),
-            if self.services.len() == 1 {
-                "service"
-            } else {
-                "services"
-            },
+            super::count(self.services.len(), "service"),
             self.backend,
             self.services.join(", ")
         )?;

@@ -27,9 +27,8 @@ impl Output for Written {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "wrote {} man page{} into {}",
-            self.pages.len(),
-            if self.pages.len() == 1 { "" } else { "s" },
+            "wrote {} into {}",
+            super::count(self.pages.len(), "man page"),
             self.dir.display()
         )
     }

@@ -51,7 +51,7 @@ use clap::Subcommand;
 pub use crate::error::UsageError;
 pub use context::{Context, GlobalArgs};
 pub use migration::Args as MigrationArgs;
-pub use printer::{Format, Output, Printer, columns};
+pub use printer::{Format, Output, Printer, columns, count};
 
 /// How a command ended: the process's exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +110,7 @@ pub enum Command {
     /// Check a spec and report what it would render, writing nothing.
     Validate(validate::Args),
     /// Run as a systemd generator (systemd calls it as nixarr-units-generator).
+    #[command(hide = true)]
     Generator(generator::Args),
     /// Apply an edited spec: daemon-reload, then restart each running service
     /// whose container was created from another configuration.
@@ -125,7 +126,7 @@ pub enum Command {
     Stop(jobs::Args),
     /// Restart services and wait until they are running again.
     Restart(jobs::Args),
-    /// Show the journal of a service and of its secret bridge.
+    /// Show the journal of services and of their secret bridges.
     Logs(logs::Args),
     /// The VPN (Gluetun) container.
     Vpn(vpn::Args),
@@ -150,6 +151,7 @@ pub enum Command {
     /// Write man pages for nixarr-units and nixarr-migrate.
     Man(man::Args),
     /// Restart Docker services that stay unhealthy (run by <prefix>-health.timer).
+    #[command(hide = true)]
     Heal(heal::Args),
     /// Move a service from its native NixOS unit into its container and back
     /// (also installed as `nixarr-migrate`).
@@ -161,6 +163,7 @@ pub enum Command {
     /// turn healthy.
     Restore(restore::Args),
     /// Deliver or remove a service's secrets (run by its secret bridge unit).
+    #[command(hide = true)]
     Secrets(secrets::Args),
     /// Pull the images services run (the locked digest, else the tag).
     Pull(pull::Args),

@@ -70,6 +70,15 @@ impl Printer {
     }
 }
 
+/// `n` and the noun, singular or plural: "1 service", "2 services".
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Rows under a header as aligned columns: no borders, two spaces between
 /// columns, no trailing blanks.
 pub fn columns(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {

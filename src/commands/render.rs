@@ -36,8 +36,8 @@ impl Output for Rendered {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "rendered {} services ({}) into {}",
-            self.services.len(),
+            "rendered {} ({}) into {}",
+            super::count(self.services.len(), "service"),
             self.backend,
             self.out.display()
         )

@@ -30,11 +30,11 @@ impl Output for Valid {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
-            "{}: valid; {} services on {} ({} unit files): {}",
+            "{}: valid; {} on {} ({}): {}",
             self.spec.display(),
-            self.services.len(),
+            super::count(self.services.len(), "service"),
             self.backend,
-            self.unit_files,
+            super::count(self.unit_files, "unit file"),
             self.services.join(", ")
         )
     }
