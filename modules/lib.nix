@@ -113,6 +113,7 @@ rec {
     "backup"
     "migrate"
     "update"
+    "api"
   ];
 
   reservedSuffixes = [ "-secrets" ];

@@ -560,6 +560,20 @@ let
     autoUpdate = {
       inherit (cfg.autoUpdate) schedule services;
     };
+  }
+  // lib.optionalAttrs cfg.api.enable {
+    # Token files by path only: sops-nix (or any tool) puts them there at
+    # run time; the API's unit hands them over as credentials.
+    api = dropNulls {
+      enable = true;
+      inherit (cfg.api)
+        listen
+        socket
+        group
+        tokenFile
+        readTokenFile
+        ;
+    };
   };
 
   # Images the lock pins (read at evaluation: the file as the user wrote it).

@@ -814,6 +814,65 @@ in
       '';
     };
 
+    api = {
+      enable = mkEnableOption ''
+        the control API (`nixarr-units serve`, docs/api.md): status,
+        start/stop/restart, logs, events and metrics over a unix socket and,
+        with `listen`, TCP; socket-activated by `<prefix>-api.socket`
+      '';
+
+      listen = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        example = [ "127.0.0.1:8089" ];
+        description = ''
+          TCP addresses (`ADDRESS:PORT`, `[IPv6]:PORT`) the API listens on
+          besides its unix socket. Clients on TCP send a token
+          (`tokenFile` or `readTokenFile`), which is then required. The
+          firewall is not opened for them.
+        '';
+      };
+
+      socket = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/nixarr-units/api.sock";
+        description = ''
+          The unix socket (mode 0660); null means
+          `/run/nixarr-units/api.sock`. Whoever can connect to it needs no
+          token: its group decides (`group`).
+        '';
+      };
+
+      group = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "media";
+        description = "Group that may connect to the unix socket; null leaves it to root.";
+      };
+
+      tokenFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = literalExpression "config.sops.secrets.nixarr-api-token.path";
+        description = ''
+          File holding the control token (every route; at least 16
+          characters), read when the API starts. A path at run time, e.g. a
+          sops-nix secret's; never copied to the store.
+        '';
+      };
+
+      readTokenFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = literalExpression "config.sops.secrets.nixarr-api-read-token.path";
+        description = ''
+          File holding the read token: GET routes only (status, logs,
+          events, metrics); a POST with it is answered 403.
+        '';
+      };
+    };
+
     imageLock = mkOption {
       type = types.nullOr types.path;
       default = null;

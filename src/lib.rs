@@ -3,6 +3,7 @@
 //! spec → [`spec`] → [`resolve`] (catalog presets, validation) → [`render`]
 //! (pure) → [`output`] / [`generator`] (files).
 
+pub mod api;
 pub mod backup;
 pub mod catalog;
 pub mod cli;

@@ -36,6 +36,8 @@ pub struct Stack {
     pub lock: Option<StackLock>,
     /// `autoUpdate`: services whose images a timer updates.
     pub auto_update: Option<AutoUpdate>,
+    /// `api`: the control API's socket and service units.
+    pub api: Option<Api>,
     /// The spec's own profiles (checked: every member is a service).
     pub profiles: BTreeMap<String, Vec<String>>,
     /// Scheduled backups: `<prefix>-backup.timer`.
@@ -43,6 +45,18 @@ pub struct Stack {
     /// The reverse proxy's routes.
     pub proxy: Option<Proxy>,
 }
+
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub socket: String,
+    pub listen: Vec<std::net::SocketAddr>,
+    pub group: Option<String>,
+    pub token_file: Option<String>,
+    pub read_token_file: Option<String>,
+}
+
+/// The unix socket of the control API when the spec names none.
+pub const DEFAULT_API_SOCKET: &str = "/run/nixarr-units/api.sock";
 
 #[derive(Debug, Clone)]
 pub struct AutoUpdate {

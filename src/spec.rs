@@ -42,6 +42,8 @@ pub struct Spec {
     pub image_lock: Option<String>,
     /// Update these services' images on a schedule (`<prefix>-update.timer`).
     pub auto_update: Option<AutoUpdateSpec>,
+    /// The control API (`nixarr-units serve`, `<prefix>-api.socket`).
+    pub api: Option<ApiSpec>,
     /// Named groups of services (`start --profile NAME`), beside the ones
     /// catalog apps carry; a name given here replaces the catalog's group
     /// of that name.
@@ -62,6 +64,25 @@ pub struct AutoUpdateSpec {
     pub schedule: String,
     /// The services to update.
     pub services: Vec<String>,
+}
+
+/// `api`: the control API's socket units (docs/api.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiSpec {
+    #[serde(default)]
+    pub enable: bool,
+    /// TCP addresses (`127.0.0.1:8089`, `[::1]:8089`); needs `tokenFile`.
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// The unix socket; default `/run/nixarr-units/api.sock`.
+    pub socket: Option<String>,
+    /// The group that may connect to the unix socket (mode 0660).
+    pub group: Option<String>,
+    /// The control token (every route).
+    pub token_file: Option<String>,
+    /// The read token (GET routes only).
+    pub read_token_file: Option<String>,
 }
 
 fn default_schedule() -> String {

@@ -1473,3 +1473,122 @@ fn accepts(cmd: &mut std::process::Command) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+// ------------------------------------------------------------ the API
+
+const API_SPEC: &str = r#"{"version":1,"prefix":"media","services":{"web":{"image":"x:1","ports":[{"host":8080,"container":80,"address":"192.168.1.5"}]}},
+ "api":{"enable":true,"listen":["127.0.0.1:8089","[::1]:8089"],"tokenFile":"/run/secrets/api-token","readTokenFile":"/run/secrets/api-read","group":"media"}}"#;
+
+#[test]
+fn api_renders_a_socket_and_a_hardened_service() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(t.path(), "spec.json", API_SPEC);
+    let out = render_with_self_exe(&spec, t.path());
+    let dir = out.join("lib/systemd/system");
+    let socket = std::fs::read_to_string(dir.join("media-api.socket")).unwrap();
+    for line in [
+        "ListenStream=/run/nixarr-units/api.sock\n",
+        "SocketMode=0660\n",
+        "SocketGroup=media\n",
+        "ListenStream=127.0.0.1:8089\n",
+        "ListenStream=[::1]:8089\n",
+        "Service=media-api.service\n",
+    ] {
+        assert!(socket.contains(line), "{line:?} missing in:\n{socket}");
+    }
+    let service = std::fs::read_to_string(dir.join("media-api.service")).unwrap();
+    for line in [
+        "ExecStart=/x/nixarr-units serve --token-file %d/token --read-token-file %d/read-token\n",
+        "LoadCredential=token:/run/secrets/api-token\n",
+        "LoadCredential=read-token:/run/secrets/api-read\n",
+        "Requires=media-api.socket\n",
+        "ProtectSystem=strict\n",
+        "CapabilityBoundingSet=\n",
+        "NoNewPrivileges=yes\n",
+    ] {
+        assert!(service.contains(line), "{line:?} missing in:\n{service}");
+    }
+    let target = std::fs::read_to_string(dir.join("media.target")).unwrap();
+    assert!(target.contains("media-api.socket"), "{target}");
+    // Without api (or with enable false), neither unit.
+    let plain = write(
+        t.path(),
+        "plain.json",
+        &API_SPEC.replace("\"enable\":true", "\"enable\":false"),
+    );
+    let plain_out = t.path().join("plain");
+    bin()
+        .args(["render", "--spec"])
+        .arg(&plain)
+        .arg("--out")
+        .arg(&plain_out)
+        .assert()
+        .success();
+    assert!(
+        !plain_out
+            .join("lib/systemd/system/media-api.socket")
+            .exists()
+    );
+}
+
+#[test]
+fn api_mistakes_name_their_path() {
+    let spec = |api: &str| {
+        format!(r#"{{"version":1,"services":{{"web":{{"image":"x:1"}}}},"api":{api}}}"#)
+    };
+    rejects(
+        &spec(r#"{"enable":true,"listen":["8089"],"tokenFile":"/t"}"#),
+        &["api.listen[0]", "127.0.0.1:8089"],
+    );
+    rejects(
+        &spec(r#"{"enable":true,"listen":["127.0.0.1:8089"]}"#),
+        &["api.tokenFile", "needs a token"],
+    );
+    rejects(
+        &spec(r#"{"enable":true,"tokenFile":"run/t"}"#),
+        &["api.tokenFile", "relative path"],
+    );
+    rejects(
+        &spec(r#"{"enable":true,"socket":"/run/../api.sock"}"#),
+        &["api.socket", "`..`"],
+    );
+    rejects(
+        &spec(r#"{"enable":true,"group":"me dia"}"#),
+        &["api.group", "not a group name"],
+    );
+    rejects(&spec(r#"{"enable":true,"port":1}"#), &["port"]);
+    rejects(
+        r#"{"version":1,"services":{"api":{"image":"x:1"}}}"#,
+        &["services.api"],
+    );
+}
+
+#[test]
+fn serve_refuses_short_tokens_and_bad_addresses() {
+    let t = tempfile::tempdir().unwrap();
+    let manifest = write(t.path(), "manifest.json", r#"{"version":1,"stacks":[]}"#);
+    let short = write(t.path(), "short", "abc\n");
+    bin()
+        .args(["serve", "--listen", "127.0.0.1:1", "--token-file"])
+        .arg(&short)
+        .arg("--manifest")
+        .arg(&manifest)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("at least 16 characters"));
+    bin()
+        .args(["serve", "--listen", "not-an-address"])
+        .arg("--manifest")
+        .arg(&manifest)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn serve_refuses_tcp_without_a_token() {
+    bin()
+        .args(["serve", "--listen", "127.0.0.1:1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("needs a token"));
+}

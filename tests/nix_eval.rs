@@ -371,6 +371,7 @@ scenarios! {
     assertion_proxy_not_enabled => "assert-proxy",
     auto_update_reaches_the_spec => "auto-update",
     assertion_auto_update_of_a_pinned_service => "assert-auto-update-pinned",
+    api_reaches_the_spec => "api",
 }
 
 /// `imageLock`: the units the module's spec renders run Sonarr at the

@@ -35,6 +35,7 @@ mod reload;
 mod render;
 mod restore;
 mod secrets;
+mod serve;
 mod status;
 mod stop_container;
 mod update;
@@ -175,6 +176,9 @@ pub enum Command {
     /// a service was rolled back, 2 on usage errors, 100 with --check when
     /// updates are available.
     Update(update::Args),
+    /// Serve the control API (status, start/stop/restart) over a unix
+    /// socket and TCP, with tokens (docs/api.md).
+    Serve(serve::Args),
     /// Log the engine in to a private registry (the password from a file,
     /// never on a command line).
     Login(login::Args),
@@ -221,6 +225,7 @@ impl Command {
             Command::Pull(a) => a.run(ctx),
             Command::Update(a) => a.run(ctx),
             Command::Login(a) => a.run(ctx),
+            Command::Serve(a) => a.run(ctx),
             Command::EnsureDir(a) => a.run(ctx),
             Command::WaitHealthy(a) => a.run(ctx),
             Command::StopContainer(a) => a.run(ctx),

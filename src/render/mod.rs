@@ -56,6 +56,8 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/update.service"),
     ),
     ("update.timer", include_str!("../../templates/update.timer")),
+    ("api.socket", include_str!("../../templates/api.socket")),
+    ("api.service", include_str!("../../templates/api.service")),
     (
         "backup.service",
         include_str!("../../templates/backup.service"),
@@ -181,6 +183,10 @@ impl<'a> Names<'a> {
     pub fn update_unit(&self, suffix: &str) -> String {
         format!("{}-update.{suffix}", self.prefix)
     }
+    /// The control API (socket and service share the stem).
+    pub fn api_unit(&self, suffix: &str) -> String {
+        format!("{}-api.{suffix}", self.prefix)
+    }
     /// The migration template unit (`<prefix>-migrate@<service>`).
     pub fn migrate_template(&self) -> String {
         format!("{}-migrate@.service", self.prefix)
@@ -197,6 +203,8 @@ impl<'a> Names<'a> {
             self.migrate_template(),
             self.update_unit("service"),
             self.update_unit("timer"),
+            self.api_unit("socket"),
+            self.api_unit("service"),
         ]
     }
     /// Every unit a service may get.
@@ -285,6 +293,23 @@ struct BackupCtx {
     exec_start: String,
     dir: String,
     schedule: String,
+}
+
+#[derive(Serialize)]
+struct ApiCtx {
+    version: &'static str,
+    prefix: String,
+    target: String,
+    socket: String,
+    group: Option<String>,
+    listen: Vec<String>,
+    service: String,
+    socket_unit: String,
+    after: Vec<String>,
+    exec_start: String,
+    credentials: Vec<String>,
+    /// Where probes go besides loopback: the addresses ports are published on.
+    allow: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -414,6 +439,20 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
             Entry::File(fill("backup.timer", &ctx)?),
         );
         wants.push(names.backup_unit("timer"));
+    }
+    if let Some(ctx) = api_ctx(stack, opts).map_err(|source| RenderError::Escape {
+        service: "(api)".to_owned(),
+        source,
+    })? {
+        units.insert(
+            names.api_unit("socket"),
+            Entry::File(fill("api.socket", &ctx)?),
+        );
+        units.insert(
+            names.api_unit("service"),
+            Entry::File(fill("api.service", &ctx)?),
+        );
+        wants.push(names.api_unit("socket"));
     }
     wants.sort();
     let target = names.target();
@@ -955,6 +994,58 @@ fn health_ctx(stack: &Stack, opts: &Options) -> Result<Option<HealthCtx>, Escape
             &format!("--stack={}", stack.prefix),
         ])?,
         interval,
+    }))
+}
+
+/// `api`: `<prefix>-api.socket` (the unix socket and the TCP addresses) and
+/// the hardened `<prefix>-api.service` it starts, its token files handed
+/// over as credentials.
+fn api_ctx(stack: &Stack, opts: &Options) -> Result<Option<ApiCtx>, EscapeError> {
+    let Some(api) = &stack.api else {
+        return Ok(None);
+    };
+    let names = Names::new(&stack.prefix);
+    // `%d` (the credentials directory) must stay a specifier: appended
+    // after escaping.
+    let mut exec_start = exec_line(&[opts.self_exe.as_str(), "serve"])?;
+    let mut credentials = Vec::new();
+    for (name, flag, file) in [
+        ("token", "--token-file", &api.token_file),
+        ("read-token", "--read-token-file", &api.read_token_file),
+    ] {
+        if let Some(f) = file {
+            credentials.push(plain_value(&format!("{name}:{f}"))?);
+            exec_start.push_str(&format!(" {flag} %d/{name}"));
+        }
+    }
+    let after = if stack.backend == Backend::Docker {
+        vec!["docker.service".to_owned()]
+    } else {
+        Vec::new()
+    };
+    let mut allow: Vec<String> = stack
+        .services
+        .values()
+        .flat_map(|s| s.ports.iter().filter_map(|p| p.address))
+        .filter(|a| !a.is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+    allow.sort();
+    allow.dedup();
+    // A port published on every address is probed on loopback.
+    Ok(Some(ApiCtx {
+        version: VERSION,
+        prefix: stack.prefix.clone(),
+        target: names.target(),
+        socket: plain_value(&api.socket)?,
+        group: api.group.clone(),
+        listen: api.listen.iter().map(|a| a.to_string()).collect(),
+        service: names.api_unit("service"),
+        socket_unit: names.api_unit("socket"),
+        after,
+        exec_start,
+        credentials,
+        allow,
     }))
 }
 

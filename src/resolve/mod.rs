@@ -73,6 +73,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     }
     let vpn_service = resolve_vpn(&cx, spec, &mut services)?;
     let auto_update = auto_update(&cx, spec, &services)?;
+    let api = api(&cx, spec)?;
     check_dependencies(&cx, &services)?;
     check_ports(&cx, &services)?;
     crate::profiles::check(spec, origin)?;
@@ -91,6 +92,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         vpn_service,
         lock: None,
         auto_update,
+        api,
         profiles: spec.profiles.clone(),
         backup,
         proxy,
@@ -559,5 +561,65 @@ fn resolve_schedule(
         dir: b.dir.clone(),
         keep: b.keep,
         allow_stop: b.allow_stop,
+    }))
+}
+
+/// `api`: listen addresses that parse, absolute token files, a token for
+/// TCP, a group name systemd accepts.
+fn api(cx: &Ctx<'_>, spec: &Spec) -> Result<Option<crate::model::Api>, SpecError> {
+    let Some(a) = spec.api.as_ref().filter(|a| a.enable) else {
+        return Ok(None);
+    };
+    let mut listen = Vec::new();
+    for (i, l) in a.listen.iter().enumerate() {
+        let addr = l.parse::<std::net::SocketAddr>().map_err(|_| {
+            cx.err(
+                format!("api.listen[{i}]"),
+                format!(
+                    "`{l}` is not an address with a port; write e.g. 127.0.0.1:8089 or [::1]:8089"
+                ),
+            )
+        })?;
+        listen.push(addr);
+    }
+    let socket = a
+        .socket
+        .clone()
+        .unwrap_or_else(|| crate::model::DEFAULT_API_SOCKET.to_owned());
+    cx.normal_path("api.socket", &socket)?;
+    for (key, file) in [
+        ("api.tokenFile", &a.token_file),
+        ("api.readTokenFile", &a.read_token_file),
+    ] {
+        if let Some(f) = file {
+            cx.normal_path(key, f)?;
+        }
+    }
+    if !listen.is_empty() && a.token_file.is_none() && a.read_token_file.is_none() {
+        return Err(cx.err(
+            "api.tokenFile",
+            "is missing: a TCP listener (api.listen) needs a token; name a file that holds \
+             one (e.g. a sops-nix secret), or remove api.listen",
+        ));
+    }
+    if let Some(g) = &a.group {
+        let ok = !g.is_empty()
+            && g.len() <= 31
+            && g.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && !g.starts_with('-');
+        if !ok {
+            return Err(cx.err(
+                "api.group",
+                format!("`{g}` is not a group name; write e.g. media"),
+            ));
+        }
+    }
+    Ok(Some(crate::model::Api {
+        socket,
+        listen,
+        group: a.group.clone(),
+        token_file: a.token_file.clone(),
+        read_token_file: a.read_token_file.clone(),
     }))
 }

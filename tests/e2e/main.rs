@@ -15,6 +15,7 @@
 
 mod harness;
 
+mod api;
 mod backup;
 mod basic;
 mod images;
