@@ -187,6 +187,9 @@ fn nginx_and_caddy(sc: &mut Scenario) -> Result<()> {
              include {conf}/nginx.conf;\n}}\n"
         ),
     )?;
+    // Debian's nginx keeps its temporary files in /var/lib/nginx, which the
+    // machine's fresh /var lacks.
+    sc.m.ok(&["mkdir", "-p", "/var/lib/nginx", "/root/.local/share"])?;
     let nginx = format!("{}-nginx", sc.prefix);
     sc.m.ok(&[
         "systemd-run",
