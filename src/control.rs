@@ -67,6 +67,18 @@ pub fn units_of(manifest: &Manifest, selected: &[Selected]) -> Vec<String> {
         .collect()
 }
 
+/// The units whose journal tells a selected service's story: its own unit
+/// and, when it has one, its secret bridge, both as the manifest names them
+/// (from [`crate::render::Names`] at render time; never spelt again here).
+pub fn journal_units(manifest: &Manifest, selected: &[Selected]) -> Vec<String> {
+    selected
+        .iter()
+        .filter_map(|(i, n)| manifest.stacks.get(*i)?.services.get(n))
+        .flat_map(|svc| std::iter::once(&svc.unit).chain(svc.secrets_unit.as_ref()))
+        .cloned()
+        .collect()
+}
+
 /// Probe results of each selected service (`probe`: each probe's time
 /// limit; `None` runs no probes) combined with the units' states.
 pub async fn collect(
@@ -195,5 +207,31 @@ pub fn public_ip(url: &str, timeout: Duration) -> String {
                 .to_owned(),
             s => format!("unknown (control server answered HTTP {s})"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `logs` reads the bridge's unit from the manifest: a service without
+    /// secrets has none, and a bridge named otherwise than `<unit>-secrets`
+    /// is still the one shown.
+    #[test]
+    fn journal_units_come_from_the_manifest() {
+        let mut m: Manifest = serde_json::from_str(include_str!("manifest/v1-full.json")).unwrap();
+        let svc = m.stacks[0].services.get_mut("sonarr").unwrap();
+        svc.secrets_unit = Some("elsewhere-bridge.service".into());
+        let selected = select(&m, &["sonarr".into(), "bazarr".into(), "gluetun".into()]).unwrap();
+        assert_eq!(
+            journal_units(&m, &selected),
+            [
+                "nixarr-sonarr.service",
+                "elsewhere-bridge.service",
+                "nixarr-bazarr.service",
+                "nixarr-gluetun.service",
+                "nixarr-gluetun-secrets.service",
+            ]
+        );
     }
 }

@@ -258,13 +258,25 @@ impl Engine {
         self.command(["network", "rm", name])
     }
 
-    /// The container's state, or `None` when it does not exist (or the
-    /// engine cannot be asked).
-    pub fn container_status(&self, container: &str) -> Option<String> {
-        let out = self.inspect_status(container).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    /// The container's state, or `None` when the engine says there is no
+    /// such container. An engine that cannot be asked (not running, its
+    /// command killed by a signal, any other failure) is an error: a failed
+    /// read says nothing of the container.
+    pub fn container_status(&self, container: &str) -> Result<Option<String>> {
+        let cmd = self.inspect_status(container);
+        let out = cmd.output()?;
+        if out.status.success() {
+            return Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()));
+        }
+        // podman: "no such container NAME"; Docker: "No such container: NAME"
+        // (older: "No such object: NAME").
+        let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        if out.status.code().is_some()
+            && (stderr.contains("no such container") || stderr.contains("no such object"))
+        {
+            return Ok(None);
+        }
+        bail!("{}", cmd.failure(&out))
     }
 
     /// The containers that carry every label of `labels`, from an engine

@@ -233,6 +233,13 @@ pub fn wait_healthy_unless(
                 }
             }
         }
+        // A stop asked during the try ends the wait before anything read
+        // since counts: systemd's SIGTERM reaches the whole unit, so the
+        // engine commands of that try may have been killed by it, and the
+        // container may be stopping because of it.
+        if cancelled() {
+            return Ok(false);
+        }
         if let Some(w) = watched {
             if let Some(pid) = w.main_pid
                 && !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -243,13 +250,20 @@ pub fn wait_healthy_unless(
                     last.unwrap_or_default()
                 );
             }
-            match w.engine.container_status(&w.container).as_deref() {
-                Some("running") => seen_running = true,
+            let status = w.engine.container_status(&w.container);
+            if cancelled() {
+                return Ok(false);
+            }
+            match status.as_ref().map(Option::as_deref) {
+                Ok(Some("running")) => seen_running = true,
                 // Not created yet (docker run in the foreground may still
                 // be pulling or creating it), or starting.
-                Some("created" | "configured" | "initialized" | "restarting") => {}
-                None if !seen_running => {}
-                state => bail!(
+                Ok(Some("created" | "configured" | "initialized" | "restarting")) => {}
+                Ok(None) if !seen_running => {}
+                // A read that failed says nothing of the container: the
+                // next try reads again, and the timeout still holds.
+                Err(e) => tracing::info!("{what}: could not read the container's state: {e:#}"),
+                Ok(state) => bail!(
                     "{what} stopped before it became healthy (container {}; last result: {}); \
                      see its logs with journalctl -u",
                     state.unwrap_or("gone"),
@@ -485,5 +499,79 @@ mod tests {
     fn nix_uid() -> u32 {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/self").unwrap().uid()
+    }
+
+    /// A health gate watching a container through a fake engine: a script
+    /// that answers `running` to its first `inspect`, then runs `then`.
+    fn gate_with_engine(
+        then: &str,
+        timeout: Duration,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> (tempfile::TempDir, Result<bool>) {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let seen = t.path().join("seen");
+        let script = t.path().join("docker");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nif [ ! -e {seen} ]; then : > {seen}; echo running; exit 0; fi\n{then}\n",
+                seen = seen.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = l.local_addr().unwrap().to_string();
+        drop(l);
+        let watched = Watched {
+            engine: Engine::new(crate::spec::Backend::Docker, script.display().to_string()),
+            container: "app".into(),
+            main_pid: None,
+        };
+        let check = Check::Host(Probe::Tcp { address });
+        let r = wait_healthy_unless(&check, timeout, "app", Some(&watched), cancel);
+        (t, r)
+    }
+
+    /// systemd's SIGTERM to a unit that is still starting reaches the
+    /// gate's `docker inspect` too: a read that failed is not a container
+    /// that is gone (the gate used to end at once "container gone").
+    #[test]
+    fn a_failed_engine_read_is_not_a_gone_container() {
+        let (_t, r) = gate_with_engine("kill -TERM $$", Duration::from_secs(2), None);
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("did not become healthy within 2s"), "{e}");
+
+        let (_t, r) = gate_with_engine(
+            "echo 'Error: No such container: app' >&2; exit 1",
+            Duration::from_secs(20),
+            None,
+        );
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(
+            e.contains("stopped before it became healthy (container gone"),
+            "{e}"
+        );
+    }
+
+    /// A stop asked while the gate reads the container's state wins over
+    /// what the read finds (the container is stopping because of it).
+    #[test]
+    fn a_stop_during_the_state_read_ends_the_wait_quietly() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let t = tempfile::tempdir().unwrap();
+        let reading = t.path().join("reading");
+        let cancel = std::sync::Arc::new(AtomicBool::new(false));
+        let (flag, watch) = (cancel.clone(), reading.clone());
+        std::thread::spawn(move || {
+            while !watch.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            flag.store(true, Ordering::Relaxed);
+        });
+        let then = format!(": > {}; sleep 1; echo exited", reading.display());
+        let (_t, r) = gate_with_engine(&then, Duration::from_secs(20), Some(&cancel));
+        assert!(!r.unwrap(), "a cancelled gate is not healthy");
     }
 }

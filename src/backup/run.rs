@@ -188,6 +188,11 @@ fn stop_reason(databases: &[String], busy: Option<&sqlite::Busy>) -> Option<Stri
     })
 }
 
+/// Back up one service into its directory under `opts.to`, filling `o`.
+// Over ~100 lines on purpose: the one decision of how a service is copied
+// (offline when its app is stopped, online through SQLite's backup API, or
+// stopped and started again with --allow-stop), read in that order, with
+// the restart after a stopped copy next to the stop.
 async fn one(
     sd: &Systemd,
     stack: &StackManifest,

@@ -35,9 +35,8 @@ impl Args {
             // One JSON object per entry (journalctl's own format).
             cmd.args(["-o", "json"]);
         }
-        for unit in control::units_of(&manifest, &selected) {
-            let bridge = unit.replace(".service", "-secrets.service");
-            cmd.arg("-u").arg(unit).arg("-u").arg(bridge);
+        for unit in control::journal_units(&manifest, &selected) {
+            cmd.arg("-u").arg(unit);
         }
         if self.follow {
             cmd.arg("-f");

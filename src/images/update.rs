@@ -314,6 +314,10 @@ pub struct UpdateOptions<'a> {
 
 /// Update one stack's selected services whose check says an update is
 /// available. Returns one outcome per such service.
+// Over ~100 lines on purpose: one transaction (pull, record, restart,
+// roll back) whose steps share the mode and the failed set; in one piece
+// the reader sees that nothing changes before every pull has succeeded and
+// that each record step has its rollback.
 pub async fn apply(
     sd: &Systemd,
     sel: &Selection<'_>,

@@ -220,6 +220,39 @@ pub struct Plan {
     pub journal: String,
     pub steps: Vec<String>,
 }
+/// Refuse a migration whose snapshot (into the journal's `dir`) and copy
+/// (into `target`) of `bytes` do not fit, with 5 % and 1 MiB to spare; on
+/// one file system both come out of the same free space.
+fn check_space(dir: &Dir, target: &Path, bytes: u64) -> Result<()> {
+    let need_snapshot = bytes + bytes / 20 + (1 << 20);
+    let journal_fs = tree::statvfs_nearest(&dir.path)?;
+    let target_fs = tree::statvfs_nearest(target)?;
+    let free = |st: &rustix::fs::StatVfs| st.f_bavail.saturating_mul(st.f_frsize);
+    let (free_journal, free_target) = (free(&journal_fs), free(&target_fs));
+    let same_fs = journal_fs.f_fsid == target_fs.f_fsid;
+    let (need_j, need_t) = if same_fs {
+        (2 * need_snapshot, 2 * need_snapshot)
+    } else {
+        (need_snapshot, need_snapshot)
+    };
+    if free_journal < need_j {
+        return Err(refuse(format!(
+            "not enough space for the snapshot in {}: {} free, {} needed",
+            dir.path.display(),
+            free_journal,
+            need_j
+        )));
+    }
+    if free_target < need_t {
+        return Err(refuse(format!(
+            "not enough space for the copy in {}: {} free, {} needed",
+            target.display(),
+            free_target,
+            need_t
+        )));
+    }
+    Ok(())
+}
 
 async fn make_plan(sd: &Systemd, ctx: &Ctx<'_>, f: &Found<'_>, force: bool) -> Result<Plan> {
     let m = f
@@ -252,33 +285,7 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx<'_>, f: &Found<'_>, force: bool) -> R
         )));
     }
     let dir = Dir::new(&ctx.journal_root, &f.name)?;
-    let need_snapshot = bytes + bytes / 20 + (1 << 20);
-    let journal_fs = tree::statvfs_nearest(&dir.path)?;
-    let target_fs = tree::statvfs_nearest(&target)?;
-    let free = |st: &rustix::fs::StatVfs| st.f_bavail.saturating_mul(st.f_frsize);
-    let (free_journal, free_target) = (free(&journal_fs), free(&target_fs));
-    let same_fs = journal_fs.f_fsid == target_fs.f_fsid;
-    let (need_j, need_t) = if same_fs {
-        (2 * need_snapshot, 2 * need_snapshot)
-    } else {
-        (need_snapshot, need_snapshot)
-    };
-    if free_journal < need_j {
-        return Err(refuse(format!(
-            "not enough space for the snapshot in {}: {} free, {} needed",
-            dir.path.display(),
-            free_journal,
-            need_j
-        )));
-    }
-    if free_target < need_t {
-        return Err(refuse(format!(
-            "not enough space for the copy in {}: {} free, {} needed",
-            target.display(),
-            free_target,
-            need_t
-        )));
-    }
+    check_space(&dir, &target, bytes)?;
     let legacy_active = legacy_state.active_state == ActiveState::Active;
     if !legacy_active {
         let busy = busy_ports(f.svc);
@@ -521,6 +528,10 @@ pub fn migrate(ctx: &Ctx<'_>, service: &str, force: bool) -> Result<Done> {
     })
 }
 
+// Over ~100 lines on purpose: the migration's journalled steps in the order
+// they run, each journal write next to the disk change it records, so the
+// crash-safety argument (a kill between any two lines leaves a state that
+// resume and rollback understand) reads top to bottom in one place.
 async fn run_steps(
     sd: &Systemd,
     ctx: &Ctx<'_>,

@@ -333,6 +333,9 @@ pub const LABEL_INSTANCE: &str = "io.nixarr.instance";
 pub const LABEL_HASH: &str = "io.nixarr.config-hash";
 
 /// Render every unit of a stack.
+// Over ~100 lines on purpose: one block per unit the stack gets, in the
+// order of the golden files; each block's template context is built by its
+// own `*_ctx` function.
 pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
     let names = Names::new(&stack.prefix);
     let mut units = BTreeMap::new();
@@ -622,6 +625,8 @@ fn publish_arg(p: &crate::model::Port) -> String {
 }
 
 /// The `run` arguments both engines share (after the engine-specific head).
+// Over ~100 lines on purpose: one block per group of `run` flags, in the
+// order they stand on the rendered command line (which the goldens pin).
 fn common_run_args(stack: &Stack, svc: &Service, hash: &str) -> Vec<String> {
     let names = Names::new(&stack.prefix);
     let mut a = Vec::new();
@@ -779,6 +784,11 @@ fn wait_healthy_argv(stack: &Stack, svc: &Service, opts: &Options) -> Option<Vec
     ])
 }
 
+/// A service's container unit: its template and context (`hash`, the
+/// config hash, is empty for the draft that is hashed).
+// Over ~100 lines on purpose: it fills the template's context field by
+// field (dependencies, each engine's Exec lines, mounts, documentation) in
+// the order of the unit's sections.
 fn container_unit(
     stack: &Stack,
     svc: &Service,

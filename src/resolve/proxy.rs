@@ -41,6 +41,8 @@ fn is_url_path(s: &str) -> bool {
 
 /// The top-level `proxy` and every service's `proxy`, checked: each app at
 /// one subdomain or sub-path, none twice, each with a web port to reach.
+// Over ~100 lines on purpose: one check after another, each with the error
+// that names its JSON path and the fix, in the order of the spec's fields.
 pub(super) fn resolve_proxy(
     cx: &Ctx,
     spec: &Spec,
