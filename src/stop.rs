@@ -52,10 +52,10 @@ pub fn stop_container(
         fs_err::create_dir_all(marker_dir)?;
         fs_err::write(marker(marker_dir, container), b"")?;
     }
-    // A container the engine does not know is already stopped; one whose
-    // state cannot be read is stopped all the same (the stop says why if
-    // it fails).
-    if matches!(engine.container_status(container), Ok(None)) {
+    // Nothing to stop when the engine does not know the container, or
+    // cannot say (ExecStop= of a unit whose engine is down is not a failed
+    // stop).
+    if !matches!(engine.container_status(container), Ok(Some(_))) {
         return Ok(());
     }
     let start = Instant::now();
@@ -65,7 +65,7 @@ pub fn stop_container(
     let out = stop.output()?;
     let took = start.elapsed();
     if !out.status.success() {
-        if matches!(engine.container_status(container), Ok(None)) {
+        if !matches!(engine.container_status(container), Ok(Some(_))) {
             return Ok(());
         }
         bail!("{}", stop.failure(&out));
