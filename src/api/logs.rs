@@ -55,8 +55,10 @@ pub async fn logs(
         .find(|(_, n, _)| n.as_str() == name)
         .and_then(|(_, _, s)| s.secrets_unit.clone());
     let mut cmd = tokio::process::Command::new("journalctl");
+    // --quiet: no "-- No entries --" or journal header lines.
     cmd.args([
         "--no-pager",
+        "--quiet",
         "-o",
         "short-iso",
         "-n",
