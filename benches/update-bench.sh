@@ -103,7 +103,8 @@ PY
 manifest=$scratch/out/share/nixarr-units/manifest.json
 
 echo "== $("$bin" --version), $(skopeo --version), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-exec python3 - "$runs" "$bin" "$manifest" "${refs[@]}" <<'PY'
+status=0
+python3 - "$runs" "$bin" "$manifest" "${refs[@]}" <<'PY' || status=$?
 import statistics, subprocess, sys, time
 
 runs, bin_, manifest, refs = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -138,3 +139,5 @@ ratio = ma / mb
 print(f"  ratio ours/loop: {ratio:.2f}x (target <= 0.2x): {'PASS' if ratio <= 0.2 else 'MISS'}")
 sys.exit(0 if ratio <= 0.2 else 3)
 PY
+# Not exec: the EXIT trap stops the registry and removes the scratch directory.
+exit "$status"
