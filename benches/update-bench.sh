@@ -49,7 +49,10 @@ bin=$NIXARR_UPDATE_BENCH_BIN
 scratch=$(mktemp -d /tmp/nixarr-update-bench.XXXXXX)
 registry_pid=""
 cleanup() {
-    [[ -n $registry_pid ]] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    if [[ -n $registry_pid ]]; then
+        kill "$registry_pid" 2>/dev/null || true
+        wait "$registry_pid" 2>/dev/null || true
+    fi
     podman --root "$scratch/storage" --runroot "$scratch/run" --storage-driver vfs rmi -a -f >/dev/null 2>&1 || true
     if ((keep)); then echo "== kept $scratch" >&2; else rm -rf "$scratch"; fi
 }
