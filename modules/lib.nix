@@ -111,6 +111,7 @@ rec {
     "network"
     "health"
     "backup"
+    "reconcile"
     "migrate"
     "update"
     "api"

@@ -574,6 +574,11 @@ let
         readTokenFile
         ;
     };
+  }
+  // lib.optionalAttrs cfg.reconcile.enable {
+    reconcile = {
+      inherit (cfg.reconcile) interval prune;
+    };
   };
 
   # Images the lock pins (read at evaluation: the file as the user wrote it).

@@ -814,6 +814,36 @@ in
       '';
     };
 
+    reconcile = {
+      enable = lib.mkEnableOption ''
+        the reconcile timer, `<prefix>-reconcile.timer`: every `interval`
+        it runs `nixarr-units reconcile` for the stack, which restarts a
+        service whose container runs an older configuration than its unit,
+        starts a failed service (or one whose container vanished) and
+        reports containers that carry the stack's labels without being
+        its services' (orphans of removed services, and forged ones made by
+        hand), one journal line per pass
+      '';
+      interval = mkOption {
+        type = types.strMatching "([0-9]+(h|m|s|ms))+";
+        default = "5m";
+        example = "15m";
+        description = ''
+          Time between passes (Go duration syntax: `30s`, `5m`, `1h`); at
+          least 30 seconds, so a pass never races systemd's own restarts.
+        '';
+      };
+      prune = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Whether a pass stops and removes orphan and forged containers
+          (never their volumes). Off: they are reported in the journal and
+          by `nixarr-units status`, and left alone.
+        '';
+      };
+    };
+
     api = {
       enable = mkEnableOption ''
         the control API (`nixarr-units serve`, docs/api.md): status,

@@ -44,6 +44,8 @@ pub struct Stack {
     pub backup: Option<BackupSchedule>,
     /// The reverse proxy's routes.
     pub proxy: Option<Proxy>,
+    /// The reconcile timer, when the spec asks for one.
+    pub reconcile: Option<Reconcile>,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,15 @@ pub struct BackupSchedule {
     pub dir: String,
     pub keep: u64,
     pub allow_stop: bool,
+}
+
+/// The stack's reconcile timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconcile {
+    /// Seconds between passes.
+    pub interval: u64,
+    /// Remove orphan and forged containers.
+    pub prune: bool,
 }
 
 #[derive(Debug, Clone)]

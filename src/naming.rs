@@ -73,7 +73,15 @@ mod tests {
     fn reserved_names_come_from_the_unit_names() {
         assert_eq!(
             reserved_service_names(),
-            ["network", "health", "backup", "migrate", "update", "api"]
+            [
+                "network",
+                "health",
+                "backup",
+                "reconcile",
+                "migrate",
+                "update",
+                "api"
+            ]
         );
         assert_eq!(reserved_suffixes(), ["-secrets"]);
         // A reserved name's unit would be one of the stack's own, or share

@@ -35,6 +35,9 @@ pub struct Spec {
     pub paths: Paths,
     #[serde(default)]
     pub vpn: VpnSpec,
+    /// The reconcile timer (`<prefix>-reconcile.timer`); none when absent.
+    #[serde(default)]
+    pub reconcile: Option<ReconcileSpec>,
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSpec>,
     /// The image lock (absolute path); default `images.lock.json` beside
@@ -132,6 +135,16 @@ fn default_backup_schedule() -> String {
 
 fn default_keep() -> u64 {
     7
+}
+
+/// `reconcile`: run `nixarr-units reconcile` for the stack every
+/// `interval`, removing orphan and forged containers when `prune`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReconcileSpec {
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub prune: bool,
 }
 
 fn default_prefix() -> String {

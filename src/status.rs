@@ -66,6 +66,42 @@ pub struct Report {
     /// Every unit active and no probe failing.
     pub ok: bool,
     pub services: Vec<Row>,
+    /// Per stack, the orphan and forged containers the last reconcile pass
+    /// found and left (stacks with none are not listed). Never counted as
+    /// any service: a forged container claims a service it is not.
+    pub reconcile: Vec<Leftovers>,
+}
+
+/// What the last reconcile pass left of one stack.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Leftovers {
+    pub stack: String,
+    /// When that pass ran, RFC 3339.
+    pub at: String,
+    pub orphan: usize,
+    pub forged: usize,
+}
+
+/// The last reconcile pass's leftovers of each stack in `prefixes` (in
+/// `dir`, where the passes record them), those with any.
+pub fn leftovers<'a>(
+    dir: &std::path::Path,
+    prefixes: impl IntoIterator<Item = &'a str>,
+) -> Vec<Leftovers> {
+    let mut seen = std::collections::BTreeSet::new();
+    prefixes
+        .into_iter()
+        .filter(|p| seen.insert(*p))
+        .filter_map(|p| {
+            let r = crate::reconcile::pass::last_record(dir, p)?;
+            (r.orphan + r.forged > 0).then(|| Leftovers {
+                stack: p.to_owned(),
+                at: r.at,
+                orphan: r.orphan,
+                forged: r.forged,
+            })
+        })
+        .collect()
 }
 
 /// The engine's own view of container health, for services whose probe
@@ -193,10 +229,15 @@ pub fn build_report(
     let ok = services.iter().all(|r| {
         r.state.active_state == ActiveState::Active && r.health.state != HealthState::Unhealthy
     });
+    let reconcile = leftovers(
+        std::path::Path::new(crate::reconcile::pass::RECORD_DIR),
+        services.iter().map(|r| r.stack.as_str()),
+    );
     Report {
         version: STATUS_SCHEMA_VERSION,
         ok,
         services,
+        reconcile,
     }
 }
 
@@ -329,6 +370,13 @@ pub fn table(report: &Report, now: SystemTime) -> String {
         .collect::<Vec<_>>()
         .join("\n");
     out.push('\n');
+    for l in &report.reconcile {
+        out.push_str(&format!(
+            "\n{}: {} orphan and {} forged container(s) not of any service (reconcile at {}); \
+             `nixarr-units reconcile --stack {}` lists them, --prune removes them\n",
+            l.stack, l.orphan, l.forged, l.at, l.stack
+        ));
+    }
     out
 }
 
@@ -388,6 +436,7 @@ mod tests {
                     ports: vec!["127.0.0.1:7878/tcp".into()],
                 },
             ],
+            reconcile: vec![],
         }
     }
 
@@ -403,6 +452,47 @@ mod tests {
         assert!(lines[1].contains("150.0M"), "{t}");
         assert!(lines[2].contains("unhealthy: HTTP 503"), "{t}");
         assert!(t.lines().all(|l| !l.ends_with(' ')));
+    }
+
+    #[test]
+    fn leftovers_of_the_last_reconcile_pass_are_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |prefix: &str, orphan: usize, forged: usize| {
+            let rec = crate::reconcile::pass::Record {
+                at: "2026-12-01T12:00:00Z".into(),
+                orphan,
+                forged,
+                ids: vec![],
+            };
+            std::fs::write(
+                dir.path().join(format!("{prefix}.json")),
+                serde_json::to_vec(&rec).unwrap(),
+            )
+            .unwrap();
+        };
+        write("nixarr", 1, 2);
+        write("clean", 0, 0);
+        let found = leftovers(dir.path(), ["nixarr", "clean", "none", "nixarr"]);
+        assert_eq!(
+            found,
+            vec![Leftovers {
+                stack: "nixarr".into(),
+                at: "2026-12-01T12:00:00Z".into(),
+                orphan: 1,
+                forged: 2,
+            }]
+        );
+        let mut r = report();
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert!(!table(&r, now).contains("forged"));
+        r.reconcile = found;
+        let t = table(&r, now);
+        assert!(
+            t.contains("nixarr: 1 orphan and 2 forged container(s)"),
+            "{t}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["reconcile"][0]["forged"], 2);
     }
 
     #[test]

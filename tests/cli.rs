@@ -1592,3 +1592,78 @@ fn serve_refuses_tcp_without_a_token() {
         .code(2)
         .stderr(predicate::str::contains("needs a token"));
 }
+
+/// reconcile: a pass whose reads fail (an engine that does not answer, no
+/// D-Bus) classifies nothing and acts on nothing, says so and exits 1; a
+/// stack the manifest lacks and --summary with --json are usage errors.
+#[test]
+fn reconcile_with_failed_reads_does_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let hang = write(t.path(), "hang", "#!/bin/sh\nexec sleep 30\n");
+    std::fs::set_permissions(&hang, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        &format!(
+            r#"{{"version":1,"engine":{{"path":"{}","version":"4.3.1"}},
+                "services":{{"a":{{"image":"x"}}}}}}"#,
+            hang.display()
+        ),
+    );
+    let out = t.path().join("out");
+    bin()
+        .args(["render", "--spec"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let manifest = out.join("share/nixarr-units/manifest.json");
+    let records = t.path().join("records");
+    let run = |extra: &[&str]| {
+        let mut c = bin();
+        c.arg("reconcile")
+            .arg("--manifest")
+            .arg(&manifest)
+            .args(["--bus-address", "unix:path=/nonexistent/bus"])
+            .args(["--engine-timeout", "1", "--prune", "--record-dir"])
+            .arg(&records)
+            .args(extra);
+        c
+    };
+    let start = std::time::Instant::now();
+    let o = run(&["--json"]).assert().code(1).get_output().clone();
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let failed: Vec<&str> = v["failedReads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2, "{v}");
+    assert!(failed[0].starts_with("systemd: cannot connect"), "{v}");
+    assert!(failed[1].contains("did not answer within 1s"), "{v}");
+    assert_eq!(v["containers"], serde_json::json!([]));
+    assert_eq!(v["units"], serde_json::json!([]));
+    assert_eq!(
+        (v["ok"].as_bool(), v["acted"].as_u64()),
+        (Some(false), Some(0))
+    );
+    assert!(!records.exists(), "a failed pass records nothing");
+    run(&["--summary"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::starts_with(
+            "reconcile nixarr: nothing done: a read failed: systemd:",
+        ));
+    run(&["--stack", "media"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "has no such stack (it has: nixarr)",
+        ));
+    run(&["--summary", "--json"]).assert().code(2);
+    run(&["--engine-timeout", "0"]).assert().code(2);
+}

@@ -209,3 +209,42 @@ fn network_bridge_is_named_where_the_engine_can() {
         }
     }
 }
+
+/// `reconcile` in the spec renders `<prefix>-reconcile.timer` and its
+/// service (wanted by the target); without it there is none. `prune` adds
+/// `--prune` to the pass.
+#[test]
+fn reconcile_timer_only_when_asked() {
+    let spec = |reconcile: &str| {
+        format!(
+            r#"{{"version":1,"backend":"docker","prefix":"media",{reconcile}
+                "engine":{{"path":"/usr/bin/docker","version":"20.10.24"}},
+                "services":{{"a":{{"image":"x"}}}}}}"#
+        )
+    };
+    let none = render_json(&spec(""));
+    assert!(!none.units.keys().any(|k| k.contains("reconcile")));
+    let file = |r: &Rendered, name: &str| match &r.units[name] {
+        Entry::File(text) => text.clone(),
+        Entry::Symlink(_) => panic!("{name} is a link"),
+    };
+    let on = render_json(&spec(r#""reconcile":{"interval":"90s","prune":true},"#));
+    let service = file(&on, "media-reconcile.service");
+    assert!(
+        service.contains(
+            "ExecStart=/usr/bin/nixarr-units reconcile --stack=media --summary --prune\n"
+        ),
+        "{service}"
+    );
+    assert!(service.contains("After=docker.service"), "{service}");
+    let timer = file(&on, "media-reconcile.timer");
+    assert!(timer.contains("OnUnitActiveSec=90s"), "{timer}");
+    assert!(
+        file(&on, "media.target").contains("media-reconcile.timer"),
+        "the target wants the timer"
+    );
+    let default = render_json(&spec(r#""reconcile":{},"#));
+    let service = file(&default, "media-reconcile.service");
+    assert!(service.contains("--summary\n"), "no --prune: {service}");
+    assert!(file(&default, "media-reconcile.timer").contains("OnUnitActiveSec=300s"));
+}

@@ -372,6 +372,45 @@ scenarios! {
     auto_update_reaches_the_spec => "auto-update",
     assertion_auto_update_of_a_pinned_service => "assert-auto-update-pinned",
     api_reaches_the_spec => "api",
+    reconcile_timer_asked_by_the_module => "reconcile",
+}
+
+/// `reconcile.enable`: the module's spec renders the reconcile timer and a
+/// service running the pass with `--prune`.
+#[test]
+fn reconcile_option_renders_the_timer() {
+    let Some(lib) = nixpkgs_lib("reconcile_option_renders_the_timer") else {
+        return;
+    };
+    let result = json(
+        &eval_scenario(&lib, &["--argstr", "scenario", "reconcile"], "result"),
+        "reconcile",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.json");
+    std::fs::write(&spec, serde_json::to_vec(&result["spec"]).unwrap()).unwrap();
+    let out = dir.path().join("out");
+    let r = run_bin(&[
+        "render",
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--self-exe",
+        "/run/current-system/sw/bin/nixarr-units",
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let unit =
+        |name: &str| std::fs::read_to_string(out.join("lib/systemd/system").join(name)).unwrap();
+    let service = unit("media-reconcile.service");
+    assert!(
+        service.contains(
+            "ExecStart=/run/current-system/sw/bin/nixarr-units reconcile --stack=media --summary --prune\n"
+        ),
+        "{service}"
+    );
+    assert!(unit("media-reconcile.timer").contains("OnUnitActiveSec=600s"));
+    assert!(unit("media.target").contains("media-reconcile.timer"));
 }
 
 /// `imageLock`: the units the module's spec renders run Sonarr at the

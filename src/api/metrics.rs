@@ -179,6 +179,7 @@ mod tests {
                 row("sonarr", ActiveState::Active, Some(1 << 20)),
                 row("radarr", ActiveState::Failed, None),
             ],
+            reconcile: vec![],
         }
     }
 

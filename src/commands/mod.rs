@@ -31,6 +31,7 @@ mod logs;
 mod man;
 mod migration;
 mod pull;
+mod reconcile;
 mod reload;
 mod render;
 mod restore;
@@ -154,6 +155,15 @@ pub enum Command {
     /// Restart Docker services that stay unhealthy (run by <prefix>-health.timer).
     #[command(hide = true)]
     Heal(heal::Args),
+    /// Compare what the engines run with the manifest: restart drifted
+    /// services, start missing ones, report (or with --prune remove) orphan
+    /// and forged containers.
+    ///
+    /// Classes: ok, drift, missing, orphan, forged, foreign (docs/spec.md,
+    /// "Reconcile"). A pass whose engine or D-Bus read fails does nothing.
+    /// Exit status: 0 when everything is ok, 1 when the pass acted or found
+    /// something (or a read failed), 2 on usage errors.
+    Reconcile(reconcile::Args),
     /// Move a service from its native NixOS unit into its container and back
     /// (also installed as `nixarr-migrate`).
     Migration(migration::Args),
@@ -218,6 +228,7 @@ impl Command {
             Command::Completions(a) => a.run(ctx),
             Command::Man(a) => a.run(ctx),
             Command::Heal(a) => a.run(ctx),
+            Command::Reconcile(a) => a.run(ctx),
             Command::Migration(a) => a.run(ctx),
             Command::Backup(a) => a.run(ctx),
             Command::Restore(a) => a.run(ctx),

@@ -64,6 +64,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("backup.timer", include_str!("../../templates/backup.timer")),
     (
+        "reconcile.service",
+        include_str!("../../templates/reconcile.service"),
+    ),
+    (
+        "reconcile.timer",
+        include_str!("../../templates/reconcile.timer"),
+    ),
+    (
         "migrate@.service",
         include_str!("../../templates/migrate@.service"),
     ),
@@ -173,6 +181,10 @@ impl<'a> Names<'a> {
     pub fn backup_unit(&self, suffix: &str) -> String {
         format!("{}-backup.{suffix}", self.prefix)
     }
+    /// The reconcile pass (service and timer share the stem).
+    pub fn reconcile_unit(&self, suffix: &str) -> String {
+        format!("{}-reconcile.{suffix}", self.prefix)
+    }
     pub fn network_unit(&self) -> String {
         format!("{}-network.service", self.prefix)
     }
@@ -200,6 +212,8 @@ impl<'a> Names<'a> {
             self.health_unit("timer"),
             self.backup_unit("service"),
             self.backup_unit("timer"),
+            self.reconcile_unit("service"),
+            self.reconcile_unit("timer"),
             self.migrate_template(),
             self.update_unit("service"),
             self.update_unit("timer"),
@@ -310,6 +324,16 @@ struct ApiCtx {
     credentials: Vec<String>,
     /// Where probes go besides loopback: the addresses ports are published on.
     allow: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ReconcileCtx {
+    version: &'static str,
+    prefix: String,
+    target: String,
+    docker: bool,
+    exec_start: String,
+    interval: u64,
 }
 
 #[derive(Serialize)]
@@ -456,6 +480,20 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
             Entry::File(fill("api.service", &ctx)?),
         );
         wants.push(names.api_unit("socket"));
+    }
+    if let Some(ctx) = reconcile_ctx(stack, opts).map_err(|source| RenderError::Escape {
+        service: "(reconcile)".to_owned(),
+        source,
+    })? {
+        units.insert(
+            names.reconcile_unit("service"),
+            Entry::File(fill("reconcile.service", &ctx)?),
+        );
+        units.insert(
+            names.reconcile_unit("timer"),
+            Entry::File(fill("reconcile.timer", &ctx)?),
+        );
+        wants.push(names.reconcile_unit("timer"));
     }
     wants.sort();
     let target = names.target();
@@ -1121,6 +1159,30 @@ fn backup_ctx(stack: &Stack, opts: &Options) -> Result<Option<BackupCtx>, Escape
         )?,
         dir: plain_value(&b.dir)?,
         schedule: plain_value(&b.schedule)?,
+    }))
+}
+
+/// The reconcile timer's pass: one summary line in the journal.
+fn reconcile_ctx(stack: &Stack, opts: &Options) -> Result<Option<ReconcileCtx>, EscapeError> {
+    let Some(r) = &stack.reconcile else {
+        return Ok(None);
+    };
+    let mut argv = vec![
+        opts.self_exe.clone(),
+        "reconcile".to_owned(),
+        format!("--stack={}", stack.prefix),
+        "--summary".to_owned(),
+    ];
+    if r.prune {
+        argv.push("--prune".to_owned());
+    }
+    Ok(Some(ReconcileCtx {
+        version: VERSION,
+        prefix: stack.prefix.clone(),
+        target: Names::new(&stack.prefix).target(),
+        docker: stack.backend == Backend::Docker,
+        exec_start: exec_line(&argv)?,
+        interval: r.interval,
     }))
 }
 

@@ -24,12 +24,13 @@ use sha2::Digest as _;
 use self::check::{Ctx, check_id, check_interface_name, is_name, is_network_name, systemd_owned};
 pub use self::secrets::exposure_warnings;
 use crate::catalog::{self, Preset};
+use crate::duration::parse_duration;
 use crate::error::SpecError;
 use crate::graph::Graph;
 use crate::limits;
-use crate::model::{Engine, Service, Stack};
+use crate::model::{Engine, Reconcile, Service, Stack};
 use crate::naming::{self, nearest};
-use crate::spec::{PortSpec, Protocol, ServiceSpec, Spec, VolumeSpec};
+use crate::spec::{PortSpec, Protocol, ReconcileSpec, ServiceSpec, Spec, VolumeSpec};
 
 /// Parse "5.4.1" or "podman version 4.3.1" into (major, minor).
 pub fn parse_version(s: &str) -> Option<(u64, u64)> {
@@ -79,6 +80,11 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
     crate::profiles::check(spec, origin)?;
     let backup = resolve_schedule(&cx, spec.backup.as_ref())?;
     let proxy = proxy::resolve_proxy(&cx, spec, &services)?;
+    let reconcile = spec
+        .reconcile
+        .as_ref()
+        .map(|r| resolve_reconcile(&cx, r))
+        .transpose()?;
 
     Ok(Stack {
         backend: spec.backend,
@@ -96,6 +102,7 @@ pub fn resolve(spec: &Spec, origin: &str) -> Result<Stack, SpecError> {
         profiles: spec.profiles.clone(),
         backup,
         proxy,
+        reconcile,
     })
 }
 
@@ -288,6 +295,27 @@ fn resolve_vpn(
         }
     }
     Ok(vpn_service)
+}
+
+/// Passes closer together than this would race systemd's own restarts.
+const MIN_RECONCILE_INTERVAL: u64 = 30;
+
+fn resolve_reconcile(cx: &Ctx, r: &ReconcileSpec) -> Result<Reconcile, SpecError> {
+    let text = r.interval.as_deref().unwrap_or("5m");
+    let interval = parse_duration(text).map_err(|e| cx.err("reconcile.interval", e))?;
+    if interval.as_secs() < MIN_RECONCILE_INTERVAL {
+        return Err(cx.err(
+            "reconcile.interval",
+            format!(
+                "`{text}` is shorter than {MIN_RECONCILE_INTERVAL}s; a pass that often would \
+                 race systemd's own restarts; write e.g. \"5m\""
+            ),
+        ));
+    }
+    Ok(Reconcile {
+        interval: interval.as_secs(),
+        prune: r.prune,
+    })
 }
 
 /// The bridge of network `network` when the spec names none: `br-<network>`,

@@ -559,3 +559,50 @@ fn proxy_mistakes_are_named() {
         assert!(e.contains(needle), "{needle}\n{e}");
     }
 }
+
+#[test]
+fn reconcile_interval_is_checked() {
+    let with = |r: &str| {
+        stack(&format!(
+            r#"{{"version":1,"reconcile":{r},"services":{{"a":{{"image":"x"}}}}}}"#
+        ))
+    };
+    let s = with("{}").unwrap();
+    assert_eq!(
+        s.reconcile,
+        Some(Reconcile {
+            interval: 300,
+            prune: false
+        })
+    );
+    let s = with(r#"{"interval":"1m30s","prune":true}"#).unwrap();
+    assert_eq!(
+        s.reconcile,
+        Some(Reconcile {
+            interval: 90,
+            prune: true
+        })
+    );
+    let e = with(r#"{"interval":"10s"}"#).unwrap_err().to_string();
+    assert!(
+        e.contains("reconcile.interval") && e.contains("shorter than 30s"),
+        "{e}"
+    );
+    let e = with(r#"{"interval":"often"}"#).unwrap_err().to_string();
+    assert!(
+        e.contains("reconcile.interval") && e.contains("not a duration"),
+        "{e}"
+    );
+    let e = with(r#"{"prnue":true}"#).unwrap_err().to_string();
+    assert!(e.contains("prune"), "{e}");
+    assert!(
+        stack(r#"{"version":1,"services":{"a":{"image":"x"}}}"#)
+            .unwrap()
+            .reconcile
+            .is_none()
+    );
+    let e = stack(r#"{"version":1,"services":{"reconcile":{"image":"x"}}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("reserved"), "{e}");
+}

@@ -19,6 +19,8 @@
 //! nothing: an empty container list must never make every unit look
 //! missing.
 
+pub mod pass;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -71,12 +73,19 @@ pub struct UnitView {
 impl UnitView {
     /// The unit has processes that may be running its container.
     fn has_processes(&self) -> bool {
-        use ActiveState::*;
-        matches!(
-            self.active_state,
-            Active | Activating | Deactivating | Reloading
-        )
+        has_processes(&self.active_state)
     }
+}
+
+/// A unit in this state has processes that may be running its container.
+pub fn has_processes(state: &ActiveState) -> bool {
+    matches!(
+        state,
+        ActiveState::Active
+            | ActiveState::Activating
+            | ActiveState::Deactivating
+            | ActiveState::Reloading
+    )
 }
 
 /// One read of a pass: its data or why it failed.
@@ -167,6 +176,9 @@ pub struct ContainerEntry {
     pub class: Class,
     pub action: Action,
     pub detail: String,
+    /// What came of the action: `removed`, `started`, `restarted` or
+    /// `failed: …`; `None` when nothing was done.
+    pub result: Option<String>,
 }
 
 /// One unit's verdict.
@@ -178,10 +190,14 @@ pub struct UnitEntry {
     pub class: Class,
     pub action: Action,
     pub detail: String,
+    /// What came of the action: `removed`, `started`, `restarted` or
+    /// `failed: …`; `None` when nothing was done.
+    pub result: Option<String>,
 }
 
 /// What a pass found and means to do.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Plan {
     pub containers: Vec<ContainerEntry>,
     pub units: Vec<UnitEntry>,
@@ -249,7 +265,11 @@ pub fn classify(seen: &Observed<'_>, prune: bool) -> Plan {
         for (name, svc) in &stack.services {
             let unit = units.get(&svc.unit);
             let running = own.get(&(stack.prefix.clone(), name.clone())).copied();
-            plan.units.push(unit_entry(stack, name, svc, unit, running));
+            let target_up = units
+                .get(&stack.target)
+                .is_some_and(|t| has_processes(&t.active_state));
+            plan.units
+                .push(unit_entry(stack, name, svc, unit, running, target_up));
         }
     }
     plan.containers
@@ -279,6 +299,7 @@ fn container_entry(
         class: Class::Foreign,
         action: Action::None,
         detail: String::new(),
+        result: None,
     };
     let removal = if prune { Action::Remove } else { Action::None };
     let prune_hint = if prune {
@@ -325,6 +346,12 @@ fn container_entry(
                  created {}; never adopted{prune_hint}",
                 svc.unit, c.listed.image, c.listed.created
             );
+        }
+        // Created and not running yet, or ended and not removed yet: the
+        // unit is starting or stopping it, and the next pass sees more.
+        Ok(()) if !c.running() => {
+            entry.class = Class::Ok;
+            entry.detail = format!("{} by {}: left to systemd", c.listed.state, svc.unit);
         }
         Ok(()) => {
             let hash = c.label(LABEL_HASH).unwrap_or("");
@@ -373,9 +400,6 @@ fn runs(
         );
         return Err(format!("the unit is {state}"));
     };
-    if !c.running() {
-        return Err("it is not running while the unit is".to_owned());
-    }
     // A podman unit runs its container in its own cgroup; a Docker
     // container lives in dockerd's, and its name (taken by the unit's
     // container while the unit runs) is what ties it to the unit.
@@ -396,6 +420,7 @@ fn unit_entry(
     svc: &ServiceManifest,
     unit: Option<&UnitView>,
     running: Option<&Container>,
+    target_up: bool,
 ) -> UnitEntry {
     let mut e = UnitEntry {
         unit: svc.unit.clone(),
@@ -404,6 +429,7 @@ fn unit_entry(
         class: Class::Ok,
         action: Action::None,
         detail: String::new(),
+        result: None,
     };
     let Some(u) = unit.filter(|u| u.load_state == LoadState::Loaded) else {
         e.class = Class::Missing;
@@ -429,6 +455,12 @@ fn unit_entry(
                 e.action = Action::Restart;
                 e.detail = format!("active ({}) but its container is not running", u.sub_state);
             }
+            Some(c) if !c.running() => {
+                e.detail = format!(
+                    "active; its container is {} (starting or ending): left to systemd",
+                    c.listed.state
+                );
+            }
             Some(c) => {
                 let hash = c.label(LABEL_HASH).unwrap_or("");
                 if hash == svc.config_hash {
@@ -448,11 +480,21 @@ fn unit_entry(
         ActiveState::Activating | ActiveState::Deactivating | ActiveState::Reloading => {
             e.detail = format!("{} ({}): left to systemd", u.active_state, u.sub_state);
         }
-        other => {
+        // The stack's target wants every service: while it is up, a
+        // stopped service is down behind its back (its container removed
+        // or ended on its own with success, a stop by hand).
+        other if target_up => {
+            e.class = Class::Missing;
+            e.action = Action::Start;
             e.detail = format!(
-                "{other} ({}): stopped, not started by reconcile",
-                u.sub_state
+                "{other} ({}, result {}) while {} is active",
+                u.sub_state,
+                u.result.as_deref().unwrap_or("unknown"),
+                stack.target
             );
+        }
+        other => {
+            e.detail = format!("{other} ({}) with its stack's target", u.sub_state);
         }
     }
     e
@@ -506,9 +548,9 @@ mod tests {
             target: "nixarr.target".into(),
             network: "nixarr".into(),
             network_unit: "nixarr-network.service".into(),
-            image_lock: None,
             services,
             profiles: BTreeMap::new(),
+            image_lock: None,
         }
     }
 
@@ -557,6 +599,7 @@ mod tests {
         units(&[
             ("nixarr-sonarr.service", active("nixarr-sonarr.service")),
             ("nixarr-radarr.service", active("nixarr-radarr.service")),
+            ("nixarr.target", active("nixarr.target")),
         ])
     }
 
@@ -648,9 +691,23 @@ mod tests {
     }
 
     #[test]
+    fn stopped_while_the_target_runs_is_missing() {
+        let st = stack(Backend::Podman);
+        let mut u = both_active();
+        let s = u.get_mut("nixarr-sonarr.service").unwrap();
+        s.active_state = ActiveState::Inactive;
+        s.sub_state = "dead".into();
+        let plan = pass(&st, u, Ok(healthy()[1..].to_vec()), false);
+        let (class, action, detail) = unit_of(&plan, "nixarr-sonarr.service");
+        assert_eq!((class, action), (Class::Missing, Action::Start), "{detail}");
+        assert!(detail.contains("nixarr.target is active"), "{detail}");
+    }
+
+    #[test]
     fn stopped_and_transient_units_are_left_alone() {
         let st = stack(Backend::Podman);
         let mut u = both_active();
+        u.get_mut("nixarr.target").unwrap().active_state = ActiveState::Inactive;
         let s = u.get_mut("nixarr-sonarr.service").unwrap();
         s.active_state = ActiveState::Inactive;
         s.sub_state = "dead".into();
@@ -727,6 +784,23 @@ mod tests {
         list[0].cgroup = Some("/system.slice/docker-abc.scope".into());
         let plan = pass(&st, both_active(), Ok(list), false);
         assert_eq!(class_of(&plan, "nixarr-sonarr").0, Class::Ok);
+    }
+
+    #[test]
+    fn a_container_not_running_yet_under_its_active_unit_is_left_to_systemd() {
+        let st = stack(Backend::Docker);
+        let mut list = healthy();
+        list[0].listed.state = "created".into();
+        list[0]
+            .listed
+            .labels
+            .insert(LABEL_HASH.into(), "old".into());
+        let plan = pass(&st, both_active(), Ok(list), true);
+        let (class, action, detail) = class_of(&plan, "nixarr-sonarr");
+        assert_eq!((class, action), (Class::Ok, Action::None), "{detail}");
+        let (class, action, detail) = unit_of(&plan, "nixarr-sonarr.service");
+        assert_eq!((class, action), (Class::Ok, Action::None), "{detail}");
+        assert!(detail.contains("created"), "{detail}");
     }
 
     #[test]
