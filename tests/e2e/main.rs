@@ -22,6 +22,7 @@ mod images;
 mod migrate;
 mod nixos;
 mod proxy;
+mod reconcile;
 mod secrets;
 mod status;
 mod stop;
