@@ -192,11 +192,12 @@ fn backup_and_restore(sc: &mut Scenario) -> Result<()> {
         backed_marks == ["before-backup"],
         "marks in the backup: {backed_marks:?}"
     );
-    let (after, _) = rows(port)?;
-    ensure!(
-        after > n,
-        "the app went on writing ({after} rows, {n} in the backup)"
-    );
+    // The app goes on writing (a row each 10 ms; give a loaded host time).
+    wait_for(
+        &format!("the app to write past the {n} rows in the backup"),
+        Duration::from_secs(10),
+        || Ok(rows(port).ok().filter(|(after, _)| *after > n)),
+    )?;
     let manifest: Value = serde_json::from_slice(&std::fs::read(
         sc.m.root()
             .join(path.trim_start_matches('/'))
