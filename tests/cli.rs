@@ -1400,6 +1400,28 @@ fn backup_and_restore_usage_errors() {
     assert!(!Path::new(to).exists(), "a refused backup wrote {to}");
 }
 
+/// The commands that take `SERVICE…|--all` say so in the same words: one
+/// shared argument group, not a copy per command.
+#[test]
+fn commands_taking_services_share_their_help() {
+    let services_lines = |cmd: &str| -> Vec<String> {
+        // -h: the one-line form, whatever length the command's own help has.
+        let out = bin().args([cmd, "-h"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{cmd} -h");
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("[SERVICES]...  ") || l.trim_start().starts_with("--all "))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let pull = services_lines("pull");
+    assert_eq!(pull.len(), 2, "{pull:?}");
+    for cmd in ["update", "backup"] {
+        assert_eq!(services_lines(cmd), pull, "{cmd} -h");
+    }
+}
+
 /// A spec with `proxy`: `render` writes an nginx snippet and a Caddyfile
 /// that nginx and Caddy themselves accept (checked when installed).
 #[test]

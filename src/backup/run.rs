@@ -68,11 +68,11 @@ impl Outcome {
 }
 
 /// The services to back up: those named (each must have backup facts), or
-/// with `all` every service that has them (the others reported skipped).
+/// with no names (`--all`) every service that has them (the others reported
+/// skipped).
 fn chosen<'a>(
     manifest: &'a Manifest,
     names: &[String],
-    all: bool,
     only_stack: Option<&str>,
 ) -> Result<Vec<(&'a StackManifest, String, &'a ServiceManifest)>> {
     if let Some(p) = only_stack
@@ -89,10 +89,8 @@ fn chosen<'a>(
         ))
         .into());
     }
-    if !all && names.is_empty() {
-        return Err(UsageError("name the services to back up, or pass --all".into()).into());
-    }
-    let selected = crate::control::select(manifest, if all { &[] } else { names })?;
+    let all = names.is_empty();
+    let selected = crate::control::select(manifest, names)?;
     let mut out = Vec::new();
     for (i, name) in selected {
         let stack = manifest
@@ -147,16 +145,16 @@ fn image_of(stack: &StackManifest, svc: &ServiceManifest) -> (Option<String>, Op
     (id, digest)
 }
 
-/// Back up each chosen service in turn; a failure of one does not stop the
-/// others (its outcome says why).
+/// Back up each chosen service in turn (no names: every service with
+/// something to back up); a failure of one does not stop the others (its
+/// outcome says why).
 pub fn backup(
     manifest: &Manifest,
     bus_address: Option<&str>,
     names: &[String],
-    all: bool,
     opts: &Options,
 ) -> Result<Vec<Outcome>> {
-    let chosen = chosen(manifest, names, all, opts.stack.as_deref())?;
+    let chosen = chosen(manifest, names, opts.stack.as_deref())?;
     zbus::block_on(async {
         let sd = Systemd::connect(bus_address).await?;
         let mut out = Vec::new();

@@ -18,12 +18,8 @@ use crate::backup::run::{self, Outcome};
 /// up), 1 when one failed, 2 on usage errors.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Services to back up.
-    #[arg(required_unless_present = "all")]
-    services: Vec<String>,
-    /// Every service that has something to back up.
-    #[arg(long, conflicts_with = "services")]
-    all: bool,
+    #[command(flatten)]
+    services: super::Services,
     /// Only the services of the stack with this prefix.
     #[arg(long, value_name = "PREFIX")]
     stack: Option<String>,
@@ -74,8 +70,7 @@ impl Args {
         let outcomes = run::backup(
             &manifest,
             ctx.bus_address.as_deref(),
-            &self.services,
-            self.all,
+            &self.services.names(),
             &opts,
         )?;
         let ok = outcomes.iter().all(|o| o.error.is_none());
