@@ -1364,7 +1364,7 @@ fn backup_and_restore_usage_errors() {
         ),
         (
             vec!["backup", "--all", "--stack", "media", "--to", to],
-            "no stack with the prefix `media`",
+            "has no such stack (it has: nixarr); give one of them",
         ),
         (vec!["restore", "sonarr"], "--from"),
         (

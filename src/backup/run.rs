@@ -2,7 +2,7 @@
 //! stop–copy–start fallback (`--allow-stop`) for what cannot be copied
 //! while the app runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -72,22 +72,12 @@ impl Outcome {
 /// skipped).
 fn chosen<'a>(
     manifest: &'a Manifest,
+    path: &Path,
     names: &[String],
     only_stack: Option<&str>,
 ) -> Result<Vec<(&'a StackManifest, String, &'a ServiceManifest)>> {
-    if let Some(p) = only_stack
-        && !manifest.stacks.iter().any(|s| s.prefix == p)
-    {
-        return Err(UsageError(format!(
-            "no stack with the prefix `{p}` in the manifest (stacks: {})",
-            manifest
-                .stacks
-                .iter()
-                .map(|s| s.prefix.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into());
+    if let Some(p) = only_stack {
+        manifest.stack(path, p)?;
     }
     let all = names.is_empty();
     let selected = crate::control::select(manifest, names)?;
@@ -145,16 +135,17 @@ fn image_of(stack: &StackManifest, svc: &ServiceManifest) -> (Option<String>, Op
     (id, digest)
 }
 
-/// Back up each chosen service in turn (no names: every service with
-/// something to back up); a failure of one does not stop the others (its
-/// outcome says why).
+/// Back up each chosen service of the manifest read at `path` in turn (no
+/// names: every service with something to back up); a failure of one does
+/// not stop the others (its outcome says why).
 pub fn backup(
     manifest: &Manifest,
+    path: &Path,
     bus_address: Option<&str>,
     names: &[String],
     opts: &Options,
 ) -> Result<Vec<Outcome>> {
-    let chosen = chosen(manifest, names, opts.stack.as_deref())?;
+    let chosen = chosen(manifest, path, names, opts.stack.as_deref())?;
     zbus::block_on(async {
         let sd = Systemd::connect(bus_address).await?;
         let mut out = Vec::new();

@@ -58,7 +58,7 @@ impl Output for Report {
 
 impl Args {
     pub fn run(self, ctx: &Context) -> Result<ExitStatus> {
-        let (_, manifest) = ctx.load_manifest()?;
+        let (path, manifest) = ctx.load_manifest()?;
         let opts = run::Options {
             to: self.to,
             keep: self.keep.map(|k| usize::try_from(k).unwrap_or(usize::MAX)),
@@ -69,6 +69,7 @@ impl Args {
         };
         let outcomes = run::backup(
             &manifest,
+            &path,
             ctx.bus_address.as_deref(),
             &self.services.names(),
             &opts,

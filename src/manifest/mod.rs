@@ -195,13 +195,27 @@ fn looks_like_spec(text: &str) -> bool {
 }
 
 impl Manifest {
-    /// The stack with this prefix; `path` (where the manifest was read)
-    /// names the file in the error.
+    /// The stack with this prefix, as `--stack PREFIX` names it; `path`
+    /// (where the manifest was read) names the file in the error, a usage
+    /// error that lists the stacks there are.
     pub fn stack(&self, path: &Path, prefix: &str) -> Result<&StackManifest> {
         self.stacks
             .iter()
             .find(|s| s.prefix == prefix)
-            .with_context(|| format!("{}: no stack `{prefix}`", path.display()))
+            .ok_or_else(|| {
+                let has = if self.stacks.is_empty() {
+                    "it has none".to_owned()
+                } else {
+                    let prefixes: Vec<&str> =
+                        self.stacks.iter().map(|s| s.prefix.as_str()).collect();
+                    format!("it has: {}", prefixes.join(", "))
+                };
+                UsageError(format!(
+                    "--stack {prefix}: {} has no such stack ({has}); give one of them",
+                    path.display()
+                ))
+                .into()
+            })
     }
 
     /// Every service of every stack, with its stack.
@@ -231,6 +245,28 @@ mod tests {
         let msg = format!("{e:#}");
         assert!(msg.contains("manifest version 2"), "{msg}");
         assert!(msg.contains("render it again"), "{msg}");
+    }
+
+    #[test]
+    fn an_unknown_stack_is_a_usage_error_listing_the_stacks() {
+        let m = load_text(include_str!("v1-full.json")).expect("v1 reads");
+        let path = Path::new("/m.json");
+        let first = m.stacks.first().map(|s| s.prefix.clone()).expect("a stack");
+        assert_eq!(m.stack(path, &first).expect("found").prefix, first);
+        let e = m.stack(path, "nope").expect_err("no stack nope");
+        assert!(e.is::<UsageError>(), "{e:#}");
+        let prefixes: Vec<&str> = m.stacks.iter().map(|s| s.prefix.as_str()).collect();
+        assert_eq!(
+            format!("{e:#}"),
+            format!(
+                "--stack nope: /m.json has no such stack (it has: {}); give one of them",
+                prefixes.join(", ")
+            )
+        );
+        let e = Manifest::new(Vec::new())
+            .stack(path, "nope")
+            .expect_err("an empty manifest has no stack");
+        assert!(format!("{e:#}").contains("(it has none)"), "{e:#}");
     }
 
     #[test]

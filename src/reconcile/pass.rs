@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, Class, Container, Observed, Plan, UnitView, classify, has_processes};
 use crate::engine::Engine;
-use crate::error::UsageError;
 use crate::manifest::{self, StackManifest};
 use crate::output::write_atomic;
 use crate::render::LABEL_MANAGED;
@@ -61,26 +60,10 @@ pub struct Outcome {
 /// Run one pass.
 pub fn run(opts: &PassOptions<'_>) -> Result<Outcome> {
     let (path, manifest) = manifest::load(opts.manifest)?;
-    let stacks: Vec<&StackManifest> =
-        match opts.stack {
-            Some(prefix) => {
-                vec![manifest.stacks.iter().find(|s| s.prefix == prefix).ok_or_else(
-            || {
-                UsageError(format!(
-                    "--stack {prefix}: {} has no such stack (it has: {}); give one of them",
-                    path.display(),
-                    manifest
-                        .stacks
-                        .iter()
-                        .map(|s| s.prefix.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            },
-        )?]
-            }
-            None => manifest.stacks.iter().collect(),
-        };
+    let stacks: Vec<&StackManifest> = match opts.stack {
+        Some(prefix) => vec![manifest.stack(&path, prefix)?],
+        None => manifest.stacks.iter().collect(),
+    };
     let engines: BTreeSet<(String, Backend)> = stacks
         .iter()
         .map(|s| (s.engine.clone(), s.backend))
