@@ -173,17 +173,10 @@ impl<'a> Names<'a> {
     pub fn podman_secret(&self, svc: &str, var: &str) -> String {
         podman_secret_name(&self.container(svc), var)
     }
-    /// The Docker health watchdog (service and timer share the stem).
-    pub fn health_unit(&self, suffix: &str) -> String {
-        format!("{}-health.{suffix}", self.prefix)
-    }
-    /// Scheduled backups (service and timer share the stem).
-    pub fn backup_unit(&self, suffix: &str) -> String {
-        format!("{}-backup.{suffix}", self.prefix)
-    }
-    /// The reconcile pass (service and timer share the stem).
-    pub fn reconcile_unit(&self, suffix: &str) -> String {
-        format!("{}-reconcile.{suffix}", self.prefix)
+    /// A unit of a stack-wide helper: `<prefix>-<stem>.<suffix>` (its
+    /// service and its trigger share the stem).
+    pub fn helper_unit(&self, helper: &Helper, suffix: &str) -> String {
+        format!("{}-{}.{suffix}", self.prefix, helper.stem)
     }
     pub fn network_unit(&self) -> String {
         format!("{}-network.service", self.prefix)
@@ -191,39 +184,113 @@ impl<'a> Names<'a> {
     pub fn target(&self) -> String {
         format!("{}.target", self.prefix)
     }
-    /// The image auto-update (service and timer share the stem).
-    pub fn update_unit(&self, suffix: &str) -> String {
-        format!("{}-update.{suffix}", self.prefix)
-    }
-    /// The control API (socket and service share the stem).
-    pub fn api_unit(&self, suffix: &str) -> String {
-        format!("{}-api.{suffix}", self.prefix)
-    }
     /// The migration template unit (`<prefix>-migrate@<service>`).
     pub fn migrate_template(&self) -> String {
         format!("{}-migrate@.service", self.prefix)
     }
-    /// Every unit named after the prefix alone, whatever the backend.
+    /// Every unit named after the prefix alone, whatever the backend (in
+    /// the order the spec's reserved service names are listed).
     pub fn stack_units(&self) -> Vec<String> {
-        vec![
-            self.target(),
-            self.network_unit(),
-            self.health_unit("service"),
-            self.health_unit("timer"),
-            self.backup_unit("service"),
-            self.backup_unit("timer"),
-            self.reconcile_unit("service"),
-            self.reconcile_unit("timer"),
-            self.migrate_template(),
-            self.update_unit("service"),
-            self.update_unit("timer"),
-            self.api_unit("socket"),
-            self.api_unit("service"),
-        ]
+        let pair = |h: &Helper| {
+            [
+                self.helper_unit(h, "service"),
+                self.helper_unit(h, h.trigger),
+            ]
+        };
+        let mut units = vec![self.target(), self.network_unit()];
+        units.extend([&HEALTH, &BACKUP, &RECONCILE].into_iter().flat_map(pair));
+        units.push(self.migrate_template());
+        units.extend([&UPDATE, &API].into_iter().flat_map(pair));
+        units
     }
     /// Every unit a service may get.
     pub fn service_units(&self, svc: &str) -> Vec<String> {
         vec![self.unit(svc), self.secrets_unit(svc)]
+    }
+}
+
+/// A stack-wide helper: the service `<prefix>-<stem>.service` and the unit
+/// that starts it, `<prefix>-<stem>.<trigger>` (a timer, or the API's
+/// socket), from the templates `<stem>.service` and `<stem>.<trigger>`.
+pub struct Helper {
+    stem: &'static str,
+    trigger: &'static str,
+    /// What an error in its values names in place of a service.
+    what: &'static str,
+}
+
+impl Helper {
+    /// A helper started by `<prefix>-<stem>.timer`.
+    const fn timer(stem: &'static str, what: &'static str) -> Self {
+        Helper {
+            stem,
+            trigger: "timer",
+            what,
+        }
+    }
+}
+
+/// Docker's health watchdog.
+pub const HEALTH: Helper = Helper::timer("health", "(health watchdog)");
+/// `autoUpdate`.
+pub const UPDATE: Helper = Helper::timer("update", "(autoUpdate)");
+/// Scheduled backups.
+pub const BACKUP: Helper = Helper::timer("backup", "(backup)");
+/// The reconcile pass.
+pub const RECONCILE: Helper = Helper::timer("reconcile", "(reconcile)");
+/// The control API, started by its socket.
+pub const API: Helper = Helper {
+    stem: "api",
+    trigger: "socket",
+    what: "(api)",
+};
+
+/// What every helper's templates read, around the helper's own values.
+#[derive(Serialize)]
+struct HelperCtx<'a, X> {
+    version: &'static str,
+    prefix: &'a str,
+    target: String,
+    #[serde(flatten)]
+    own: X,
+}
+
+impl Helper {
+    /// Render the pair into `units` and enable its trigger through the
+    /// stack's target (`wants`); nothing when `own` (the helper's values)
+    /// is none: the spec does not ask for it.
+    fn render<X: Serialize>(
+        &self,
+        stack: &Stack,
+        own: Result<Option<X>, EscapeError>,
+        units: &mut BTreeMap<String, Entry>,
+        wants: &mut Vec<String>,
+    ) -> Result<(), RenderError> {
+        let Some(own) = own.map_err(blame(self.what))? else {
+            return Ok(());
+        };
+        let names = Names::new(&stack.prefix);
+        let ctx = HelperCtx {
+            version: VERSION,
+            prefix: &stack.prefix,
+            target: names.target(),
+            own,
+        };
+        for suffix in ["service", self.trigger] {
+            let text = fill(&format!("{}.{suffix}", self.stem), &ctx)?;
+            units.insert(names.helper_unit(self, suffix), Entry::File(text));
+        }
+        wants.push(names.helper_unit(self, self.trigger));
+        Ok(())
+    }
+}
+
+/// An escaping error blamed on `what` (a part of the stack, in
+/// parentheses, where a service's name would stand).
+fn blame(what: &str) -> impl Fn(EscapeError) -> RenderError + '_ {
+    move |source| RenderError::Escape {
+        service: what.to_owned(),
+        source,
     }
 }
 
@@ -280,18 +347,12 @@ struct MigrateCtx {
 
 #[derive(Serialize)]
 struct HealthCtx {
-    version: &'static str,
-    prefix: String,
-    target: String,
     exec_start: String,
     interval: u64,
 }
 
 #[derive(Serialize)]
 struct UpdateCtx {
-    version: &'static str,
-    prefix: String,
-    target: String,
     services: Vec<String>,
     after: Vec<String>,
     exec_start: String,
@@ -301,9 +362,6 @@ struct UpdateCtx {
 
 #[derive(Serialize)]
 struct BackupCtx {
-    version: &'static str,
-    prefix: String,
-    target: String,
     exec_start: String,
     dir: String,
     schedule: String,
@@ -311,9 +369,6 @@ struct BackupCtx {
 
 #[derive(Serialize)]
 struct ApiCtx {
-    version: &'static str,
-    prefix: String,
-    target: String,
     socket: String,
     group: Option<String>,
     listen: Vec<String>,
@@ -328,9 +383,6 @@ struct ApiCtx {
 
 #[derive(Serialize)]
 struct ReconcileCtx {
-    version: &'static str,
-    prefix: String,
-    target: String,
     docker: bool,
     exec_start: String,
     interval: u64,
@@ -357,175 +409,70 @@ pub const LABEL_INSTANCE: &str = "io.nixarr.instance";
 pub const LABEL_HASH: &str = "io.nixarr.config-hash";
 
 /// Render every unit of a stack.
-// Over ~100 lines on purpose: one block per unit the stack gets, in the
-// order of the golden files; each block's template context is built by its
-// own `*_ctx` function.
 pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
     let names = Names::new(&stack.prefix);
     let mut units = BTreeMap::new();
     let mut services = BTreeMap::new();
 
     for svc in stack.services.values() {
-        let esc = |e: EscapeError| RenderError::Escape {
-            service: svc.name.clone(),
-            source: e,
-        };
-        // The hash covers the whole unit except itself: render once without
-        // it, hash, render again with it.
-        let draft = container_unit(stack, svc, opts, "").map_err(esc)?;
-        let draft = fill(draft.0, &draft.1)?;
-        let hash = config_hash(&draft);
-        let (template, ctx) = container_unit(stack, svc, opts, &hash).map_err(esc)?;
-        units.insert(names.unit(&svc.name), Entry::File(fill(template, &ctx)?));
-        if !svc.secrets.is_empty() {
-            let ctx = secrets_ctx(stack, svc, opts).map_err(esc)?;
-            units.insert(
-                names.secrets_unit(&svc.name),
-                Entry::File(fill("secrets.service", &ctx)?),
-            );
-        }
+        let hash = service_units(stack, svc, opts, &mut units)?;
         services.insert(svc.name.clone(), service_manifest(stack, svc, hash));
     }
 
     let network_unit = names.network_unit();
+    let network = network_ctx(stack).map_err(blame("(network)"))?;
     units.insert(
         network_unit.clone(),
-        Entry::File(fill(
-            "network.service",
-            &network_ctx(stack).map_err(|source| RenderError::Escape {
-                service: "(network)".to_owned(),
-                source,
-            })?,
-        )?),
+        Entry::File(fill("network.service", &network)?),
     );
 
     // `systemctl start <prefix>-migrate@sonarr` runs a migration detached,
     // its progress in `systemctl status`.
     if stack.services.values().any(|s| s.migration.is_some()) {
-        let exec_start =
-            exec_line(&[opts.self_exe.as_str(), "migration", "migrate"]).map_err(|source| {
-                RenderError::Escape {
-                    service: "(migrate)".to_owned(),
-                    source,
-                }
-            })?;
+        let exec_start = exec_line(&[opts.self_exe.as_str(), "migration", "migrate"])
+            .map_err(blame("(migrate)"))?;
+        let ctx = MigrateCtx {
+            version: VERSION,
+            prefix: stack.prefix.clone(),
+            exec_start,
+        };
         units.insert(
             names.migrate_template(),
-            Entry::File(fill(
-                "migrate@.service",
-                &MigrateCtx {
-                    version: VERSION,
-                    prefix: stack.prefix.clone(),
-                    exec_start,
-                },
-            )?),
+            Entry::File(fill("migrate@.service", &ctx)?),
         );
     }
     let mut wants: Vec<String> = stack.services.keys().map(|s| names.unit(s)).collect();
     wants.push(network_unit.clone());
     // Docker has no --health-on-failure: a timer-driven watchdog restarts
     // units whose container stays unhealthy (podman kills them itself).
-    if let Some(ctx) = health_ctx(stack, opts).map_err(|source| RenderError::Escape {
-        service: "(health watchdog)".to_owned(),
-        source,
-    })? {
-        units.insert(
-            names.health_unit("service"),
-            Entry::File(fill("health.service", &ctx)?),
-        );
-        units.insert(
-            names.health_unit("timer"),
-            Entry::File(fill("health.timer", &ctx)?),
-        );
-        wants.push(names.health_unit("timer"));
-    }
-    if let Some(ctx) = update_ctx(stack, opts).map_err(|source| RenderError::Escape {
-        service: "(autoUpdate)".to_owned(),
-        source,
-    })? {
-        units.insert(
-            names.update_unit("service"),
-            Entry::File(fill("update.service", &ctx)?),
-        );
-        units.insert(
-            names.update_unit("timer"),
-            Entry::File(fill("update.timer", &ctx)?),
-        );
-        wants.push(names.update_unit("timer"));
-    }
-    if let Some(ctx) = backup_ctx(stack, opts).map_err(|source| RenderError::Escape {
-        service: "(backup)".to_owned(),
-        source,
-    })? {
-        units.insert(
-            names.backup_unit("service"),
-            Entry::File(fill("backup.service", &ctx)?),
-        );
-        units.insert(
-            names.backup_unit("timer"),
-            Entry::File(fill("backup.timer", &ctx)?),
-        );
-        wants.push(names.backup_unit("timer"));
-    }
-    if let Some(ctx) = api_ctx(stack, opts).map_err(|source| RenderError::Escape {
-        service: "(api)".to_owned(),
-        source,
-    })? {
-        units.insert(
-            names.api_unit("socket"),
-            Entry::File(fill("api.socket", &ctx)?),
-        );
-        units.insert(
-            names.api_unit("service"),
-            Entry::File(fill("api.service", &ctx)?),
-        );
-        wants.push(names.api_unit("socket"));
-    }
-    if let Some(ctx) = reconcile_ctx(stack, opts).map_err(|source| RenderError::Escape {
-        service: "(reconcile)".to_owned(),
-        source,
-    })? {
-        units.insert(
-            names.reconcile_unit("service"),
-            Entry::File(fill("reconcile.service", &ctx)?),
-        );
-        units.insert(
-            names.reconcile_unit("timer"),
-            Entry::File(fill("reconcile.timer", &ctx)?),
-        );
-        wants.push(names.reconcile_unit("timer"));
-    }
+    HEALTH.render(stack, health_ctx(stack, opts), &mut units, &mut wants)?;
+    UPDATE.render(stack, update_ctx(stack, opts), &mut units, &mut wants)?;
+    BACKUP.render(stack, backup_ctx(stack, opts), &mut units, &mut wants)?;
+    API.render(stack, api_ctx(stack, opts), &mut units, &mut wants)?;
+    RECONCILE.render(stack, reconcile_ctx(stack, opts), &mut units, &mut wants)?;
     wants.sort();
     let target = names.target();
-    units.insert(
-        target.clone(),
-        Entry::File(fill(
-            "stack.target",
-            &TargetCtx {
-                version: VERSION,
-                prefix: stack.prefix.clone(),
-                backend: stack.backend.name(),
-                count: match stack.services.len() {
-                    1 => "1 service".to_owned(),
-                    n => format!("{n} services"),
-                },
-                wants,
-            },
-        )?),
-    );
+    let ctx = TargetCtx {
+        version: VERSION,
+        prefix: stack.prefix.clone(),
+        backend: stack.backend.name(),
+        count: match stack.services.len() {
+            1 => "1 service".to_owned(),
+            n => format!("{n} services"),
+        },
+        wants,
+    };
+    units.insert(target.clone(), Entry::File(fill("stack.target", &ctx)?));
     units.insert(
         format!("multi-user.target.wants/{target}"),
         Entry::Symlink(format!("../{target}")),
     );
     if let Some(source) = &opts.source_path {
+        // After hashing: moving a spec file changes no container.
         let line = format!(
             "[Unit]\nSourcePath={}\n",
-            plain_value(source).map_err(|source| RenderError::Escape {
-                service: "(SourcePath)".to_owned(),
-                source,
-            })?
+            plain_value(source).map_err(blame("(SourcePath)"))?
         );
-        // After hashing: moving a spec file changes no container.
         for entry in units.values_mut() {
             if let Entry::File(text) = entry {
                 *text = text.replacen("[Unit]\n", &line, 1);
@@ -553,6 +500,32 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
             profiles: stack.profiles.clone(),
         },
     })
+}
+
+/// A service's container unit and, when it has secrets, its secret bridge,
+/// into `units`; returns the container unit's config hash.
+fn service_units(
+    stack: &Stack,
+    svc: &Service,
+    opts: &Options,
+    units: &mut BTreeMap<String, Entry>,
+) -> Result<String, RenderError> {
+    let names = Names::new(&stack.prefix);
+    let esc = blame(&svc.name);
+    // The hash covers the whole unit except itself: render once without
+    // it, hash, render again with it.
+    let (template, draft) = container_unit(stack, svc, opts, "").map_err(&esc)?;
+    let hash = config_hash(&fill(template, &draft)?);
+    let (template, ctx) = container_unit(stack, svc, opts, &hash).map_err(&esc)?;
+    units.insert(names.unit(&svc.name), Entry::File(fill(template, &ctx)?));
+    if !svc.secrets.is_empty() {
+        let ctx = secrets_ctx(stack, svc, opts).map_err(&esc)?;
+        units.insert(
+            names.secrets_unit(&svc.name),
+            Entry::File(fill("secrets.service", &ctx)?),
+        );
+    }
+    Ok(hash)
 }
 
 /// sha256 of the unit text, the first 20 bytes in Nix's base32 (32 chars).
@@ -1031,11 +1004,7 @@ fn health_ctx(stack: &Stack, opts: &Options) -> Result<Option<HealthCtx>, Escape
     let Some(interval) = interval else {
         return Ok(None);
     };
-    let names = Names::new(&stack.prefix);
     Ok(Some(HealthCtx {
-        version: VERSION,
-        prefix: stack.prefix.clone(),
-        target: names.target(),
         exec_start: exec_line(&[
             opts.self_exe.as_str(),
             "heal",
@@ -1066,11 +1035,7 @@ fn api_ctx(stack: &Stack, opts: &Options) -> Result<Option<ApiCtx>, EscapeError>
             exec_start.push_str(&format!(" {flag} %d/{name}"));
         }
     }
-    let after = if stack.backend == Backend::Docker {
-        vec!["docker.service".to_owned()]
-    } else {
-        Vec::new()
-    };
+    let after = after_engine(stack);
     let mut allow: Vec<String> = stack
         .services
         .values()
@@ -1082,19 +1047,26 @@ fn api_ctx(stack: &Stack, opts: &Options) -> Result<Option<ApiCtx>, EscapeError>
     allow.dedup();
     // A port published on every address is probed on loopback.
     Ok(Some(ApiCtx {
-        version: VERSION,
-        prefix: stack.prefix.clone(),
-        target: names.target(),
         socket: plain_value(&api.socket)?,
         group: api.group.clone(),
         listen: api.listen.iter().map(|a| a.to_string()).collect(),
-        service: names.api_unit("service"),
-        socket_unit: names.api_unit("socket"),
+        service: names.helper_unit(&API, "service"),
+        socket_unit: names.helper_unit(&API, "socket"),
         after,
         exec_start,
         credentials,
         allow,
     }))
+}
+
+/// What a helper that talks to the engine starts after: Docker's daemon
+/// (podman has none).
+fn after_engine(stack: &Stack) -> Vec<String> {
+    if stack.backend == Backend::Docker {
+        vec!["docker.service".to_owned()]
+    } else {
+        Vec::new()
+    }
 }
 
 /// `autoUpdate`: a timer that runs `update` for its services (by unit
@@ -1106,11 +1078,7 @@ fn update_ctx(stack: &Stack, opts: &Options) -> Result<Option<UpdateCtx>, Escape
     let names = Names::new(&stack.prefix);
     let mut argv = vec![opts.self_exe.clone(), "update".to_owned()];
     argv.extend(au.services.iter().map(|s| names.unit(s)));
-    let after = if stack.backend == Backend::Docker {
-        vec!["docker.service".to_owned()]
-    } else {
-        Vec::new()
-    };
+    let after = after_engine(stack);
     // The lock is written beside itself (a new file, renamed over it).
     let writable = match stack.lock.as_ref().map(|l| std::path::Path::new(&l.path)) {
         Some(p) => p
@@ -1122,9 +1090,6 @@ fn update_ctx(stack: &Stack, opts: &Options) -> Result<Option<UpdateCtx>, Escape
         None => Vec::new(),
     };
     Ok(Some(UpdateCtx {
-        version: VERSION,
-        prefix: stack.prefix.clone(),
-        target: names.target(),
         services: au.services.clone(),
         after,
         exec_start: exec_line(&argv)?,
@@ -1139,11 +1104,7 @@ fn backup_ctx(stack: &Stack, opts: &Options) -> Result<Option<BackupCtx>, Escape
     let Some(b) = &stack.backup else {
         return Ok(None);
     };
-    let names = Names::new(&stack.prefix);
     Ok(Some(BackupCtx {
-        version: VERSION,
-        prefix: stack.prefix.clone(),
-        target: names.target(),
         exec_start: exec_line(
             &[
                 opts.self_exe.as_str(),
@@ -1177,9 +1138,6 @@ fn reconcile_ctx(stack: &Stack, opts: &Options) -> Result<Option<ReconcileCtx>, 
         argv.push("--prune".to_owned());
     }
     Ok(Some(ReconcileCtx {
-        version: VERSION,
-        prefix: stack.prefix.clone(),
-        target: Names::new(&stack.prefix).target(),
         docker: stack.backend == Backend::Docker,
         exec_start: exec_line(&argv)?,
         interval: r.interval,

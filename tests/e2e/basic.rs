@@ -345,7 +345,8 @@ fn restarts_unhealthy_app(sc: &mut Scenario) -> Result<()> {
                 "-o",
                 "cat",
                 "-u",
-                &sc.names().health_unit("service"),
+                &sc.names()
+                    .helper_unit(&nixarr_units::render::HEALTH, "service"),
             ])?;
             ensure!(
                 log.contains(&format!(
