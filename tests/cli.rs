@@ -25,14 +25,7 @@ fn rejects(spec: &str, needles: &[&str]) {
     let t = tempfile::tempdir().unwrap();
     let file = write(t.path(), "spec.json", spec);
     let out = t.path().join("out");
-    let assert = bin()
-        .args(["render", "--spec"])
-        .arg(&file)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .code(2)
-        .stdout("");
+    let assert = render_cmd(&file, &out).assert().code(2).stdout("");
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     for n in needles {
         assert!(stderr.contains(n), "expected {n:?} in:\n{stderr}");
@@ -233,16 +226,27 @@ fn unit_text(out: &Path, svc: &str) -> String {
     std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service"))).unwrap()
 }
 
+/// Every one of `lines` is a whole line of `text` (a unit file).
+fn assert_lines(text: &str, lines: &[&str]) {
+    for line in lines {
+        assert!(
+            text.lines().any(|l| l == *line),
+            "{line:?} missing in:\n{text}"
+        );
+    }
+}
+
+/// `nixarr-units render --spec SPEC --out OUT`, to run.
+fn render_cmd(spec: &Path, out: &Path) -> Command {
+    let mut c = bin();
+    c.args(["render", "--spec"]).arg(spec).arg("--out").arg(out);
+    c
+}
+
 /// Render the bundled example into `dir/out` and return that directory.
 fn render_example(dir: &Path) -> PathBuf {
     let out = dir.join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(example())
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    render_cmd(&example(), &out).assert().success();
     out
 }
 
@@ -385,11 +389,7 @@ fn render_writes_units_and_manifest_and_replaces_an_earlier_render() {
 fn render_refuses_a_foreign_non_empty_directory() {
     let t = tempfile::tempdir().unwrap();
     write(t.path(), "precious.txt", "keep me");
-    bin()
-        .args(["render", "--spec"])
-        .arg(example())
-        .arg("--out")
-        .arg(t.path())
+    render_cmd(&example(), t.path())
         .assert()
         .failure()
         .stderr(predicate::str::contains(
@@ -640,13 +640,7 @@ fn secrets_never_reach_a_rendered_file() {
             "secrets":{"SONARR__AUTH__APIKEY":{"file":"/run/secrets/sonarr-api-key"}}}}}"#,
     );
     let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    render_cmd(&spec, &out).assert().success();
     let files = tree(&out);
     let unit = &files
         .iter()
@@ -689,15 +683,8 @@ fn podman_env_secrets_need_podman_5_3() {
     ] {
         let file = write(t.path(), "spec.json", &spec(version, kind));
         let out = t.path().join(format!("out-{version}"));
-        bin()
-            .args(["render", "--spec"])
-            .arg(&file)
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
-        let unit =
-            std::fs::read_to_string(out.join("lib/systemd/system/nixarr-web.service")).unwrap();
+        render_cmd(&file, &out).assert().success();
+        let unit = unit_text(&out, "web");
         assert!(unit.contains(expect), "{unit}");
     }
 }
@@ -1024,17 +1011,10 @@ fn a_generic_service_gets_its_secret_as_a_file() {
             ),
         );
         let out = t.path().join(format!("out-{backend}"));
-        let assert = bin()
-            .args(["render", "--spec"])
-            .arg(&file)
-            .arg("--out")
-            .arg(&out)
-            .assert()
-            .success();
+        let assert = render_cmd(&file, &out).assert().success();
         let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
         assert!(!stderr.contains("warning"), "{stderr}");
-        let unit =
-            std::fs::read_to_string(out.join("lib/systemd/system/nixarr-web.service")).unwrap();
+        let unit = unit_text(&out, "web");
         assert!(
             unit.contains("--env=FILE__TOKEN=/run/secrets/TOKEN"),
             "{unit}"
@@ -1071,13 +1051,7 @@ fn an_exposed_environment_value_needs_an_acknowledgement_and_warns() {
         r#"{"version":1,"backend":"docker","services":{"web":{"image":"nginx",
             "secrets":{"TOKEN":{"file":"/run/secrets/t","mode":"env","allowEnvironmentValue":true}}}}}"#,
     );
-    let assert = bin()
-        .args(["render", "--spec"])
-        .arg(&file)
-        .arg("--out")
-        .arg(t.path().join("out"))
-        .assert()
-        .success();
+    let assert = render_cmd(&file, &t.path().join("out")).assert().success();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(
         stderr.contains("warning: ") && stderr.contains("services.web.secrets.TOKEN: the value is delivered as an environment variable, which `docker inspect` shows"),
@@ -1125,17 +1099,9 @@ fn render_with_path(path: &Path) -> (String, String) {
         r#"{"version":1,"services":{"sonarr":{"app":"sonarr"}}}"#,
     );
     let out = t.path().join("out");
-    let assert = bin()
-        .args(["render", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .env("PATH", path)
-        .assert()
-        .success();
+    let assert = render_cmd(&spec, &out).env("PATH", path).assert().success();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
-    let unit =
-        std::fs::read_to_string(out.join("lib/systemd/system/nixarr-sonarr.service")).unwrap();
+    let unit = unit_text(&out, "sonarr");
     (stderr, unit)
 }
 
@@ -1193,11 +1159,7 @@ fn minimal_example_needs_no_keys() {
     }
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(&example)
-        .arg("--out")
-        .arg(&out)
+    render_cmd(&example, &out)
         .assert()
         .success()
         .stdout(predicate::str::contains("rendered 3 services (podman)"));
@@ -1436,13 +1398,7 @@ fn render_writes_proxy_configs_nginx_and_caddy_accept() {
         "jellyfin":{"app":"jellyfin","proxy":{"subdomain":"tv"}}}}"#,
     );
     let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    render_cmd(&spec, &out).assert().success();
     let dir = out.join("share/nixarr-units/proxy");
     let nginx = std::fs::read_to_string(dir.join("nginx.conf")).unwrap();
     assert!(nginx.contains("location /sonarr {"), "{nginx}");
@@ -1508,28 +1464,30 @@ fn api_renders_a_socket_and_a_hardened_service() {
     let out = render_with_self_exe(&spec, t.path());
     let dir = out.join("lib/systemd/system");
     let socket = std::fs::read_to_string(dir.join("media-api.socket")).unwrap();
-    for line in [
-        "ListenStream=/run/nixarr-units/api.sock\n",
-        "SocketMode=0660\n",
-        "SocketGroup=media\n",
-        "ListenStream=127.0.0.1:8089\n",
-        "ListenStream=[::1]:8089\n",
-        "Service=media-api.service\n",
-    ] {
-        assert!(socket.contains(line), "{line:?} missing in:\n{socket}");
-    }
+    assert_lines(
+        &socket,
+        &[
+            "ListenStream=/run/nixarr-units/api.sock",
+            "SocketMode=0660",
+            "SocketGroup=media",
+            "ListenStream=127.0.0.1:8089",
+            "ListenStream=[::1]:8089",
+            "Service=media-api.service",
+        ],
+    );
     let service = std::fs::read_to_string(dir.join("media-api.service")).unwrap();
-    for line in [
-        "ExecStart=/x/nixarr-units serve --token-file %d/token --read-token-file %d/read-token\n",
-        "LoadCredential=token:/run/secrets/api-token\n",
-        "LoadCredential=read-token:/run/secrets/api-read\n",
-        "Requires=media-api.socket\n",
-        "ProtectSystem=strict\n",
-        "CapabilityBoundingSet=\n",
-        "NoNewPrivileges=yes\n",
-    ] {
-        assert!(service.contains(line), "{line:?} missing in:\n{service}");
-    }
+    assert_lines(
+        &service,
+        &[
+            "ExecStart=/x/nixarr-units serve --token-file %d/token --read-token-file %d/read-token",
+            "LoadCredential=token:/run/secrets/api-token",
+            "LoadCredential=read-token:/run/secrets/api-read",
+            "Requires=media-api.socket",
+            "ProtectSystem=strict",
+            "CapabilityBoundingSet=",
+            "NoNewPrivileges=yes",
+        ],
+    );
     let target = std::fs::read_to_string(dir.join("media.target")).unwrap();
     assert!(target.contains("media-api.socket"), "{target}");
     // Without api (or with enable false), neither unit.
@@ -1539,13 +1497,7 @@ fn api_renders_a_socket_and_a_hardened_service() {
         &API_SPEC.replace("\"enable\":true", "\"enable\":false"),
     );
     let plain_out = t.path().join("plain");
-    bin()
-        .args(["render", "--spec"])
-        .arg(&plain)
-        .arg("--out")
-        .arg(&plain_out)
-        .assert()
-        .success();
+    render_cmd(&plain, &plain_out).assert().success();
     assert!(
         !plain_out
             .join("lib/systemd/system/media-api.socket")
@@ -1634,13 +1586,7 @@ fn reconcile_with_failed_reads_does_nothing() {
         ),
     );
     let out = t.path().join("out");
-    bin()
-        .args(["render", "--spec"])
-        .arg(&spec)
-        .arg("--out")
-        .arg(&out)
-        .assert()
-        .success();
+    render_cmd(&spec, &out).assert().success();
     let manifest = out.join("share/nixarr-units/manifest.json");
     let records = t.path().join("records");
     let run = |extra: &[&str]| {
