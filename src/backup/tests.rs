@@ -21,6 +21,18 @@ fn subject(root: &Path) -> Subject {
     }
 }
 
+/// An online backup of the app at `root` taken at `now`.
+fn take_online(sd: &ServiceDir, root: &Path, now: SystemTime) -> (PathBuf, BackupManifest) {
+    take(
+        sd,
+        &subject(root),
+        Method::Online,
+        Duration::from_secs(5),
+        now,
+    )
+    .unwrap()
+}
+
 fn app_dir(t: &Path) -> PathBuf {
     let root = t.join("app");
     std::fs::create_dir_all(root.join("logs")).unwrap();
@@ -43,14 +55,7 @@ fn a_backup_holds_files_and_databases_with_a_manifest() {
     let root = app_dir(t.path());
     let sd = ServiceDir::open(&t.path().join("backups"), "sonarr").unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_588_803);
-    let (dir, m) = take(
-        &sd,
-        &subject(&root),
-        Method::Online,
-        Duration::from_secs(5),
-        now,
-    )
-    .unwrap();
+    let (dir, m) = take_online(&sd, &root, now);
     assert_eq!(dir, sd.path.join("20251201T113323Z"));
     let data = dir.join(DATA);
     assert_eq!(
@@ -80,14 +85,7 @@ fn a_backup_holds_files_and_databases_with_a_manifest() {
     assert_eq!(cfg.sha256.as_deref(), Some(want.as_str()));
     assert_eq!(verify(&dir).unwrap(), m);
     // The same second again: another directory, not an overwrite.
-    let (second, _) = take(
-        &sd,
-        &subject(&root),
-        Method::Online,
-        Duration::from_secs(5),
-        now,
-    )
-    .unwrap();
+    let (second, _) = take_online(&sd, &root, now);
     assert_eq!(second, sd.path.join("20251201T113323Z-1"));
 }
 
@@ -96,14 +94,7 @@ fn verify_finds_changed_added_and_missing_files() {
     let t = tempfile::tempdir().unwrap();
     let root = app_dir(t.path());
     let sd = ServiceDir::open(&t.path().join("backups"), "sonarr").unwrap();
-    let (dir, _) = take(
-        &sd,
-        &subject(&root),
-        Method::Online,
-        Duration::from_secs(5),
-        SystemTime::now(),
-    )
-    .unwrap();
+    let (dir, _) = take_online(&sd, &root, SystemTime::now());
     let data = dir.join(DATA);
     std::fs::write(data.join("config.xml"), "<Config x/>").unwrap();
     let e = verify(&dir).unwrap_err().to_string();
@@ -136,14 +127,7 @@ fn owners_and_modes_are_kept() {
     std::os::unix::fs::lchown(root.join("app.db"), Some(568), Some(169)).unwrap();
     std::os::unix::fs::lchown(root.join("config.xml"), Some(568), Some(169)).unwrap();
     let sd = ServiceDir::open(&t.path().join("backups"), "sonarr").unwrap();
-    let (dir, _) = take(
-        &sd,
-        &subject(&root),
-        Method::Online,
-        Duration::from_secs(5),
-        SystemTime::now(),
-    )
-    .unwrap();
+    let (dir, _) = take_online(&sd, &root, SystemTime::now());
     for f in ["app.db", "config.xml"] {
         let m = std::fs::metadata(dir.join(DATA).join(f)).unwrap();
         assert_eq!((m.uid(), m.gid()), (568, 169), "{f}");
@@ -157,14 +141,7 @@ fn retention_keeps_the_newest() {
     let sd = ServiceDir::open(&t.path().join("backups"), "sonarr").unwrap();
     let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_588_803);
     for i in 0..4 {
-        take(
-            &sd,
-            &subject(&root),
-            Method::Online,
-            Duration::from_secs(5),
-            base + Duration::from_secs(i * 60),
-        )
-        .unwrap();
+        take_online(&sd, &root, base + Duration::from_secs(i * 60));
     }
     // A killed run's leftover is not a backup, and is cleaned.
     std::fs::create_dir(sd.path.join(".20251201T120000Z.partial")).unwrap();
@@ -177,14 +154,7 @@ fn retention_keeps_the_newest() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, ["20251201T113523Z", "20251201T113623Z"]);
-    take(
-        &sd,
-        &subject(&root),
-        Method::Online,
-        Duration::from_secs(5),
-        SystemTime::now(),
-    )
-    .unwrap();
+    take_online(&sd, &root, SystemTime::now());
     assert!(!sd.path.join(".20251201T120000Z.partial").exists());
 }
 
