@@ -105,8 +105,8 @@ pub async fn failure_detail(
     unit: &str,
     n: usize,
 ) -> Result<(Option<crate::systemd::UnitState>, Vec<String>)> {
-    let state = sd.unit_states(&[unit.to_owned()]).await?.into_iter().next();
-    Ok((state, journal_tail(unit, n)))
+    let state = sd.unit_state(unit).await?;
+    Ok((Some(state), journal_tail(unit, n)))
 }
 
 /// The last lines the journal has for a unit (empty when journalctl cannot

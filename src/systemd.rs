@@ -211,6 +211,14 @@ impl Systemd {
             .map_err(|e| explain(e, "subscribing to systemd's signals"))
     }
 
+    /// One unit's state (`NotFound` when systemd does not know it).
+    pub async fn unit_state(&self, unit: &str) -> Result<UnitState> {
+        self.unit_states(&[unit.to_owned()])
+            .await?
+            .pop()
+            .with_context(|| format!("systemd said nothing of {unit}"))
+    }
+
     /// One ListUnitsByNames call for all units, then the service properties
     /// of every loaded unit, read concurrently.
     pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {

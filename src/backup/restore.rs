@@ -25,7 +25,7 @@ use crate::manifest::{Manifest, ServiceManifest, StackManifest};
 use crate::migrate::journal::{Dir, history_entry};
 use crate::migrate::place::{self, Slot};
 use crate::migrate::tree::{self, Entry};
-use crate::migrate::{check_of, run_job};
+use crate::migrate::{check_of, run_job, stop_unless_inactive};
 use crate::nixfmt::nar_hash;
 use crate::output::write_atomic;
 use crate::systemd::{ActiveState, LoadState, Systemd, Verb};
@@ -354,15 +354,8 @@ async fn new_journal(
             )));
         }
     }
-    let state = sd
-        .unit_states(std::slice::from_ref(&svc.unit))
-        .await?
-        .into_iter()
-        .next();
-    if state
-        .as_ref()
-        .is_none_or(|s| s.load_state != LoadState::Loaded)
-    {
+    let state = sd.unit_state(&svc.unit).await?;
+    if state.load_state != LoadState::Loaded {
         return Err(refuse(format!(
             "the unit {} is not loaded; install the stack (or daemon-reload) before restoring",
             svc.unit
@@ -375,9 +368,10 @@ async fn new_journal(
         unit: svc.unit.clone(),
         from: from.display().to_string(),
         target,
-        was_active: state.is_some_and(|s| {
-            !matches!(s.active_state, ActiveState::Inactive | ActiveState::Failed)
-        }),
+        was_active: !matches!(
+            state.active_state,
+            ActiveState::Inactive | ActiveState::Failed
+        ),
         previous_nar_hash: None,
         aside_begun: false,
         moved_aside: false,
@@ -474,13 +468,7 @@ async fn rollback(sd: &Systemd, dir: &Dir, j: &mut Journal, opts: &Options) -> R
             format!("from phase {}", from.name()),
         )?;
     }
-    let states = sd.unit_states(std::slice::from_ref(&j.unit)).await?;
-    if states
-        .first()
-        .is_some_and(|s| s.active_state != ActiveState::Inactive)
-    {
-        run_job(sd, Verb::Stop, &j.unit, opts.timeout).await?;
-    }
+    stop_unless_inactive(sd, &j.unit, opts.timeout).await?;
     let target = PathBuf::from(&j.target);
     let slot = Slot::new(&target)?;
     tree::remove_tree(&slot.staging())?;

@@ -203,17 +203,10 @@ async fn one(
         ));
         return Ok(());
     }
-    let state = sd
-        .unit_states(std::slice::from_ref(&svc.unit))
-        .await?
-        .into_iter()
-        .next();
-    let running = state.as_ref().is_some_and(|s| {
-        matches!(
-            s.active_state,
-            ActiveState::Active | ActiveState::Activating | ActiveState::Reloading
-        )
-    });
+    let running = matches!(
+        sd.unit_state(&svc.unit).await?.active_state,
+        ActiveState::Active | ActiveState::Activating | ActiveState::Reloading
+    );
     let (image_id, image_digest) = if running {
         image_of(stack, svc)
     } else {

@@ -261,11 +261,7 @@ async fn make_plan(sd: &Systemd, ctx: &Ctx<'_>, f: &Found<'_>, force: bool) -> R
         .as_ref()
         .ok_or_else(|| refuse("no migration facts"))?;
     let (legacy, legacy_state) = legacy_unit(sd, f.svc).await?;
-    let container = sd.unit_states(std::slice::from_ref(&f.svc.unit)).await?;
-    if container
-        .first()
-        .is_none_or(|s| s.load_state != LoadState::Loaded)
-    {
+    if sd.unit_state(&f.svc.unit).await?.load_state != LoadState::Loaded {
         return Err(refuse(format!(
             "the container unit {} is missing; enable the service in nixarr-units (and rebuild \
              or daemon-reload) before migrating",
@@ -385,6 +381,19 @@ impl Plan {
         out.push_str("nothing was changed\n");
         out
     }
+}
+
+/// Stop `unit` (waiting for the job) unless it is inactive already: the
+/// first step of a rollback, which may run after a stop that was done.
+pub(crate) async fn stop_unless_inactive(
+    sd: &Systemd,
+    unit: &str,
+    timeout: Duration,
+) -> Result<()> {
+    if sd.unit_state(unit).await?.active_state != ActiveState::Inactive {
+        run_job(sd, Verb::Stop, unit, timeout).await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn run_job(sd: &Systemd, verb: Verb, unit: &str, timeout: Duration) -> Result<()> {
@@ -782,15 +791,7 @@ async fn rollback_steps(sd: &Systemd, ctx: &Ctx<'_>, dir: &Dir, j: &mut Journal)
         )?;
     }
     // 1. The container goes away first.
-    let states = sd
-        .unit_states(std::slice::from_ref(&j.container_unit))
-        .await?;
-    if states
-        .first()
-        .is_some_and(|s| s.active_state != ActiveState::Inactive)
-    {
-        run_job(sd, Verb::Stop, &j.container_unit, ctx.timeout).await?;
-    }
+    stop_unless_inactive(sd, &j.container_unit, ctx.timeout).await?;
     // 2. Its copy moves aside (kept until finalize); a target that was
     //    there before comes back.
     let target = PathBuf::from(&j.target);
@@ -1127,11 +1128,7 @@ pub fn status(ctx: &Ctx<'_>) -> Result<Vec<StatusRow>> {
         for (_, name, svc) in manifest.services() {
             let Some(m) = &svc.migration else { continue };
             let legacy = legacy_unit(&sd, svc).await.ok();
-            let container = sd
-                .unit_states(std::slice::from_ref(&svc.unit))
-                .await?
-                .into_iter()
-                .next();
+            let container = sd.unit_state(&svc.unit).await?;
             let source = resolve_source(svc).ok();
             let legacy_bytes = source
                 .as_ref()
@@ -1142,12 +1139,8 @@ pub fn status(ctx: &Ctx<'_>) -> Result<Vec<StatusRow>> {
                 .and_then(|d| d.load().ok())
                 .flatten()
                 .map(|j| j.phase.name().to_owned());
-            let container_active = container
-                .as_ref()
-                .is_some_and(|c| c.active_state == ActiveState::Active);
-            let container_state = container
-                .map(|c| format!("{} ({})", c.active_state, c.load_state))
-                .unwrap_or_else(|| "unknown".into());
+            let container_active = container.active_state == ActiveState::Active;
+            let container_state = format!("{} ({})", container.active_state, container.load_state);
             let mut conflicts = Vec::new();
             if let Some((u, s)) = &legacy
                 && s.active_state == ActiveState::Active
