@@ -349,18 +349,22 @@ fn container_entry(
         }
         // Created and not running yet, or ended and not removed yet: the
         // unit is starting or stopping it, and the next pass sees more.
-        Ok(()) if !c.running() => {
+        Ok(_) if !c.running() => {
             entry.class = Class::Ok;
             entry.detail = format!("{} by {}: left to systemd", c.listed.state, svc.unit);
         }
-        Ok(()) => {
+        Ok(in_cgroup) => {
             let hash = c.label(LABEL_HASH).unwrap_or("");
             let active = units
                 .get(&svc.unit)
                 .is_some_and(|u| u.active_state == ActiveState::Active);
             if hash == svc.config_hash {
                 entry.class = Class::Ok;
-                entry.detail = format!("run by {}", svc.unit);
+                entry.detail = format!(
+                    "run by {}{}",
+                    svc.unit,
+                    if in_cgroup { ", in its cgroup" } else { "" }
+                );
             } else {
                 entry.class = Class::Drift;
                 entry.action = if active {
@@ -379,13 +383,15 @@ fn container_entry(
     entry
 }
 
-/// Whether `c` is the container `svc`'s unit runs; if not, why.
+/// Whether `c` is the container `svc`'s unit runs; if not, why. `Ok(true)`
+/// when its cgroup was compared with the unit's and matched (podman, both
+/// read), `Ok(false)` when the name and the unit's state decided alone.
 fn runs(
     stack: &StackManifest,
     svc: &ServiceManifest,
     unit: Option<&UnitView>,
     c: &Container,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     if c.name() != svc.container {
         return Err(format!(
             "it is named `{}`; the unit's container is `{}`",
@@ -405,13 +411,15 @@ fn runs(
     // container while the unit runs) is what ties it to the unit.
     if stack.backend == Backend::Podman
         && let (Some(cg), Some(unit_cg)) = (&c.cgroup, &unit.control_group)
-        && !(cg == unit_cg || cg.starts_with(&format!("{unit_cg}/")))
     {
-        return Err(format!(
-            "it runs in cgroup {cg}, outside the unit's {unit_cg}"
-        ));
+        if !(cg == unit_cg || cg.starts_with(&format!("{unit_cg}/"))) {
+            return Err(format!(
+                "it runs in cgroup {cg}, outside the unit's {unit_cg}"
+            ));
+        }
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn unit_entry(
@@ -645,6 +653,10 @@ mod tests {
         assert!(plan.all_ok(), "{plan:#?}");
         assert_eq!(plan.count(Class::Ok), 4);
         assert_eq!(class_of(&plan, "nixarr-sonarr").0, Class::Ok);
+        assert_eq!(
+            class_of(&plan, "nixarr-sonarr").2,
+            "run by nixarr-sonarr.service, in its cgroup"
+        );
         assert_eq!(unit_of(&plan, "nixarr-sonarr.service").1, Action::None);
     }
 
@@ -783,7 +795,11 @@ mod tests {
         let mut list = healthy();
         list[0].cgroup = Some("/system.slice/docker-abc.scope".into());
         let plan = pass(&st, both_active(), Ok(list), false);
-        assert_eq!(class_of(&plan, "nixarr-sonarr").0, Class::Ok);
+        let (class, _, detail) = class_of(&plan, "nixarr-sonarr");
+        assert_eq!(
+            (class, detail.as_str()),
+            (Class::Ok, "run by nixarr-sonarr.service")
+        );
     }
 
     #[test]

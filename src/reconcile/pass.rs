@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use futures_util::future::join_all;
@@ -25,6 +25,10 @@ pub const RECORD_DIR: &str = "/run/nixarr-units/reconcile";
 
 /// How an orphan (a real app, once) is stopped before it is removed.
 const ORPHAN_STOP_GRACE: u64 = 10;
+
+/// How long a container whose `rm` failed may take to be gone anyway
+/// (Docker's own removal of a `--rm` container that just stopped).
+const GONE_WITHIN: Duration = Duration::from_secs(10);
 
 /// What a pass is asked to do.
 pub struct PassOptions<'a> {
@@ -237,7 +241,7 @@ async fn act(sd: &Systemd, stacks: &[&StackManifest], plan: &mut Plan, timeout: 
                 let backend = backends.get(c.engine.as_str()).copied();
                 let engine = Engine::new(backend.unwrap_or(Backend::Podman), c.engine.clone());
                 let (id, orphan) = (c.id.clone(), c.class == Class::Orphan);
-                scope.spawn(move || remove(&engine, &id, orphan))
+                scope.spawn(move || remove(&engine, &id, orphan, GONE_WITHIN))
             })
             .collect();
         handles
@@ -312,17 +316,29 @@ async fn act(sd: &Systemd, stacks: &[&StackManifest], plan: &mut Plan, timeout: 
 }
 
 /// Remove one container, never its volumes: an orphan (a real app, once)
-/// is stopped with a grace first; a forged one is removed at once.
-fn remove(engine: &Engine, id: &str, orphan: bool) -> Result<(), String> {
+/// is stopped with a grace first; a forged one is removed at once. A
+/// failed `rm` of a container that is gone within `gone_within` is a
+/// removal all the same: Docker removes a `--rm` container itself once it
+/// stops, and refuses a second removal meanwhile ("removal of container …
+/// is already in progress").
+fn remove(engine: &Engine, id: &str, orphan: bool, gone_within: Duration) -> Result<(), String> {
     if orphan {
         // A failure here (it has stopped already) is for `rm` to judge.
         let _ = engine.stop(id, ORPHAN_STOP_GRACE).output();
     }
-    engine
-        .rm(id, true)
-        .run()
-        .map(drop)
-        .map_err(|e| format!("{e:#}"))
+    let Err(e) = engine.rm(id, true).run() else {
+        return Ok(());
+    };
+    let start = Instant::now();
+    loop {
+        match engine.container_status(id) {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) if start.elapsed() < gone_within => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            _ => return Err(format!("{e:#}")),
+        }
+    }
 }
 
 /// What `status` shows of the last pass, per stack.
@@ -370,4 +386,59 @@ fn record(dir: &Path, prefix: &str, plan: &Plan) {
 pub fn last_record(dir: &Path, prefix: &str) -> Option<Record> {
     let text = std::fs::read_to_string(dir.join(format!("{prefix}.json"))).ok()?;
     serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake `docker` whose `rm` fails as Docker's does while it removes a
+    /// `--rm` container itself, and whose `inspect` says `inspect_says`
+    /// (after `gone_after` calls, "no such container").
+    fn engine_removing_itself(inspect_says: &str, gone_after: u32) -> (tempfile::TempDir, Engine) {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let count = t.path().join("count");
+        let script = t.path().join("docker");
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/bin/sh
+case "$1" in
+stop) exit 0 ;;
+rm) echo "Error response from daemon: removal of container x is already in progress" >&2; exit 1 ;;
+inspect)
+    echo x >> {count}
+    if [ "$(wc -l < {count})" -gt {gone_after} ]; then
+        echo "Error: No such container: x" >&2; exit 1
+    fi
+    echo {inspect_says} ;;
+esac
+"#,
+                count = count.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let engine = Engine::new(Backend::Docker, script.display().to_string());
+        (t, engine)
+    }
+
+    /// Docker's own removal of a `--rm` orphan that just stopped makes our
+    /// `rm` fail; the container is gone all the same (seen end to end: the
+    /// pass reported the orphan "failed" and `status` counted it as left).
+    #[test]
+    fn a_container_removed_by_the_engine_meanwhile_is_removed() {
+        let (_t, engine) = engine_removing_itself("removing", 2);
+        assert_eq!(remove(&engine, "x", true, Duration::from_secs(10)), Ok(()));
+    }
+
+    #[test]
+    fn a_container_that_stays_is_a_failed_removal() {
+        let (_t, engine) = engine_removing_itself("running", 1000);
+        let started = Instant::now();
+        let e = remove(&engine, "x", true, Duration::from_millis(500)).unwrap_err();
+        assert!(e.contains("already in progress"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -245,6 +245,14 @@ fn orphan_forged_foreign(sc: &mut Scenario) -> Result<()> {
             "{name}: {e:#}"
         );
     }
+    // On podman the real one was tied to its unit by its cgroup too, not
+    // by its name alone (a ps without PIDs would silently skip that).
+    let tie = match m.backend {
+        Backend::Podman => format!("run by {}, in its cgroup", sc.unit("sonarr")),
+        Backend::Docker => format!("run by {}", sc.unit("sonarr")),
+    };
+    let r = entry(&plan, "containers", &real)?;
+    ensure!(r["detail"] == tie.as_str(), "the real sonarr: {r:#}");
     let f = entry(&plan, "containers", &forged)?;
     let detail = f["detail"].as_str().unwrap_or("");
     ensure!(
