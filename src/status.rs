@@ -226,9 +226,7 @@ pub fn build_report(
             }
         })
         .collect();
-    let ok = services.iter().all(|r| {
-        r.state.active_state == ActiveState::Active && r.health.state != HealthState::Unhealthy
-    });
+    let ok = all_ok(&services);
     let reconcile = leftovers(
         std::path::Path::new(crate::reconcile::pass::RECORD_DIR),
         services.iter().map(|r| r.stack.as_str()),
@@ -239,6 +237,13 @@ pub fn build_report(
         services,
         reconcile,
     }
+}
+
+/// The report's `ok`: every unit active and no probe failing.
+pub fn all_ok(services: &[Row]) -> bool {
+    services.iter().all(|r| {
+        r.state.active_state == ActiveState::Active && r.health.state != HealthState::Unhealthy
+    })
 }
 
 fn verdict(

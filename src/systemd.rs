@@ -154,6 +154,8 @@ impl Verb {
     }
 }
 
+/// A connection to systemd; a clone shares the connection.
+#[derive(Clone)]
 pub struct Systemd {
     conn: Connection,
     manager: ManagerProxy<'static>,
@@ -199,6 +201,11 @@ impl Systemd {
             .await
             .context("cannot reach systemd's manager object over D-Bus")?;
         Ok(Systemd { conn, manager })
+    }
+
+    /// The bus connection (for match rules of the caller's own).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Ask systemd to send its unit signals (JobRemoved, PropertiesChanged):

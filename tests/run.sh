@@ -11,7 +11,7 @@ packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
   docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs e2fsprogs
   util-linux python3 iproute2 curl debootstrap
   skopeo docker-registry apache2-utils tmux man-db groff-base
-  nginx-light caddy prometheus wrk)
+  nginx-light caddy prometheus wrk polkitd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

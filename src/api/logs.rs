@@ -11,6 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
 
 use super::routes::{Api, error, unit_of};
 
@@ -70,7 +71,17 @@ pub async fn logs(
         cmd.args(["-u", s]);
     }
     if follow {
-        cmd.arg("--follow");
+        // --follow implies --boot: journalctl then keeps only entries whose
+        // _BOOT_ID is the one it reads from /proc/sys/kernel/random/boot_id.
+        // The service's sandbox (ProtectKernelTunables=, ProtectProc=,
+        // ProtectControlGroups=) mounts its own /proc, where a container's
+        // boot ID (systemd-nspawn and other managers put their own over
+        // that file, and journald stamps entries with it) reads as the
+        // kernel's: no entry matched, and follow sent nothing, not even
+        // the backlog. --merge is the one switch that turns the implied
+        // --boot off; without -u's units it would also show other
+        // machines' journals, which -u keeps out in practice.
+        cmd.args(["--follow", "--merge"]);
     }
     let child = cmd
         .stdin(Stdio::null())
@@ -93,14 +104,27 @@ pub async fn logs(
             "journalctl has no output",
         );
     };
-    // The child travels with the stream: dropped (and killed) with it.
-    let stream = futures_util::stream::unfold((stdout, child), |(mut out, child)| async move {
+    // journalctl lives as long as the body: when the body is dropped (the
+    // client went away, or the answer is complete), `gone` fires and the
+    // process is killed and reaped (not left a zombie until the next child
+    // of the server ends).
+    let (gone, body_dropped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let ended = tokio::select! {
+            _ = child.wait() => true,
+            _ = body_dropped => false,
+        };
+        if !ended {
+            let _ = child.kill().await;
+        }
+    });
+    let stream = futures_util::stream::unfold((stdout, gone), |(mut out, gone)| async move {
         let mut buf = vec![0u8; 8192];
         match out.read(&mut buf).await {
             Ok(0) | Err(_) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(buf), (out, child)))
+                Some((Ok::<_, std::io::Error>(buf), (out, gone)))
             }
         }
     });

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 
 use crate::status::{HealthState, Report};
 
-type Labels = Vec<(&'static str, String)>;
+use super::cache::Labels;
 
 /// Requests answered, by method, route and status.
 #[derive(Default)]
@@ -46,6 +46,7 @@ pub fn render(
     report: &Report,
     probe_seconds: f64,
     requests: &Requests,
+    refreshes: &Family<Labels, Counter>,
 ) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::default();
     let active = Family::<Labels, Gauge>::default();
@@ -114,6 +115,12 @@ pub fn render(
         "nixarr_api_requests",
         "Requests the API answered",
         requests.family.clone(),
+    );
+    reg.register(
+        "nixarr_api_cache_refreshes",
+        "Reads of systemd into the cache, by what triggered them (connect, \
+         signal about one of our units, job, interval)",
+        refreshes.clone(),
     );
     let mut out = String::new();
     encode(&mut out, &reg)?;
@@ -187,12 +194,20 @@ mod tests {
     fn counters_are_named_by_their_samples_and_states_are_one_hot() {
         let requests = Requests::default();
         requests.count("GET", "/containers", 200);
-        let text = render(&report(), 0.25, &requests).expect("encode");
+        let refreshes = Family::<Labels, Counter>::default();
+        refreshes
+            .get_or_create(&vec![("trigger", "signal".to_owned())])
+            .inc();
+        let text = render(&report(), 0.25, &requests, &refreshes).expect("encode");
         assert!(
             text.contains("# TYPE nixarr_restarts_total counter\n"),
             "{text}"
         );
         assert!(text.contains("# HELP nixarr_api_requests_total "), "{text}");
+        assert!(
+            text.contains("nixarr_api_cache_refreshes_total{trigger=\"signal\"} 1\n"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"), "{text}");
         assert!(text.contains(
             "nixarr_unit_state{service=\"radarr\",stack=\"media\",state=\"failed\"} 1\n"
@@ -212,7 +227,11 @@ mod tests {
         use std::process::{Command, Stdio};
         let requests = Requests::default();
         requests.count("POST", "/container/{name}/start", 409);
-        let text = render(&report(), 0.5, &requests).expect("encode");
+        let refreshes = Family::<Labels, Counter>::default();
+        refreshes
+            .get_or_create(&vec![("trigger", "interval".to_owned())])
+            .inc_by(3);
+        let text = render(&report(), 0.5, &requests, &refreshes).expect("encode");
         let Ok(mut child) = Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(Stdio::piped())

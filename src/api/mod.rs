@@ -5,7 +5,8 @@
 //!
 //! - [`auth`]: the read and control tokens (TCP only: the unix socket's
 //!   mode and group decide who may connect).
-//! - [`cache`]: the status rows, refreshed from one D-Bus subscription.
+//! - [`cache`]: the one D-Bus connection (reconnected when lost) and the
+//!   status rows, refreshed per unit from its signals.
 //! - [`routes`]: the router and its handlers.
 
 mod auth;
@@ -24,7 +25,6 @@ use anyhow::{Context as _, Result, bail};
 pub use auth::Tokens;
 
 use crate::manifest::Manifest;
-use crate::systemd::Systemd;
 
 /// The largest request body the API reads.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -107,7 +107,8 @@ pub async fn serve(cfg: Config, manifest: Manifest) -> Result<()> {
         )
         .into());
     }
-    let sd = Systemd::connect(cfg.bus_address.as_deref()).await?;
+    // No bus is no reason to stop: /health answers, the D-Bus routes say
+    // why they cannot, and the cache connects again by itself.
     let cache = cache::Cache::start(
         Arc::new(manifest),
         cfg.bus_address.clone(),
@@ -116,7 +117,6 @@ pub async fn serve(cfg: Config, manifest: Manifest) -> Result<()> {
     )
     .await?;
     let api = Arc::new(routes::Api {
-        sd,
         cache,
         tokens: cfg.tokens,
         requests: metrics::Requests::default(),

@@ -19,11 +19,10 @@ use super::auth::{self, Tokens, Transport};
 use super::cache::Cache;
 use crate::control;
 use crate::status::Row;
-use crate::systemd::{ActiveState, JobResult, Systemd, Verb};
+use crate::systemd::{ActiveState, JobResult, Verb};
 
 /// What every handler shares.
 pub struct Api {
-    pub sd: Systemd,
     pub cache: Arc<Cache>,
     pub tokens: Tokens,
     pub requests: super::metrics::Requests,
@@ -227,7 +226,11 @@ async fn job(
         Ok(t) => t,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    let state = match api.sd.list_units(std::slice::from_ref(&unit)).await {
+    let sd = match api.cache.systemd().await {
+        Ok(sd) => sd,
+        Err(e) => return systemd_error(e),
+    };
+    let state = match sd.list_units(std::slice::from_ref(&unit)).await {
         Ok(mut m) => m.remove(&unit).map(|u| u.active_state),
         Err(e) => return systemd_error(format!("{e:#}")),
     };
@@ -241,11 +244,12 @@ async fn job(
         }
         _ => {}
     }
-    let outcome = api
-        .sd
+    let outcome = sd
         .run_jobs(verb, std::slice::from_ref(&unit), timeout)
         .await;
-    api.cache.poke();
+    api.cache
+        .refresh_after_job(std::slice::from_ref(&unit))
+        .await;
     let result = match outcome {
         Err(e) => return systemd_error(format!("{e:#}")),
         Ok(o) => o.into_iter().next().map(|o| o.result),
@@ -259,7 +263,7 @@ async fn job(
         return Json(json!({ "status": word, "container": name })).into_response();
     }
     let result = result.map_or_else(|| "unknown".to_owned(), |r| r.to_string());
-    let (state, journal) = control::failure_detail(&api.sd, &unit, 20)
+    let (state, journal) = control::failure_detail(&sd, &unit, 20)
         .await
         .unwrap_or_default();
     (
@@ -294,7 +298,7 @@ async fn metrics(State(api): State<Shared>) -> Response {
         Err(e) => return systemd_error(e),
     };
     let probe = api.cache.probe_seconds.lock().map(|s| *s).unwrap_or(0.0);
-    match super::metrics::render(&report, probe, &api.requests) {
+    match super::metrics::render(&report, probe, &api.requests, &api.cache.refreshes) {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,
@@ -385,8 +389,12 @@ async fn batch(
             None => return not_found_container(n),
         }
     }
-    let outcomes = api.sd.run_jobs(verb, &units, timeout).await;
-    api.cache.poke();
+    let sd = match api.cache.systemd().await {
+        Ok(sd) => sd,
+        Err(e) => return systemd_error(e),
+    };
+    let outcomes = sd.run_jobs(verb, &units, timeout).await;
+    api.cache.refresh_after_job(&units).await;
     let outcomes = match outcomes {
         Ok(o) => o,
         Err(e) => return systemd_error(format!("{e:#}")),

@@ -72,32 +72,33 @@ pub fn run(opts: &PassOptions<'_>) -> Result<Outcome> {
         .iter()
         .map(|s| (s.engine.clone(), s.backend))
         .collect();
+    // Every read at once: the engines in threads while D-Bus answers (one
+    // block_on at a time: zbus runs on Tokio, which refuses a nested one).
+    let (units, sd, containers) = std::thread::scope(|scope| {
+        let lists: Vec<_> = engines
+            .iter()
+            .map(|(path, backend)| {
+                let engine = Engine::new(*backend, path.clone());
+                let timeout = opts.engine_timeout;
+                (
+                    path.clone(),
+                    scope.spawn(move || read_containers(&engine, timeout)),
+                )
+            })
+            .collect();
+        let (units, sd) = zbus::block_on(read_units(opts.bus_address, &stacks));
+        let containers: BTreeMap<String, Result<Vec<Container>, String>> = lists
+            .into_iter()
+            .map(|(path, h)| {
+                let read = h
+                    .join()
+                    .unwrap_or_else(|_| Err("the engine read panicked".to_owned()));
+                (path, read)
+            })
+            .collect();
+        (units, sd, containers)
+    });
     zbus::block_on(async {
-        // Every read at once: the engines in threads while D-Bus answers.
-        let (units, sd, containers) = std::thread::scope(|scope| {
-            let lists: Vec<_> = engines
-                .iter()
-                .map(|(path, backend)| {
-                    let engine = Engine::new(*backend, path.clone());
-                    let timeout = opts.engine_timeout;
-                    (
-                        path.clone(),
-                        scope.spawn(move || read_containers(&engine, timeout)),
-                    )
-                })
-                .collect();
-            let (units, sd) = zbus::block_on(read_units(opts.bus_address, &stacks));
-            let containers: BTreeMap<String, Result<Vec<Container>, String>> = lists
-                .into_iter()
-                .map(|(path, h)| {
-                    let read = h
-                        .join()
-                        .unwrap_or_else(|_| Err("the engine read panicked".to_owned()));
-                    (path, read)
-                })
-                .collect();
-            (units, sd, containers)
-        });
         let seen = Observed {
             stacks: stacks.clone(),
             units,

@@ -18,6 +18,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
+mod bus;
+
 use crate::harness;
 use crate::harness::{Backend, IMAGE, Scenario, ScenarioFn, free_port, wait_for};
 
@@ -29,6 +31,18 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     (
         "2 events see a stop, metrics pass promtool, batch in dependency order, logs, load",
         live,
+    ),
+    (
+        "3 one D-Bus connection, other units' signals refresh nothing, logs follow",
+        bus::signals,
+    ),
+    (
+        "4 no bus at start: health 200, D-Bus routes 500, then recovers",
+        bus::no_bus,
+    ),
+    (
+        "5 polkit grants an unprivileged API its stack's units only",
+        bus::polkit,
     ),
 ];
 
