@@ -345,12 +345,13 @@ fn splice(old: &Report, part: Report) -> Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::status::{Health, HealthState, Row};
     use crate::systemd::{ActiveState, LoadState, UnitState};
 
-    fn row(name: &str, active: ActiveState) -> Row {
+    /// A healthy row of the stack `media` (the API's tests' fixture).
+    pub(in crate::api) fn row(name: &str, active: ActiveState) -> Row {
         Row {
             service: name.to_owned(),
             stack: "media".to_owned(),

@@ -153,31 +153,17 @@ fn to_text_format(open_metrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{Health, Row};
-    use crate::systemd::{ActiveState, LoadState, UnitState};
+    use crate::systemd::ActiveState;
 
     fn report() -> Report {
-        let row = |name: &str, active: ActiveState, memory: Option<u64>| Row {
-            service: name.to_owned(),
-            stack: "media".to_owned(),
-            state: UnitState {
-                unit: format!("media-{name}.service"),
-                load_state: LoadState::Loaded,
-                active_state: active,
-                sub_state: "running".to_owned(),
-                result: Some("success".to_owned()),
-                n_restarts: Some(2),
-                main_pid: Some(42),
-                since_usec: Some(1),
-                memory_bytes: memory,
-            },
-            health: Health {
-                state: HealthState::Healthy,
-                reason: None,
-            },
-            since: None,
-            ports: Vec::new(),
-            image_update: None,
+        let row = |name: &str, active: ActiveState, memory: Option<u64>| {
+            let mut r = crate::api::cache::tests::row(name, active);
+            r.state.result = Some("success".to_owned());
+            r.state.n_restarts = Some(2);
+            r.state.main_pid = Some(42);
+            r.state.since_usec = Some(1);
+            r.state.memory_bytes = memory;
+            r
         };
         Report {
             version: 1,

@@ -10,9 +10,8 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -556,32 +555,7 @@ fn live(sc: &mut Scenario) -> Result<()> {
     .expect(400, "batch with both all and containers")?;
 
     // /events sees a stop made outside the API.
-    let mut child = Command::new("nsenter")
-        .args([
-            "-t",
-            &sc.m.leader.to_string(),
-            "-a",
-            "--",
-            "curl",
-            "-sN",
-            "--max-time",
-            "60",
-            "-H",
-            &format!("Authorization: Bearer {READ}"),
-            &format!("http://127.0.0.1:{port}/events"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let out = child.stdout.take().context("curl without stdout")?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, rx) = bus::stream(sc, port, "/events")?;
     std::thread::sleep(Duration::from_secs(1));
     sc.m.systemctl(&["stop", &sc.unit("web")])?;
     let seen = (|| -> Result<String> {

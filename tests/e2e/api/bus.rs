@@ -48,7 +48,11 @@ fn refreshes(sc: &Scenario, port: u16, trigger: &str) -> Result<u64> {
 }
 
 /// A streaming GET with curl inside the machine: its lines as they come.
-fn stream(sc: &Scenario, port: u16, path: &str) -> Result<(Child, mpsc::Receiver<String>)> {
+pub(super) fn stream(
+    sc: &Scenario,
+    port: u16,
+    path: &str,
+) -> Result<(Child, mpsc::Receiver<String>)> {
     let mut child = Command::new("nsenter")
         .args(["-t", &sc.m.leader.to_string(), "-a", "--"])
         .args(["curl", "-sN", "--max-time", "60", "-H"])
@@ -120,7 +124,20 @@ pub fn signals(sc: &mut Scenario) -> Result<()> {
 
     // A unit outside the manifest starts and stops: no refresh.
     let other = format!("{}-unrelated-{}", sc.prefix, harness::run_id());
-    let before = refreshes(sc, port, "signal")?;
+    // Our own units settle first (a restart's last PropertiesChanged, e.g.
+    // the health gate's StatusText, may come a moment after the job).
+    let mut before = refreshes(sc, port, "signal")?;
+    before = wait_for(
+        "the signal refreshes to settle",
+        Duration::from_secs(30),
+        || {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = refreshes(sc, port, "signal")?;
+            let settled = (now == before).then_some(now);
+            before = now;
+            Ok(settled)
+        },
+    )?;
     sc.m.ok(&["systemd-run", "--unit", &other, "sleep", "300"])?;
     sc.m.systemctl(&["stop", &format!("{other}.service")])?;
     std::thread::sleep(Duration::from_secs(2));
@@ -271,21 +288,16 @@ pub fn no_bus(sc: &mut Scenario) -> Result<()> {
         sc.m.active_state(&format!("{unit}.service"))? == "active",
         "serve did not stay up without a bus"
     );
-    // The bus appears where it was told to look: serve connects by itself.
-    sc.m.ok(&[
-        "ln",
-        "-s",
-        "/run/dbus/system_bus_socket",
-        &format!("{dir}/socket"),
-    ])?;
+    // The bus appears where it was told to look (a proxy to the system
+    // bus there): serve connects by itself.
+    let proxy = format!("{}-busproxy", sc.prefix);
+    let path = format!("{dir}/socket");
+    bus_proxy(sc, &proxy, &path, true)?;
     let began = Instant::now();
     wait_for("serve to reach the bus", Duration::from_secs(30), || {
         Ok((call(sc, &unix, "GET", "/containers", None, &[])?.status == 200).then_some(()))
     })?;
-    sc.notes.push(format!(
-        "no bus at start: 500 systemd: …, then 200 {:.1}s after the bus appeared",
-        began.elapsed().as_secs_f32()
-    ));
+    let first = began.elapsed().as_secs_f32();
     call(
         sc,
         &unix,
@@ -295,8 +307,61 @@ pub fn no_bus(sc: &mut Scenario) -> Result<()> {
         &[],
     )?
     .expect(200, "start db once the bus is back")?;
+    // The connection is lost (the proxy stops): 500s, serve stays up, and
+    // connects again once the bus is back.
+    bus_proxy(sc, &proxy, &path, false)?;
+    let lost = wait_for("the D-Bus routes to fail", Duration::from_secs(20), || {
+        let a = call(sc, &unix, "GET", "/containers", None, &[])?;
+        Ok((a.status == 500).then_some(a))
+    })?;
+    let v = lost.json()?;
+    ensure!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("systemd: ")),
+        "GET /containers after the bus went away: {v}"
+    );
+    call(sc, &unix, "GET", "/health", None, &[])?
+        .expect(200, "GET /health after the bus went away")?;
+    bus_proxy(sc, &proxy, &path, true)?;
+    let began = Instant::now();
+    wait_for(
+        "serve to reach the bus again",
+        Duration::from_secs(30),
+        || Ok((call(sc, &unix, "GET", "/containers", None, &[])?.status == 200).then_some(())),
+    )?;
+    sc.notes.push(format!(
+        "no bus at start: 500 systemd: …, 200 {first:.1}s after the bus appeared; lost: {}; 200 again {:.1}s after it came back",
+        v["error"].as_str().unwrap_or_default(),
+        began.elapsed().as_secs_f32()
+    ));
+    bus_proxy(sc, &proxy, &path, false)?;
     sc.m.systemctl(&["stop", &format!("{unit}.service")])?;
     Ok(())
+}
+
+/// Start (or stop) `unit`: systemd-socket-proxyd listening on `path` and
+/// passing each connection to the system bus, a bus that can come and go.
+fn bus_proxy(sc: &Scenario, unit: &str, path: &str, up: bool) -> Result<()> {
+    if !up {
+        sc.m.systemctl(&[
+            "stop",
+            &format!("{unit}.socket"),
+            &format!("{unit}.service"),
+        ])?;
+        let _ =
+            sc.m.exec(&["systemctl", "reset-failed", &format!("{unit}.*")]);
+        return Ok(());
+    }
+    sc.m.ok(&[
+        "systemd-run",
+        "--unit",
+        unit,
+        &format!("--socket-property=ListenStream={path}"),
+        "/usr/lib/systemd/systemd-socket-proxyd",
+        "/run/dbus/system_bus_socket",
+    ])
+    .map(drop)
 }
 
 /// The polkit rule of docs/api.md for `prefix` (the docs name `media-`).
