@@ -395,7 +395,7 @@ pub fn health_word(s: HealthState) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::manifest::PublishedPort;
     use crate::spec::Protocol;
@@ -414,7 +414,7 @@ mod tests {
         }
     }
 
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         Report {
             version: 1,
             ok: false,

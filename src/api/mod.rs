@@ -120,6 +120,7 @@ pub async fn serve(cfg: Config, manifest: Manifest) -> Result<()> {
         cache,
         tokens: cfg.tokens,
         requests: metrics::Requests::default(),
+        containers_body: routes::ContainersBody::default(),
     });
     let mut tasks = tokio::task::JoinSet::new();
     for l in ls.unix {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -18,7 +19,7 @@ use super::BODY_LIMIT;
 use super::auth::{self, Tokens, Transport};
 use super::cache::Cache;
 use crate::control;
-use crate::status::Row;
+use crate::status::{Report, Row};
 use crate::systemd::{ActiveState, JobResult, Verb};
 
 /// What every handler shares.
@@ -26,6 +27,7 @@ pub struct Api {
     pub cache: Arc<Cache>,
     pub tokens: Tokens,
     pub requests: super::metrics::Requests,
+    pub containers_body: ContainersBody,
 }
 
 type Shared = Arc<Api>;
@@ -152,10 +154,44 @@ fn not_found_container(name: &str) -> Response {
 async fn containers(State(api): State<Shared>) -> Response {
     match api.cache.report().await {
         Err(e) => systemd_error(e),
-        Ok(report) => {
-            let rows: Vec<Container> = report.services.iter().map(container).collect();
-            Json(json!({ "containers": rows })).into_response()
+        Ok(report) => match api.containers_body.of(&report) {
+            Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("encoding the containers: {e}"),
+            ),
+        },
+    }
+}
+
+/// `GET /containers`'s body, encoded once per report rather than once per
+/// request: the cache swaps in a new `Arc<Report>` when it refreshes, so
+/// the same `Arc` means the same rows. Encoding 50 rows on every request
+/// (through a `serde_json::Value` tree) took most of serve's CPU under
+/// load and its allocations most of its memory (benches/README.md, API
+/// benchmark).
+#[derive(Default)]
+pub struct ContainersBody(std::sync::Mutex<Option<(Arc<Report>, Bytes)>>);
+
+#[derive(Serialize)]
+struct Containers<'a> {
+    containers: Vec<Container<'a>>,
+}
+
+impl ContainersBody {
+    fn of(&self, report: &Arc<Report>) -> serde_json::Result<Bytes> {
+        if let Ok(last) = self.0.lock()
+            && let Some((r, body)) = &*last
+            && Arc::ptr_eq(r, report)
+        {
+            return Ok(body.clone());
         }
+        let containers = report.services.iter().map(container).collect();
+        let body = Bytes::from(serde_json::to_vec(&Containers { containers })?);
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some((report.clone(), body.clone()));
+        }
+        Ok(body)
     }
 }
 
@@ -428,6 +464,34 @@ async fn batch(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::{Container, ContainersBody, container};
+
+    /// The body is encoded once per report: the same `Arc` gets the same
+    /// bytes back, a new report (a refresh) is encoded anew; both as the
+    /// rows' JSON.
+    #[test]
+    fn containers_body_once_per_report() {
+        let body = ContainersBody::default();
+        let report = Arc::new(crate::status::tests::report());
+        let first = body.of(&report).expect("encode");
+        let again = body.of(&report).expect("encode");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "not encoded again");
+        let rows: Vec<Container> = report.services.iter().map(container).collect();
+        let want = serde_json::json!({ "containers": rows });
+        let got: serde_json::Value = serde_json::from_slice(&first).expect("JSON");
+        assert_eq!(got, want);
+        let refreshed = Arc::new(crate::status::tests::report());
+        let next = body.of(&refreshed).expect("encode");
+        assert_ne!(
+            next.as_ptr(),
+            first.as_ptr(),
+            "a new report is encoded anew"
+        );
+        assert_eq!(next, first);
+    }
+
     /// Every route (path, method), as docs/api.yaml must list them.
     const ROUTES: &[(&str, &str)] = &[
         ("/", "get"),
