@@ -123,6 +123,16 @@ fn io_reason(e: &std::io::Error, timeout: Duration) -> String {
     }
 }
 
+/// The size of each of a probe's two buffers (request out, response in).
+/// ureq's default (128 KiB each, zero-filled on first use) made every round
+/// of probes touch 256 KiB per service at once: 12.5 MiB of serve's peak
+/// for 50 services (benches/README.md, API benchmark).
+const PROBE_BUFFER: usize = 16 * 1024;
+/// The largest response header a probe reads (a health endpoint's is a few
+/// hundred bytes). Below [`PROBE_BUFFER`], so that a larger one is reported
+/// as such rather than as a read that stalls on a full buffer.
+const PROBE_MAX_HEADER: usize = 8 * 1024;
+
 fn http_check(
     url: &str,
     method: &str,
@@ -133,6 +143,9 @@ fn http_check(
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        .input_buffer_size(PROBE_BUFFER)
+        .max_response_header_size(PROBE_MAX_HEADER)
+        .output_buffer_size(PROBE_BUFFER)
         .build()
         .into();
     let result = match method {
@@ -384,6 +397,24 @@ mod tests {
             }
         });
         format!("http://{addr}/ping")
+    }
+
+    /// A probe reads a response header of up to 8 KiB and says so of a
+    /// larger one.
+    #[test]
+    fn http_probe_reads_a_header_up_to_8_kib() {
+        let answer = |header_bytes: usize| -> &'static str {
+            let filler = "x".repeat(header_bytes);
+            let text =
+                format!("HTTP/1.1 200 OK\r\nX-Filler: {filler}\r\nContent-Length: 0\r\n\r\n");
+            Box::leak(text.into_boxed_str())
+        };
+        let t = Duration::from_secs(5);
+        let ok = serve_once(answer(6 * 1024));
+        assert_eq!(http_check(&ok, "GET", None, None, t), Ok(()));
+        let big = serve_once(answer(12 * 1024));
+        let err = http_check(&big, "GET", None, None, t).expect_err("a 12 KiB header");
+        assert!(err.contains("response header is too big"), "{err}");
     }
 
     #[test]
