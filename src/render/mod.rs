@@ -228,34 +228,7 @@ impl Helper {
             what,
         }
     }
-}
 
-/// Docker's health watchdog.
-pub const HEALTH: Helper = Helper::timer("health", "(health watchdog)");
-/// `autoUpdate`.
-pub const UPDATE: Helper = Helper::timer("update", "(autoUpdate)");
-/// Scheduled backups.
-pub const BACKUP: Helper = Helper::timer("backup", "(backup)");
-/// The reconcile pass.
-pub const RECONCILE: Helper = Helper::timer("reconcile", "(reconcile)");
-/// The control API, started by its socket.
-pub const API: Helper = Helper {
-    stem: "api",
-    trigger: "socket",
-    what: "(api)",
-};
-
-/// What every helper's templates read, around the helper's own values.
-#[derive(Serialize)]
-struct HelperCtx<'a, X> {
-    version: &'static str,
-    prefix: &'a str,
-    target: String,
-    #[serde(flatten)]
-    own: X,
-}
-
-impl Helper {
     /// Render the pair into `units` and enable its trigger through the
     /// stack's target (`wants`); nothing when `own` (the helper's values)
     /// is none: the spec does not ask for it.
@@ -285,8 +258,33 @@ impl Helper {
     }
 }
 
-/// An escaping error blamed on `what` (a part of the stack, in
-/// parentheses, where a service's name would stand).
+/// Docker's health watchdog.
+pub const HEALTH: Helper = Helper::timer("health", "(health watchdog)");
+/// `autoUpdate`.
+pub const UPDATE: Helper = Helper::timer("update", "(autoUpdate)");
+/// Scheduled backups.
+pub const BACKUP: Helper = Helper::timer("backup", "(backup)");
+/// The reconcile pass.
+pub const RECONCILE: Helper = Helper::timer("reconcile", "(reconcile)");
+/// The control API, started by its socket.
+pub const API: Helper = Helper {
+    stem: "api",
+    trigger: "socket",
+    what: "(api)",
+};
+
+/// What every helper's templates read, around the helper's own values.
+#[derive(Serialize)]
+struct HelperCtx<'a, X> {
+    version: &'static str,
+    prefix: &'a str,
+    target: String,
+    #[serde(flatten)]
+    own: X,
+}
+
+/// An escaping error blamed on `what`: a service's name, or a part of the
+/// stack in parentheses.
 fn blame(what: &str) -> impl Fn(EscapeError) -> RenderError + '_ {
     move |source| RenderError::Escape {
         service: what.to_owned(),
