@@ -156,6 +156,18 @@ fn call(
     })
 }
 
+/// A POST of the JSON `body` with the control token.
+fn post_json(sc: &Scenario, via: &Via, path: &str, body: &str) -> Result<Answer> {
+    call(
+        sc,
+        via,
+        "POST",
+        path,
+        Some(CONTROL),
+        &["--data", body, "-H", "Content-Type: application/json"],
+    )
+}
+
 fn main_pid(sc: &Scenario, svc: &str) -> Result<String> {
     Ok(sc
         .m
@@ -501,18 +513,11 @@ fn live(sc: &mut Scenario) -> Result<()> {
     let tcp = Via::Tcp(port);
 
     // Batch start, named out of order: systemd starts db before web.
-    let b = call(
+    let b = post_json(
         sc,
         &tcp,
-        "POST",
         "/containers/start",
-        Some(CONTROL),
-        &[
-            "--data",
-            r#"{"containers": ["web", "db"]}"#,
-            "-H",
-            "Content-Type: application/json",
-        ],
+        r#"{"containers": ["web", "db"]}"#,
     )?;
     b.expect(200, "batch start")?;
     ensure!(b.json()?["status"] == "started", "batch start: {}", b.body);
@@ -521,36 +526,17 @@ fn live(sc: &mut Scenario) -> Result<()> {
         db > 0 && db < web,
         "db ({db}) should be active before web ({web})"
     );
-    let bad = call(
-        sc,
-        &tcp,
-        "POST",
-        "/containers/start",
-        Some(CONTROL),
-        &[
-            "--data",
-            r#"{"containers": ["nope"]}"#,
-            "-H",
-            "Content-Type: application/json",
-        ],
-    )?;
+    let bad = post_json(sc, &tcp, "/containers/start", r#"{"containers": ["nope"]}"#)?;
     bad.error_is(
         404,
         "Container not found: nope",
         "batch with an unknown name",
     )?;
-    call(
+    post_json(
         sc,
         &tcp,
-        "POST",
         "/containers/start",
-        Some(CONTROL),
-        &[
-            "--data",
-            r#"{"all": true, "containers": ["db"]}"#,
-            "-H",
-            "Content-Type: application/json",
-        ],
+        r#"{"all": true, "containers": ["db"]}"#,
     )?
     .expect(400, "batch with both all and containers")?;
 
@@ -689,19 +675,7 @@ fn live(sc: &mut Scenario) -> Result<()> {
     }
 
     // Batch stop of all.
-    let s = call(
-        sc,
-        &tcp,
-        "POST",
-        "/containers/stop",
-        Some(CONTROL),
-        &[
-            "--data",
-            r#"{"all": true}"#,
-            "-H",
-            "Content-Type: application/json",
-        ],
-    )?;
+    let s = post_json(sc, &tcp, "/containers/stop", r#"{"all": true}"#)?;
     s.expect(200, "batch stop all")?;
     ensure!(
         sc.m.active_state(&sc.unit("db"))? == "inactive",

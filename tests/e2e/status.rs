@@ -117,23 +117,9 @@ fn on_host(m: &Machine, args: &[&str], manifest: Option<&Path>) -> Result<Run> {
     Ok(Run::from(out))
 }
 
-/// Run the binary inside the machine (its system bus, journal, engine).
-fn inside(m: &Machine, args: &[&str]) -> Result<Run> {
-    let mut argv = vec![BIN];
-    argv.extend_from_slice(args);
-    Ok(Run::from(m.exec(&argv)?))
-}
-
+/// The Jellyfin probe style, probed from the host.
 fn app(port: u16) -> Value {
-    // The Jellyfin probe style: GET /health → Healthy, probed from the host.
-    json!({
-        "image": IMAGE,
-        "ports": [{ "host": port, "container": 8080, "address": "127.0.0.1" }],
-        "environment": { "FAKE_STYLE": "health" },
-        "health": { "http": "/health", "port": 8080, "expectStatus": 200, "expectBody": "Healthy" },
-        "stopTimeout": 10,
-        "startTimeout": 120,
-    })
+    harness::probed_app(port, 10)
 }
 
 /// An *arr-style app: its probe is a command the engine runs inside.
@@ -544,7 +530,7 @@ fn probes(sc: &mut Scenario) -> Result<()> {
         "the engine to report b healthy",
         Duration::from_secs(30),
         || {
-            let r = inside(sc.m, &["status", "--json", "b"])?;
+            let r = sc.m.nixarr(&["status", "--json", "b"])?;
             let v = r.json()?;
             let b = row(&v, "b")?.clone();
             Ok((b["health"]["state"] == "healthy" && r.code == 0).then_some(b))
@@ -566,7 +552,7 @@ fn jobs(sc: &mut Scenario) -> Result<()> {
     let (ua, ub) = (sc.unit("a"), sc.unit("b"));
 
     // Inside the machine, where journalctl reads the machine's journal.
-    let r = inside(sc.m, &["start", "a", "b"])?;
+    let r = sc.m.nixarr(&["start", "a", "b"])?;
     r.expect(0, "start a b")?;
     for u in [&ua, &ub] {
         ensure!(
@@ -577,7 +563,7 @@ fn jobs(sc: &mut Scenario) -> Result<()> {
         ensure!(sc.m.active_state(u)? == "active", "{u} not active");
     }
 
-    let r = inside(sc.m, &["stop", "a"])?;
+    let r = sc.m.nixarr(&["stop", "a"])?;
     r.expect(0, "stop a")?;
     ensure!(
         r.stdout.contains(&format!("{ua}: stop done")),
@@ -588,7 +574,7 @@ fn jobs(sc: &mut Scenario) -> Result<()> {
     ensure!(st == "inactive", "{ua} is {st} right after stop returned");
 
     let pid_b = sc.m.unit_property(&ub, "Service", "MainPID")?;
-    let r = inside(sc.m, &["restart", "b"])?;
+    let r = sc.m.nixarr(&["restart", "b"])?;
     r.expect(0, "restart b")?;
     ensure!(
         r.stdout.contains(&format!("{ub}: restart done")),
@@ -602,7 +588,7 @@ fn jobs(sc: &mut Scenario) -> Result<()> {
     );
 
     // A unit that cannot start, and one that needs it.
-    let r = inside(sc.m, &["start", "bad", "dep"])?;
+    let r = sc.m.nixarr(&["start", "bad", "dep"])?;
     r.expect(1, "start of a broken service")?;
     let (ubad, udep) = (sc.unit("bad"), sc.unit("dep"));
     ensure!(
@@ -671,7 +657,7 @@ fn jobs(sc: &mut Scenario) -> Result<()> {
     ensure!(sc.m.active_state(&ua)? == "active", "{ua} was stopped");
 
     // stop --all: when it returns, nothing of the stack is running.
-    let r = inside(sc.m, &["stop", "--all"])?;
+    let r = sc.m.nixarr(&["stop", "--all"])?;
     r.expect(0, "stop --all")?;
     for svc in ["a", "b", "dep"] {
         let u = sc.unit(svc);
@@ -693,7 +679,8 @@ fn jobs(sc: &mut Scenario) -> Result<()> {
     ensure!(code == 1, "status after stop --all exited {code}");
 
     // A usage error is exit 2 here too.
-    inside(sc.m, &["start", "nosuch"])?.expect(2, "start of an unknown service")?;
+    sc.m.nixarr(&["start", "nosuch"])?
+        .expect(2, "start of an unknown service")?;
     Ok(())
 }
 
@@ -710,7 +697,7 @@ fn logs(sc: &mut Scenario) -> Result<()> {
             Ok(j.contains("is healthy after").then_some(()))
         },
     )?;
-    let r = inside(sc.m, &["logs", "a", "-n", "5"])?;
+    let r = sc.m.nixarr(&["logs", "a", "-n", "5"])?;
     r.expect(0, "logs a -n 5")?;
     let lines: Vec<&str> = r
         .stdout
@@ -740,7 +727,8 @@ fn logs(sc: &mut Scenario) -> Result<()> {
         "no line of the unit:\n{}",
         r.stdout
     );
-    inside(sc.m, &["logs", "nosuch"])?.expect(2, "logs of an unknown service")?;
+    sc.m.nixarr(&["logs", "nosuch"])?
+        .expect(2, "logs of an unknown service")?;
     Ok(())
 }
 
@@ -797,7 +785,7 @@ fn vpn(sc: &mut Scenario) -> Result<()> {
         r.stdout
     );
     // Inside the machine too (the default manifest and bus).
-    let r = inside(sc.m, &["vpn", "status"])?;
+    let r = sc.m.nixarr(&["vpn", "status"])?;
     r.expect(0, "vpn status inside")?;
     ensure!(
         r.stdout.contains("public IP: 1.2.3.4"),
@@ -879,7 +867,7 @@ fn profiles(sc: &mut Scenario) -> Result<()> {
             .collect()
     };
 
-    let r = inside(sc.m, &["start", "--profile", "web"])?;
+    let r = sc.m.nixarr(&["start", "--profile", "web"])?;
     r.expect(0, "start --profile web")?;
     ensure!(
         r.stdout.contains(&format!("{ua}: start done"))
@@ -911,14 +899,14 @@ fn profiles(sc: &mut Scenario) -> Result<()> {
         states(sc)?
     );
     diff_names_the_running_service(sc, &mut spec)?;
-    let r = inside(sc.m, &["stop", "--profile", "web"])?;
+    let r = sc.m.nixarr(&["stop", "--profile", "web"])?;
     r.expect(0, "stop --profile web")?;
     ensure!(
         states(sc)? == ["active", "inactive", "inactive"],
         "after stop --profile web: {:?}",
         states(sc)?
     );
-    let r = inside(sc.m, &["restart", "--profile", "musc"])?;
+    let r = sc.m.nixarr(&["restart", "--profile", "musc"])?;
     r.expect(2, "an unknown profile")?;
     ensure!(
         r.stderr.contains("did you mean `music`?") && r.stderr.contains("profiles here:"),
@@ -964,7 +952,7 @@ fn vpn_switch(sc: &mut Scenario) -> Result<()> {
         units.iter().map(|u| sc.m.active_state(u)).collect()
     };
 
-    let r = inside(sc.m, &["vpn", "stop"])?;
+    let r = sc.m.nixarr(&["vpn", "stop"])?;
     r.expect(0, "vpn stop")?;
     ensure!(
         r.stdout.contains(&format!("{ug}: stop done"))
@@ -1018,7 +1006,7 @@ fn diff_names_the_running_service(sc: &Scenario, spec: &mut Value) -> Result<()>
             .context("the binary has no name")?
             .to_string_lossy()
     );
-    let diff = || inside(sc.m, &["diff", "--self-exe", &exe, "--json"]);
+    let diff = || sc.m.nixarr(&["diff", "--self-exe", &exe, "--json"]);
     let r = diff()?;
     r.expect(0, "diff of the installed spec")?;
     spec["services"]["a"]["environment"]["E2E_CHANGED"] = json!("1");

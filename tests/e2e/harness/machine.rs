@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use nixarr_units::manifest::{self, Manifest};
 
 use super::dockerd::Dockerd;
-use super::host::{host, output_text, run_id, wait_for};
+use super::host::{Run, host, output_text, run_id, wait_for};
 use super::image::build_image_tar;
 use super::leftovers::{OWNER_ENV, owner_tag};
 use super::lock::lock_host;
@@ -540,6 +540,14 @@ impl Machine {
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("running {argv:?} in the machine"))
+    }
+
+    /// Run nixarr-units inside the machine (its system bus, journal and
+    /// engine), whatever its exit status.
+    pub fn nixarr(&self, args: &[&str]) -> Result<Run> {
+        let mut argv = vec![super::BIN];
+        argv.extend_from_slice(args);
+        Ok(Run::from(self.exec(&argv)?))
     }
 
     /// Run a command inside; fail with its output unless it succeeds.

@@ -47,3 +47,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nixarr-units");
 /// Where the machine sees the binary's directory for the generator (and so
 /// for every unit it renders).
 pub const MACHINE_BIN_DIR: &str = "/run/nixarr-e2e-bin";
+
+/// The fake app answering its probe from the host on `port` (the Jellyfin
+/// style: GET /health → Healthy), stopped within `stop_timeout` seconds.
+pub fn probed_app(port: u16, stop_timeout: u64) -> serde_json::Value {
+    serde_json::json!({
+        "image": IMAGE,
+        "ports": [{ "host": port, "container": 8080, "address": "127.0.0.1" }],
+        "environment": { "FAKE_STYLE": "health" },
+        "health": { "http": "/health", "port": 8080, "expectStatus": 200, "expectBody": "Healthy" },
+        "stopTimeout": stop_timeout,
+        "startTimeout": 120,
+    })
+}
