@@ -45,32 +45,18 @@ fn docker() {
 
 // ---------------------------------------------------------------- helpers
 
-/// Run the binary inside the machine.
-fn inside(m: &Machine, args: &[&str]) -> Result<Run> {
-    let mut argv = vec![BIN];
-    argv.extend_from_slice(args);
-    Ok(Run::from(m.exec(&argv)?))
-}
-
 /// `reconcile --json` with `args`, expecting exit status `code`.
 fn reconcile(m: &Machine, args: &[&str], code: i32) -> Result<Value> {
     let mut a = vec!["reconcile", "--json"];
     a.extend_from_slice(args);
-    let r = inside(m, &a)?;
+    let r = m.nixarr(&a)?;
     r.expect(code, &format!("reconcile {args:?}"))?;
     r.json()
 }
 
 /// An app that answers its probe from the host on `port`.
 fn app(port: u16) -> Value {
-    json!({
-        "image": IMAGE,
-        "ports": [{ "host": port, "container": 8080, "address": "127.0.0.1" }],
-        "environment": { "FAKE_STYLE": "health" },
-        "health": { "http": "/health", "port": 8080, "expectStatus": 200, "expectBody": "Healthy" },
-        "stopTimeout": 5,
-        "startTimeout": 120,
-    })
+    harness::probed_app(port, 5)
 }
 
 /// A container without ports or probe.
@@ -277,7 +263,7 @@ fn orphan_forged_foreign(sc: &mut Scenario) -> Result<()> {
         snapshot(sc, &all, &units)? == before,
         "a pass without --prune removed something"
     );
-    let status = inside(m, &["status", "--json"])?;
+    let status = m.nixarr(&["status", "--json"])?;
     let status = status.json()?;
     let left = &status["reconcile"][0];
     ensure!(
@@ -330,7 +316,7 @@ fn orphan_forged_foreign(sc: &mut Scenario) -> Result<()> {
         "the pass's journal lines: {lines:#?}"
     );
     sc.notes.push(format!("journal: {}", lines[0]));
-    let status = inside(m, &["status", "--json"])?.json()?;
+    let status = m.nixarr(&["status", "--json"])?.json()?;
     ensure!(
         status["reconcile"] == json!([]),
         "status after prune: {status:#}"
@@ -482,16 +468,13 @@ fn reads_fail(sc: &mut Scenario) -> Result<()> {
         "a pass with a hung engine changed something"
     );
 
-    let r = inside(
-        m,
-        &[
-            "reconcile",
-            "--prune",
-            "--json",
-            "--bus-address",
-            "unix:path=/nonexistent/bus",
-        ],
-    )?;
+    let r = m.nixarr(&[
+        "reconcile",
+        "--prune",
+        "--json",
+        "--bus-address",
+        "unix:path=/nonexistent/bus",
+    ])?;
     r.expect(1, "reconcile without a bus")?;
     let plan = r.json()?;
     ensure!(
