@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::engine::{Engine, parse_container_images, parse_image_inspect};
+use crate::engine::{ContainerImage, Engine, Image, parse_container_images, parse_image_inspect};
 use crate::images::lock::{Lock, Resolved, is_tag_reference, pinned_reference, repository};
 use crate::images::registry::Registry;
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
@@ -104,14 +104,60 @@ pub fn engine_of(stack: &StackManifest) -> Engine {
 }
 
 /// A service whose container's digest is asked.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Running<'a> {
     pub service: &'a str,
     pub container: &'a str,
     pub image: &'a str,
-    /// The digest to report when the image has it among others (one
-    /// image, pulled by two manifests, has both: it is the same image).
-    pub prefer: Option<&'a str>,
+    /// The digests to report, in this order, when the image has one of
+    /// them among others (one image stored under several manifests has
+    /// all their digests: it is the same image).
+    pub prefer: Vec<&'a str>,
+}
+
+/// The digest container `c` runs, `image` being its image as `image
+/// inspect` shows it and `tag` the reference its unit names.
+pub fn container_digest(
+    c: &ContainerImage,
+    image: Option<&Image>,
+    tag: &str,
+    prefer: &[&str],
+) -> Option<String> {
+    // Created from `repo@sha256:…`: that digest. From a tag: one of the
+    // digests the image has in the tag's repository. One image often has
+    // several there: podman adds the digest of every manifest it was
+    // stored under (an image built or imported here and pulled back after
+    // a push; an index's digest beside its instance's) and lists them in
+    // text order, and its ImageDigest stays the first one stored. So the
+    // preferred digests first (the registry's, then the lock's), then
+    // ImageDigest when the repository has it, then the first listed.
+    let known: Vec<&str> = image
+        .map(|i| {
+            i.repo_digests
+                .iter()
+                .filter_map(|rd| rd.split_once('@'))
+                .filter(|(repo, _)| *repo == repository(tag))
+                .map(|(_, d)| d)
+                .collect()
+        })
+        .unwrap_or_default();
+    c.reference()
+        .and_then(|r| r.split_once('@'))
+        .map(|(_, d)| d.to_owned())
+        .or_else(|| {
+            prefer
+                .iter()
+                .find(|p| known.contains(p))
+                .map(|p| (*p).to_owned())
+        })
+        .or_else(|| {
+            c.image_digest
+                .clone()
+                .filter(|d| known.contains(&d.as_str()))
+        })
+        .or_else(|| known.first().map(|d| (*d).to_owned()))
+        .or_else(|| c.image_digest.clone().filter(|d| !d.is_empty()))
+        .or_else(|| image?.repo_digest(None).map(str::to_owned))
 }
 
 /// The digest each running container of `services` runs, by service.
@@ -149,33 +195,7 @@ pub fn running_digests(
         };
         let bare = |id: &str| id.trim_start_matches("sha256:").to_owned();
         let image = images.iter().find(|i| bare(&i.id) == bare(&c.image));
-        // Created from `repo@sha256:…`: that digest. From a tag: the
-        // digests the image has in the tag's repository (one image that
-        // came by two manifests has both; podman's ImageDigest is the
-        // first it was stored under), the preferred one when it is there.
-        let known: Vec<String> = image
-            .map(|i| {
-                i.repo_digests
-                    .iter()
-                    .filter_map(|rd| rd.split_once('@'))
-                    .filter(|(repo, _)| *repo == repository(r.image))
-                    .map(|(_, d)| d.to_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let digest = c
-            .reference()
-            .and_then(|r| r.split_once('@'))
-            .map(|(_, d)| d.to_owned())
-            .or_else(|| {
-                r.prefer
-                    .filter(|p| known.iter().any(|k| k == p))
-                    .map(str::to_owned)
-            })
-            .or_else(|| known.first().cloned())
-            .or_else(|| c.image_digest.clone().filter(|d| !d.is_empty()))
-            .or_else(|| image?.repo_digest(None).map(str::to_owned));
-        if let Some(d) = digest {
+        if let Some(d) = container_digest(c, image, r.image, &r.prefer) {
             out.insert(r.service.to_owned(), d);
         }
     }
@@ -231,7 +251,12 @@ pub fn check(
                 service: n,
                 container: &s.container,
                 image: &s.image,
-                prefer: resolved.get(&s.image).map(|r| r.digest.as_str()),
+                prefer: resolved
+                    .get(&s.image)
+                    .map(|r| r.digest.as_str())
+                    .into_iter()
+                    .chain(lock.as_ref().and_then(|l| l.digest(&s.image)))
+                    .collect(),
             })
             .collect();
         let running = running_digests(&engine_of(sel.stack), &targets)?;
@@ -575,7 +600,7 @@ async fn restart_and_verify(
             service: &c.service,
             container: &c.container,
             image: &c.image,
-            prefer: want.as_deref(),
+            prefer: want.as_deref().into_iter().collect(),
         })
         .collect();
     let running = running_digests(engine, &targets)?;
@@ -645,6 +670,87 @@ mod tests {
             available: Some(available.to_owned()),
             state: CheckState::UpdateAvailable,
         }
+    }
+
+    // Real `podman image inspect` / `container inspect` output of podman
+    // 4.3.1 (fields trimmed): the fake app imported (`podman import`,
+    // stored under the digest of the manifest podman wrote, 1eab…), pushed
+    // to a registry (skopeo compresses the layer: manifest f4a5…) and
+    // pulled back by tag. The pull found the same image (same config, so
+    // same ID) and added f4a5… to it: the image has both digests in the
+    // tag's repository, RepoDigests sorted by text, Digest and the
+    // container's ImageDigest the import's, which no registry has.
+    const PODMAN_IMPORTED_THEN_PULLED: &str = r#"[{"Id": "3cf3e8645e65c3c22ee8560e65ef8560acc2dd8e7af00201b89505df2ff4100d", "Digest": "sha256:1eabbbc249bff8e3cc7bcdc3b56d97366a8c50e3c8d5735fb0a2ed088c187aff", "RepoTags": ["127.0.0.1:48485/e2e/app:latest", "localhost/x:v1"], "RepoDigests": ["127.0.0.1:48485/e2e/app@sha256:1eabbbc249bff8e3cc7bcdc3b56d97366a8c50e3c8d5735fb0a2ed088c187aff", "127.0.0.1:48485/e2e/app@sha256:f4a5e6dc4d5ede14b5b1bc7293025229078ff3c4f38ac83725f47a50d313b989", "localhost/x@sha256:1eabbbc249bff8e3cc7bcdc3b56d97366a8c50e3c8d5735fb0a2ed088c187aff", "localhost/x@sha256:f4a5e6dc4d5ede14b5b1bc7293025229078ff3c4f38ac83725f47a50d313b989"], "Created": "2026-12-01T14:51:05.295166617Z", "Architecture": "amd64", "Os": "linux", "ManifestType": "application/vnd.oci.image.manifest.v1+json", "NamesHistory": ["localhost/x:v1", "127.0.0.1:48485/e2e/app:latest"]}]"#;
+    const PODMAN_CONTAINER_FROM_TAG: &str = r#"[{"Id": "c6e4bd375bf5e73e93db90aa21002fd61ad5589f106139e04ac520e8409a58f3", "Name": "c1", "Image": "3cf3e8645e65c3c22ee8560e65ef8560acc2dd8e7af00201b89505df2ff4100d", "ImageDigest": "sha256:1eabbbc249bff8e3cc7bcdc3b56d97366a8c50e3c8d5735fb0a2ed088c187aff", "ImageName": "127.0.0.1:48485/e2e/app:latest"}]"#;
+    // podman 4.3.1 pulling an OCI index by tag: the image has the index's
+    // digest (6fb7…, what the registry gives for the tag and the lock
+    // holds) and its instance's (f4a5…); Digest and ImageDigest are the
+    // index's.
+    const PODMAN_INDEX_PULLED: &str = r#"[{"Id": "3cf3e8645e65c3c22ee8560e65ef8560acc2dd8e7af00201b89505df2ff4100d", "Digest": "sha256:6fb741d6dca95344a5a9d9aeec8b38283281a6c424f7b78812076963f1d48eda", "RepoTags": ["127.0.0.1:48485/e2e/multi:latest"], "RepoDigests": ["127.0.0.1:48485/e2e/multi@sha256:6fb741d6dca95344a5a9d9aeec8b38283281a6c424f7b78812076963f1d48eda", "127.0.0.1:48485/e2e/multi@sha256:f4a5e6dc4d5ede14b5b1bc7293025229078ff3c4f38ac83725f47a50d313b989"]}]"#;
+    const PODMAN_CONTAINER_FROM_INDEX_TAG: &str = r#"[{"Name": "c2", "Image": "3cf3e8645e65c3c22ee8560e65ef8560acc2dd8e7af00201b89505df2ff4100d", "ImageDigest": "sha256:6fb741d6dca95344a5a9d9aeec8b38283281a6c424f7b78812076963f1d48eda", "ImageName": "127.0.0.1:48485/e2e/multi:latest"}]"#;
+    // Docker 28 (`docker inspect`): the image has the digest it was pulled
+    // by, per repository; the container names its reference in Config.
+    const DOCKER_IMAGE: &str = r#"[{"Id": "sha256:3cf3e8645e65c3c22ee8560e65ef8560acc2dd8e7af00201b89505df2ff4100d", "RepoTags": ["127.0.0.1:48485/e2e/app:latest"], "RepoDigests": ["127.0.0.1:48485/e2e/app@sha256:f4a5e6dc4d5ede14b5b1bc7293025229078ff3c4f38ac83725f47a50d313b989"], "Config": {}}]"#;
+    const DOCKER_CONTAINER: &str = r#"[{"Id": "9f1c", "Name": "/c1", "Image": "sha256:3cf3e8645e65c3c22ee8560e65ef8560acc2dd8e7af00201b89505df2ff4100d", "Config": {"Image": "127.0.0.1:48485/e2e/app:latest", "Env": []}}]"#;
+
+    const IMPORTED: &str =
+        "sha256:1eabbbc249bff8e3cc7bcdc3b56d97366a8c50e3c8d5735fb0a2ed088c187aff";
+    const PUSHED: &str = "sha256:f4a5e6dc4d5ede14b5b1bc7293025229078ff3c4f38ac83725f47a50d313b989";
+    const INDEX: &str = "sha256:6fb741d6dca95344a5a9d9aeec8b38283281a6c424f7b78812076963f1d48eda";
+    const NEWER: &str = "sha256:10177b1d3e8f088cf788d9e5e30ab52a7e5507b478d31369441a7c6796d2d6ab";
+
+    fn running_of(containers: &str, images: &str, tag: &str, prefer: &[&str]) -> Option<String> {
+        let c = parse_container_images(containers).unwrap();
+        let i = parse_image_inspect(images).unwrap();
+        container_digest(&c[0], i.first(), tag, prefer)
+    }
+
+    #[test]
+    fn a_tag_moved_on_reports_the_locked_digest_not_another_of_the_image() {
+        // The failure of the full run: v2 pushed, so the registry's digest
+        // is not the image's; the check reported the import's digest (the
+        // first in text order) instead of the lock's.
+        let tag = "127.0.0.1:48485/e2e/app:latest";
+        let (c, i) = (PODMAN_CONTAINER_FROM_TAG, PODMAN_IMPORTED_THEN_PULLED);
+        assert_eq!(
+            running_of(c, i, tag, &[NEWER, PUSHED]).as_deref(),
+            Some(PUSHED)
+        );
+        assert_ne!(
+            running_of(c, i, tag, &[NEWER, PUSHED]).as_deref(),
+            Some(IMPORTED)
+        );
+        // Current: the registry's digest, the image has it.
+        assert_eq!(running_of(c, i, tag, &[PUSHED]).as_deref(), Some(PUSHED));
+        // Docker records only the digest it pulled.
+        assert_eq!(
+            running_of(DOCKER_CONTAINER, DOCKER_IMAGE, tag, &[NEWER]).as_deref(),
+            Some(PUSHED)
+        );
+    }
+
+    #[test]
+    fn with_nothing_preferred_an_index_pull_reports_the_index_digest() {
+        // No lock and the tag moved on: podman's ImageDigest, the digest
+        // the tag gave at the pull (the index's, not its instance's).
+        let tag = "127.0.0.1:48485/e2e/multi:latest";
+        assert_eq!(
+            running_of(
+                PODMAN_CONTAINER_FROM_INDEX_TAG,
+                PODMAN_INDEX_PULLED,
+                tag,
+                &[NEWER]
+            )
+            .as_deref(),
+            Some(INDEX)
+        );
+        // A container created from `repo@sha256:…` runs that digest.
+        let pinned = PODMAN_CONTAINER_FROM_INDEX_TAG
+            .replace("e2e/multi:latest\"", &format!("e2e/multi@{PUSHED}\""));
+        assert_eq!(
+            running_of(&pinned, PODMAN_INDEX_PULLED, tag, &[INDEX]).as_deref(),
+            Some(PUSHED)
+        );
     }
 
     #[test]
