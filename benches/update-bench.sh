@@ -8,10 +8,11 @@
 #   --runs N       timed runs of each (default 5; medians reported)
 #   --services N   services, each with an image of its own (default 50)
 #   --keep         keep the scratch directory (registry, spec, manifest)
-# Needs root, skopeo, docker-registry and podman (which only builds the
-# image, in storage of the scratch directory's own). The registry is made
-# insecure (plain HTTP) by a registries.conf bind-mounted over the host's in
-# a mount namespace of the benchmark's own. Exit status: 0 when the target
+# Needs root, skopeo (the peer, and the pushes), docker-registry and podman
+# (which builds the image and answers update's `podman ps`, in storage of
+# the scratch directory's own). The registry is made insecure (plain HTTP)
+# for both sides by a registries.conf bind-mounted over the host's in a
+# mount namespace of the benchmark's own. Exit status: 0 when the target
 # (ours <= 0.2x the loop's wall time) is met, 3 when missed, other on error.
 set -euo pipefail
 
@@ -103,6 +104,11 @@ spec = {"version": 1, "prefix": "bench",
 json.dump(spec, open(out, "w"))
 PY
 "$bin" render --spec "$scratch/spec.json" --out "$scratch/out" >/dev/null
+# update's `podman ps` reads the scratch storage, not the host's (whatever
+# other runs left there cannot fail or slow the benchmark).
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' \
+    "$scratch/storage" "$scratch/run" >"$scratch/storage.conf"
+export CONTAINERS_STORAGE_CONF=$scratch/storage.conf
 manifest=$scratch/out/share/nixarr-units/manifest.json
 
 echo "== $("$bin" --version), $(skopeo --version), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -1026,10 +1026,6 @@ in
         environment.etc."nixarr-units/manifest.json".source = "${units}/share/nixarr-units/manifest.json";
 
         systemd.packages = [ units ];
-        # `update` asks registries for digests with skopeo.
-        systemd.services."${cfg.prefix}-update" = lib.mkIf (cfg.autoUpdate.services != [ ]) {
-          path = [ pkgs.skopeo ];
-        };
         systemd.targets.${cfg.prefix}.wantedBy = [ "multi-user.target" ];
         systemd.tmpfiles.rules = tmpfilesRules;
 

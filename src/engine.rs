@@ -77,6 +77,12 @@ impl Engine {
         }
     }
 
+    /// Docker's registry configuration (insecure registries and networks)
+    /// as JSON: `docker info --format={{json .RegistryConfig}}`.
+    pub fn registry_config(&self) -> EngineCommand {
+        self.command(["info", "--format={{json .RegistryConfig}}"])
+    }
+
     /// `ENGINE --version`: "podman version 5.4.1", "Docker version 28.2.2, …".
     pub fn version(&self) -> EngineCommand {
         self.command(["--version"])
@@ -215,7 +221,8 @@ impl Engine {
 
     /// `login --username USER --password-stdin REGISTRY`: the password goes
     /// to standard input, never on the command line. The engine keeps the
-    /// credentials where its pulls (and skopeo) find them.
+    /// credentials where its pulls (and `update`'s registry client) find
+    /// them.
     pub fn login(&self, registry: &str, username: &str, password: &[u8]) -> EngineCommand {
         let mut c = self.command([
             "login".to_owned(),

@@ -134,7 +134,7 @@ impl Args {
         let Some(first) = selections.first() else {
             return Ok(ExitStatus::Success);
         };
-        let mut registry = Registry::for_backend(first.stack.backend);
+        let mut registry = Registry::for_engine(&update::engine_of(first.stack))?;
         registry.jobs = usize::from(self.jobs);
         let (checks, resolved) = update::check(&selections, &registry, self.lock.as_deref())?;
         if self.check {

@@ -1,108 +1,298 @@
-//! Which digest a tag points to now, asked of its registry with skopeo
-//! (`skopeo inspect --raw`: the manifest only, one request per image, the
-//! digest is the sha256 of its bytes as the registry computes it), with the
-//! engine's registry credentials: podman's own auth file, found by skopeo
-//! exactly as podman finds it (the same library), or Docker's
-//! `config.json`. Images are asked concurrently, a bounded number at a
-//! time; one that cannot be resolved fails the whole run before anything
+//! Which digest a tag points to now, asked of its registry in-process by
+//! the ORAS project's OCI distribution client (`oci-client`): a manifest
+//! HEAD accepting OCI indexes, Docker manifest lists and single manifests,
+//! so the digest is the top-level one the registry serves for the tag —
+//! what an engine records when it pulls the tag, and what `repo@digest`
+//! pulls again. The client runs the registry's token flow (Bearer or
+//! Basic) with the engine's credentials: podman's auth file as podman
+//! finds it, Docker's `config.json` (credential helpers included). Plain
+//! HTTP only for registries the engine is configured to reach insecurely
+//! (podman: registries.conf; Docker: its daemon's insecure registries,
+//! loopback included). Images are asked concurrently, a bounded number at
+//! a time; one that cannot be resolved fails the whole run before anything
 //! is changed.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use sha2::{Digest as _, Sha256};
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt as _;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
 
+use crate::engine::Engine;
 use crate::images::lock::Resolved;
 use crate::spec::Backend;
 
 /// How many images are asked at a time by default.
 pub const DEFAULT_JOBS: usize = 8;
 
-/// How to reach registries.
+/// How to reach registries, as the engine does.
 #[derive(Debug, Clone)]
 pub struct Registry {
-    /// The skopeo binary.
-    pub skopeo: String,
-    /// The credentials file, when the engine keeps them elsewhere than
-    /// skopeo looks by default (Docker's `config.json`).
-    pub auth_file: Option<PathBuf>,
+    /// Credential files, the first that has an entry for a registry wins
+    /// (podman's lookup order; Docker has one).
+    pub auth_files: Vec<PathBuf>,
+    /// Which registries are reached over plain HTTP.
+    pub insecure: Insecure,
     /// Images asked at a time.
     pub jobs: usize,
-    /// Seconds one request may take.
+    /// Seconds one image may take.
     pub timeout_secs: u64,
 }
 
-impl Registry {
-    /// Registries as `backend` reaches them: Docker's `config.json`
-    /// (`$DOCKER_CONFIG`, else `~/.docker`) when it exists; podman's auth
-    /// file is skopeo's default.
-    pub fn for_backend(backend: Backend) -> Self {
-        let auth_file = match backend {
-            Backend::Podman => None,
-            Backend::Docker => docker_config().filter(|p| p.is_file()),
-        };
-        Registry {
-            skopeo: "skopeo".to_owned(),
-            auth_file,
-            jobs: DEFAULT_JOBS,
-            timeout_secs: 60,
-        }
+/// Registries the engine reaches over plain HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Insecure {
+    /// `host[:port]`, or `*.domain` (registries.conf's wildcard).
+    pub hosts: BTreeSet<String>,
+    /// Docker's insecure networks (127.0.0.0/8 unless configured away).
+    pub networks: Vec<ipnet::IpNet>,
+}
+
+impl Insecure {
+    /// Whether `registry` (`host[:port]`) is reached over plain HTTP.
+    pub fn contains(&self, registry: &str) -> bool {
+        let host = host_of(registry);
+        let by_name = self.hosts.iter().any(|h| match h.strip_prefix("*.") {
+            Some(domain) => host.ends_with(&format!(".{domain}")),
+            None => h == registry || h == host,
+        });
+        by_name
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
     }
 
-    /// The `skopeo inspect --raw` command line for `image`.
-    pub fn inspect_argv(&self, image: &str) -> Vec<String> {
-        let mut a = vec![
-            self.skopeo.clone(),
-            format!("--command-timeout={}s", self.timeout_secs),
-            "inspect".to_owned(),
-            "--raw".to_owned(),
-            "--retry-times=1".to_owned(),
-        ];
-        if let Some(f) = &self.auth_file {
-            a.push(format!("--authfile={}", f.display()));
+    /// podman's: every registries.conf entry marked insecure (version 2's
+    /// `[[registry]] insecure = true`, version 1's `[registries.insecure]`).
+    pub fn from_registries_conf(files: &[PathBuf]) -> Result<Self> {
+        #[derive(Deserialize, Default)]
+        struct Conf {
+            #[serde(default)]
+            registry: Vec<Entry>,
+            #[serde(default)]
+            registries: V1,
         }
-        a.push(format!("docker://{image}"));
-        a
-    }
-
-    /// The digest `image` (a tag reference) points to now.
-    pub fn resolve(&self, image: &str) -> Result<Resolved> {
-        let argv = self.inspect_argv(image);
-        let out = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| {
+        #[derive(Deserialize)]
+        struct Entry {
+            prefix: Option<String>,
+            location: Option<String>,
+            #[serde(default)]
+            insecure: bool,
+        }
+        #[derive(Deserialize, Default)]
+        struct V1 {
+            #[serde(default)]
+            insecure: V1List,
+        }
+        #[derive(Deserialize, Default)]
+        struct V1List {
+            #[serde(default)]
+            registries: Vec<String>,
+        }
+        let mut out = Insecure::default();
+        for f in files {
+            let text = match std::fs::read_to_string(f) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", f.display())),
+            };
+            let conf: Conf = toml::from_str(&text).with_context(|| {
                 format!(
-                    "cannot run {}: install skopeo (Debian: apt-get install skopeo), which \
-                     asks registries for the digests",
-                    self.skopeo
+                    "{} is not a registries.conf podman reads; fix it (podman info shows \
+                     what podman makes of it)",
+                    f.display()
                 )
             })?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            let why = err
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .trim_start_matches("time=")
-                .to_owned();
-            bail!(
-                "cannot resolve {image} in its registry: {why}; check that the registry is \
-                 reachable and the tag exists (`skopeo inspect docker://{image}`), and for a \
-                 private registry log in first (`nixarr-units login REGISTRY`)"
+            for e in conf.registry.into_iter().filter(|e| e.insecure) {
+                if let Some(r) = e.prefix.or(e.location) {
+                    out.hosts.insert(registry_of(&r).to_owned());
+                }
+            }
+            out.hosts.extend(
+                conf.registries
+                    .insecure
+                    .registries
+                    .iter()
+                    .map(|r| registry_of(r).to_owned()),
             );
         }
-        Ok(Resolved {
-            digest: digest_of(&out.stdout),
-            platform: platform(),
-            resolved: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        Ok(out)
+    }
+
+    /// Docker's, as its daemon reports them (`docker info`'s
+    /// RegistryConfig: the registries not secure and the insecure
+    /// networks).
+    pub fn from_docker_info(json: &str) -> Result<Self> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Config {
+            #[serde(default, rename = "InsecureRegistryCIDRs")]
+            insecure_registry_cidrs: Option<Vec<String>>,
+            #[serde(default)]
+            index_configs: Option<BTreeMap<String, Index>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Index {
+            #[serde(default = "yes")]
+            secure: bool,
+        }
+        fn yes() -> bool {
+            true
+        }
+        let c: Config = serde_json::from_str(json.trim())
+            .context("docker info printed no registry configuration")?;
+        Ok(Insecure {
+            hosts: c
+                .index_configs
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, i)| !i.secure)
+                .map(|(name, _)| name)
+                .collect(),
+            networks: c
+                .insecure_registry_cidrs
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect(),
         })
+    }
+}
+
+/// The `host[:port]` of a registries.conf location (`host/namespace`).
+fn registry_of(location: &str) -> &str {
+    location.split('/').next().unwrap_or(location)
+}
+
+/// The host of `host[:port]` (an IPv6 literal keeps its brackets).
+fn host_of(registry: &str) -> &str {
+    match registry.rsplit_once(':') {
+        Some((h, port)) if !port.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    }
+}
+
+impl Registry {
+    /// Registries as `engine` reaches them.
+    pub fn for_engine(engine: &Engine) -> Result<Self> {
+        let home =
+            || std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+        let docker_config = std::env::var_os("DOCKER_CONFIG")
+            .map_or_else(|| home().join(".docker"), PathBuf::from)
+            .join("config.json");
+        let (auth_files, insecure) = match engine.backend {
+            Backend::Podman => (
+                podman_auth_files(&home(), docker_config),
+                Insecure::from_registries_conf(&registries_conf_files(&home()))?,
+            ),
+            Backend::Docker => (vec![docker_config], docker_insecure(engine)),
+        };
+        Ok(Registry {
+            auth_files,
+            insecure,
+            jobs: DEFAULT_JOBS,
+            timeout_secs: 60,
+        })
+    }
+
+    /// The credentials for `registry` (as a reference names it), from the
+    /// first file that has them.
+    pub fn credentials(&self, registry: &str) -> RegistryAuth {
+        for f in &self.auth_files {
+            let Ok(file) = std::fs::File::open(f) else {
+                continue;
+            };
+            let found = docker_credential::get_credential_from_reader(
+                std::io::BufReader::new(file),
+                registry,
+            );
+            match found {
+                Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
+                    return RegistryAuth::Basic(u, p);
+                }
+                Ok(docker_credential::DockerCredential::IdentityToken(_)) => {
+                    tracing::debug!(
+                        "{}: an identity token for {registry} (not used: asked anonymously)",
+                        f.display()
+                    );
+                    return RegistryAuth::Anonymous;
+                }
+                Err(e) => tracing::debug!("{}: no credentials for {registry}: {e}", f.display()),
+            }
+        }
+        RegistryAuth::Anonymous
+    }
+
+    /// The client for `references`: plain HTTP to their insecure
+    /// registries, HTTPS with the system's CA certificates.
+    fn client(&self, references: &[Reference]) -> Result<Client> {
+        // oci-client 0.18 also builds a default HTTP client, and reqwest
+        // panics building one where the system has no CA certificates
+        // (even for plain HTTP): say so instead. An engine cannot pull
+        // over HTTPS there either.
+        let native = rustls_native_certs::load_native_certs();
+        if native.certs.is_empty() {
+            let why: Vec<String> = native.errors.iter().map(ToString::to_string).collect();
+            bail!(
+                "this system has no CA certificates ({}), which the registry client needs; \
+                 install them (Debian: apt-get install ca-certificates) or point SSL_CERT_FILE \
+                 at a PEM bundle",
+                why.join("; ")
+            );
+        }
+        let insecure: Vec<String> = references
+            .iter()
+            .map(|r| r.resolve_registry().to_owned())
+            .filter(|r| self.insecure.contains(r))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Client::try_from(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(insecure),
+            connect_timeout: Some(Duration::from_secs(self.timeout_secs.min(15))),
+            read_timeout: Some(Duration::from_secs(self.timeout_secs)),
+            user_agent: concat!("nixarr-units/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        })
+        .map_err(|e| anyhow!("cannot set up the registry client: {}", error_chain(&e)))
+    }
+
+    /// The digest `image` (a tag reference, parsed as `reference`) points
+    /// to now.
+    async fn resolve(
+        &self,
+        client: &Client,
+        image: &str,
+        reference: &Reference,
+        timeout: Duration,
+        on_done: &(dyn Fn(&str, &Result<Resolved>) + Sync),
+    ) -> Result<Resolved> {
+        let auth = self.credentials(reference.registry());
+        let asked =
+            tokio::time::timeout(timeout, client.fetch_manifest_digest(reference, &auth)).await;
+        let r = match asked {
+            Ok(Ok(digest)) => Ok(Resolved {
+                digest,
+                platform: platform(),
+                resolved: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                    .to_string(),
+            }),
+            Ok(Err(e)) => Err(cannot_resolve(image, &error_chain(&e))),
+            Err(_) => Err(cannot_resolve(
+                image,
+                &format!("no answer within {}s", timeout.as_secs()),
+            )),
+        };
+        on_done(image, &r);
+        r
     }
 
     /// Resolve every image, `self.jobs` at a time; `on_done` is called as
@@ -113,54 +303,153 @@ impl Registry {
         images: &[String],
         on_done: &(dyn Fn(&str, &Result<Resolved>) + Sync),
     ) -> Result<BTreeMap<String, Resolved>> {
-        let queue = Mutex::new(images.iter().enumerate());
-        let results: Mutex<Vec<Option<Result<Resolved>>>> =
-            Mutex::new(images.iter().map(|_| None).collect());
-        std::thread::scope(|s| {
-            for _ in 0..self.jobs.clamp(1, images.len().max(1)) {
-                s.spawn(|| {
-                    loop {
-                        let next = queue.lock().map(|mut q| q.next()).ok().flatten();
-                        let Some((i, image)) = next else { break };
-                        let r = self.resolve(image);
-                        on_done(image, &r);
-                        if let Ok(mut all) = results.lock() {
-                            all[i] = Some(r);
-                        }
-                    }
-                });
-            }
-        });
-        let results = results
-            .into_inner()
-            .map_err(|_| anyhow::anyhow!("a resolver thread panicked"))?;
-        let mut resolved = BTreeMap::new();
-        for (image, r) in images.iter().zip(results) {
-            let r = r.with_context(|| format!("{image} was not resolved"))??;
-            resolved.insert(image.clone(), r);
+        if images.is_empty() {
+            return Ok(BTreeMap::new());
         }
-        Ok(resolved)
+        let references = images
+            .iter()
+            .map(|i| {
+                i.parse::<Reference>()
+                    .map_err(|e| anyhow!("{i} is not an image reference: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // rustls is built without a default provider; ring is ours. Another
+        // installed first (a second call) is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = &self.client(&references)?;
+        let timeout = Duration::from_secs(self.timeout_secs);
+        // A runtime of its own, on a thread of its own: callers may or may
+        // not be inside one.
+        let results: Vec<Result<Resolved>> = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the registry client's runtime")?;
+                anyhow::Ok(
+                    rt.block_on(
+                        futures_util::stream::iter(images.iter().zip(&references))
+                            .map(|(image, reference)| {
+                                self.resolve(client, image, reference, timeout, on_done)
+                            })
+                            .buffered(self.jobs.max(1))
+                            .collect(),
+                    ),
+                )
+            })
+            .join()
+            .map_err(|_| anyhow!("the registry client's thread panicked"))?
+        })?;
+        images
+            .iter()
+            .zip(results)
+            .map(|(image, r)| Ok((image.clone(), r?)))
+            .collect()
     }
 }
 
-/// Docker's client configuration file: `$DOCKER_CONFIG`, else `~/.docker`
-/// (root's when `HOME` is unset, as in a system service).
-fn docker_config() -> Option<PathBuf> {
-    let dir = std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
-                .join(".docker")
-        });
-    Some(dir.join("config.json"))
+fn cannot_resolve(image: &str, why: &str) -> anyhow::Error {
+    anyhow!(
+        "cannot resolve {image} in its registry: {why}; check that the registry is reachable \
+         and the tag exists, and for a private registry log in first (`nixarr-units login \
+         REGISTRY`)"
+    )
 }
 
-/// The digest of a manifest, as registries compute it.
-pub fn digest_of(manifest: &[u8]) -> String {
-    let hash = Sha256::digest(manifest);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+/// An error and its causes on one line (reqwest's top-level message alone
+/// does not say that the connection was refused).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// podman's credential files in the order it reads them:
+/// `REGISTRY_AUTH_FILE` alone when set; else the runtime directory's
+/// `containers/auth.json` (`$XDG_RUNTIME_DIR`, or `/run/containers/UID`
+/// where it is unset, as for root in a system service), then
+/// `~/.config/containers/auth.json`, then Docker's `config.json`.
+fn podman_auth_files(home: &Path, docker_config: PathBuf) -> Vec<PathBuf> {
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE") {
+        return vec![PathBuf::from(f)];
+    }
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map_or_else(
+        || {
+            PathBuf::from(format!(
+                "/run/containers/{}",
+                rustix::process::getuid().as_raw()
+            ))
+        },
+        |d| PathBuf::from(d).join("containers"),
+    );
+    let config =
+        std::env::var_os("XDG_CONFIG_HOME").map_or_else(|| home.join(".config"), PathBuf::from);
+    vec![
+        runtime.join("auth.json"),
+        config.join("containers/auth.json"),
+        docker_config,
+    ]
+}
+
+/// The registries.conf files podman reads: `CONTAINERS_REGISTRIES_CONF`
+/// alone when set; else the user's `~/.config/containers/registries.conf`
+/// when it exists, else `/etc/containers/registries.conf`; then the
+/// drop-ins of `/etc/containers/registries.conf.d` and the user's, in
+/// name order.
+fn registries_conf_files(home: &Path) -> Vec<PathBuf> {
+    if let Some(f) = std::env::var_os("CONTAINERS_REGISTRIES_CONF") {
+        return vec![PathBuf::from(f)];
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map_or_else(|| home.join(".config"), PathBuf::from)
+        .join("containers");
+    let user = config.join("registries.conf");
+    let mut files = vec![if user.is_file() {
+        user
+    } else {
+        PathBuf::from("/etc/containers/registries.conf")
+    }];
+    for dir in [
+        PathBuf::from("/etc/containers/registries.conf.d"),
+        config.join("registries.conf.d"),
+    ] {
+        let mut d: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+            .collect();
+        d.sort();
+        files.extend(d);
+    }
+    files
+}
+
+/// Docker's insecure registries as its daemon reports them; loopback (its
+/// default) when the daemon cannot say.
+fn docker_insecure(engine: &Engine) -> Insecure {
+    let cmd = engine.registry_config();
+    match cmd.run().and_then(|out| Insecure::from_docker_info(&out)) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!("`{cmd}`: {e:#}; taking 127.0.0.0/8 as Docker's insecure registries");
+            Insecure {
+                networks: vec![ipnet::IpNet::V4(
+                    ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).unwrap_or_default(),
+                )],
+                ..Insecure::default()
+            }
+        }
+    }
 }
 
 /// This machine's platform as OCI writes it (`linux/amd64`).
@@ -180,44 +469,123 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn the_digest_is_the_sha256_of_the_manifest_bytes() {
-        assert_eq!(
-            digest_of(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+    fn registry(insecure: Insecure, auth_files: Vec<PathBuf>) -> Registry {
+        Registry {
+            auth_files,
+            insecure,
+            jobs: 4,
+            timeout_secs: 5,
+        }
     }
 
     #[test]
-    fn argv_asks_for_the_raw_manifest_with_the_engines_credentials() {
-        let mut r = Registry::for_backend(Backend::Podman);
-        r.skopeo = "/usr/bin/skopeo".to_owned();
-        assert_eq!(
-            r.inspect_argv("127.0.0.1:5000/app:v"),
-            [
-                "/usr/bin/skopeo",
-                "--command-timeout=60s",
-                "inspect",
-                "--raw",
-                "--retry-times=1",
-                "docker://127.0.0.1:5000/app:v"
-            ]
-        );
-        r.auth_file = Some(PathBuf::from("/root/.docker/config.json"));
+    fn registries_conf_marks_insecure_registries_in_both_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let v2 = dir.path().join("registries.conf");
+        std::fs::write(
+            &v2,
+            "unqualified-search-registries = [\"docker.io\"]\n\
+             [[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n\
+             [[registry]]\nprefix = \"lab.example/team\"\nlocation = \"mirror.example:8443/team\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"*.corp.example\"\ninsecure = true\n\
+             [[registry]]\nlocation = \"ghcr.io\"\n",
+        )
+        .unwrap();
+        let v1 = dir.path().join("v1.conf");
+        std::fs::write(
+            &v1,
+            "[registries.search]\nregistries = []\n[registries.insecure]\nregistries = [\"old.example:5000\"]\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("nope.conf");
+        let i = Insecure::from_registries_conf(&[v2, v1, missing]).unwrap();
+        assert!(i.contains("127.0.0.1:5000"));
         assert!(
-            r.inspect_argv("x:1")
-                .contains(&"--authfile=/root/.docker/config.json".to_owned())
+            !i.contains("127.0.0.1:5001"),
+            "another port is another registry"
         );
+        assert!(i.contains("lab.example"), "the prefix's registry");
+        assert!(i.contains("a.corp.example") && !i.contains("corp.example"));
+        assert!(i.contains("old.example:5000"));
+        assert!(!i.contains("ghcr.io") && !i.contains("docker.io"));
+
+        let bad = dir.path().join("bad.conf");
+        std::fs::write(&bad, "[[registry]\n").unwrap();
+        let e = format!("{:#}", Insecure::from_registries_conf(&[bad]).unwrap_err());
+        assert!(e.contains("bad.conf is not a registries.conf"), "{e}");
     }
 
     #[test]
-    fn a_missing_skopeo_says_what_to_install() {
-        let mut r = Registry::for_backend(Backend::Podman);
-        r.skopeo = "/nonexistent/skopeo".to_owned();
+    fn dockers_insecure_registries_come_from_its_daemon() {
+        // `docker info --format={{json .RegistryConfig}}`, Docker 28, with
+        // "insecure-registries": ["reg.lan:5000", "10.0.0.0/8"].
+        let info = r#"{"AllowNondistributableArtifactsCIDRs":null,"AllowNondistributableArtifactsHostnames":null,"InsecureRegistryCIDRs":["10.0.0.0/8","::1/128","127.0.0.0/8"],"IndexConfigs":{"docker.io":{"Name":"docker.io","Mirrors":[],"Secure":true,"Official":true},"reg.lan:5000":{"Name":"reg.lan:5000","Mirrors":[],"Secure":false,"Official":false}},"Mirrors":null}"#;
+        let i = Insecure::from_docker_info(info).unwrap();
+        assert!(i.contains("127.0.0.1:43921") && i.contains("[::1]:5000"));
+        assert!(i.contains("10.1.2.3:5000") && i.contains("reg.lan:5000"));
+        assert!(!i.contains("docker.io") && !i.contains("192.168.1.2:5000"));
+        assert!(Insecure::from_docker_info("").is_err());
+    }
+
+    #[test]
+    fn credentials_come_from_the_first_file_that_has_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        // podman login's auth.json, then Docker's config.json (docker.io
+        // under its v1 URL).
+        let podman = dir.path().join("auth.json");
+        std::fs::write(
+            &podman,
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"ZTJlOnB3LTE="}}}"#,
+        )
+        .unwrap();
+        let docker = dir.path().join("config.json");
+        std::fs::write(
+            &docker,
+            r#"{"auths":{"127.0.0.1:5000":{"auth":"b3RoZXI6cHctMg=="},"https://index.docker.io/v1/":{"auth":"aHViOnB3LTM="}}}"#,
+        )
+        .unwrap();
+        let r = registry(
+            Insecure::default(),
+            vec![dir.path().join("missing.json"), podman, docker],
+        );
+        assert_eq!(
+            r.credentials("127.0.0.1:5000"),
+            RegistryAuth::Basic("e2e".to_owned(), "pw-1".to_owned())
+        );
+        assert_eq!(
+            r.credentials("docker.io"),
+            RegistryAuth::Basic("hub".to_owned(), "pw-3".to_owned())
+        );
+        assert_eq!(r.credentials("ghcr.io"), RegistryAuth::Anonymous);
+    }
+
+    #[test]
+    fn a_registry_that_is_down_fails_the_run_with_its_reason() {
+        // A port nobody listens on, configured insecure: plain HTTP, refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut insecure = Insecure::default();
+        insecure.hosts.insert(format!("127.0.0.1:{port}"));
+        let r = registry(insecure, vec![]);
+        let image = format!("127.0.0.1:{port}/app:latest");
         let e = format!(
             "{:#}",
-            r.resolve_all(&["a:1".to_owned()], &|_, _| {}).unwrap_err()
+            r.resolve_all(std::slice::from_ref(&image), &|_, _| {})
+                .unwrap_err()
         );
-        assert!(e.contains("install skopeo"), "{e}");
+        assert!(
+            e.contains(&format!("cannot resolve {image} in its registry")),
+            "{e}"
+        );
+        assert!(e.to_lowercase().contains("refused"), "{e}");
+        let e = format!(
+            "{:#}",
+            r.resolve_all(&["Not A Reference".to_owned()], &|_, _| {})
+                .unwrap_err()
+        );
+        assert!(e.contains("is not an image reference"), "{e}");
     }
 }

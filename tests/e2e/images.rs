@@ -1,8 +1,9 @@
 //! End-to-end: image digests against a real registry (Debian's
 //! docker-registry on 127.0.0.1 inside the machine, plain HTTP, htpasswd
 //! authentication), holding the fake app as v1, v2 and a never-healthy v3
-//! under one tag, pushed with skopeo. One machine per backend, shared by
-//! the scenarios (the registry and the login too, so they run in order).
+//! under one tag, pushed with the machine's podman. One machine per
+//! backend, shared by the scenarios (the registry and the login too, so
+//! they run in order).
 //!
 //! - `login`: the password reaches the engine through standard input only:
 //!   never in any process's command line during the run, never in the
@@ -16,8 +17,13 @@
 //!   registry changes nothing until `update`; a registry that is down gives
 //!   a clear error and changes nothing.
 //!
-//! podman 4.3 and Docker; the podman 5 machine has no skopeo and nothing
-//! here depends on the engine's version. Runs as root only (CI does).
+//! podman 4.3 and Docker; on podman 5 (the trixie machine) the login and
+//! the update with its rollback only: its units start under
+//! `--sdnotify=healthy`, so a never-healthy v3 fails its restart through
+//! podman's own start-up health check, not the `wait-healthy` gate. The
+//! registry is the host's docker-registry binary (it needs only libc),
+//! copied into the machine's directory, so the trixie root needs no
+//! package for it. Runs as root only (CI does).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,22 +62,21 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
 fn opts() -> BootOptions {
     BootOptions {
         // The variants are imported into podman storage of the machine's
-        // own (on the Docker machine too: skopeo pushes from it).
+        // own (on the Docker machine too: its podman pushes them).
         private_storage: true,
         ..BootOptions::default()
     }
 }
 
 fn missing() -> Option<String> {
-    [
-        "/usr/bin/skopeo",
-        "/usr/bin/docker-registry",
-        "/usr/bin/htpasswd",
-    ]
-    .iter()
-    .find(|p| !std::path::Path::new(p).exists())
-    .map(|p| format!("{p} is missing (apt-get install skopeo docker-registry apache2-utils)"))
+    [REGISTRY_BIN, "/usr/bin/htpasswd"]
+        .iter()
+        .find(|p| !std::path::Path::new(p).exists())
+        .map(|p| format!("{p} is missing (apt-get install docker-registry apache2-utils)"))
 }
+
+/// The host's registry server, copied into each machine's directory.
+const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 #[test]
 fn podman() {
@@ -80,6 +85,20 @@ fn podman() {
         Backend::Podman,
         opts(),
         SCENARIOS,
+        missing(),
+        prepare,
+        |_| {},
+    );
+}
+
+/// podman 5: the rollback path under podman's own health-gated start.
+#[test]
+fn podman5() {
+    harness::run_suite_booted(
+        "image end-to-end tests",
+        Backend::Podman,
+        harness::PODMAN5,
+        &SCENARIOS[..2],
         missing(),
         prepare,
         |_| {},
@@ -126,7 +145,7 @@ fn start_registry(m: &Machine, r: &Reg) -> Result<()> {
     m.ok(&[
         "systemd-run",
         &format!("--unit={REGISTRY_UNIT}"),
-        "/usr/bin/docker-registry",
+        r.dir.join("docker-registry").to_str().context("path")?,
         "serve",
         r.dir.join("config.yml").to_str().context("path")?,
     ])?;
@@ -139,13 +158,13 @@ fn start_registry(m: &Machine, r: &Reg) -> Result<()> {
 }
 
 /// The registry with htpasswd authentication, insecure (plain HTTP) for
-/// podman and skopeo through registries.conf (Docker takes 127.0.0.0/8 as
-/// insecure by itself), and the fake app's three versions in podman's
-/// storage.
+/// podman through registries.conf (Docker takes 127.0.0.0/8 as insecure by
+/// itself), and the fake app's three versions in podman's storage.
 fn prepare(m: &Machine) -> Result<()> {
     let port = free_port()?;
     let dir = m.dir.path().join("registry");
     fs_err::create_dir_all(dir.join("data"))?;
+    fs_err::copy(REGISTRY_BIN, dir.join("docker-registry"))?;
     let mut htpasswd = Command::new("htpasswd")
         .args(["-B", "-i", "-c"])
         .arg(dir.join("htpasswd"))
@@ -201,14 +220,14 @@ fn push(sc: &Scenario, v: &str, repo: &str) -> Result<String> {
     let r = reg()?;
     let file = r.dir.join(format!("digest-{repo}-{v}"));
     sc.m.ok(&[
-        "skopeo",
-        "copy",
+        "podman",
+        "push",
         "--quiet",
-        "--dest-tls-verify=false",
-        &format!("--dest-creds={USER}:{PASSWORD}"),
+        "--tls-verify=false",
+        &format!("--creds={USER}:{PASSWORD}"),
         "--digestfile",
         file.to_str().context("path")?,
-        &format!("containers-storage:localhost/nixarr-e2e-app:{v}"),
+        &format!("localhost/nixarr-e2e-app:{v}"),
         &format!("docker://127.0.0.1:{}/e2e/{repo}:latest", r.port),
     ])
     .with_context(|| format!("pushing {v} to {repo}"))?;

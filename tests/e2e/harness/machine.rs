@@ -265,6 +265,11 @@ fn nspawn_command(
             // "localhost" would be looked up in DNS.
             .arg("--bind-ro=/etc/hosts");
     }
+    if Path::new("/etc/ssl/certs/ca-certificates.crt").is_file() {
+        // The host's CA certificates, as every real system has them
+        // (`update`'s registry client needs them, even for plain HTTP).
+        cmd.arg("--bind-ro=/etc/ssl");
+    }
     cmd.arg(format!(
         "--bind={}:/etc/containers",
         layout.etc_containers.display()

@@ -1,6 +1,6 @@
 { lib }:
 {
-  description = "autoUpdate: the spec gets the schedule and services, the update service gets skopeo on its path";
+  description = "autoUpdate: the spec gets the schedule and services, the update service needs nothing on its path (registries are asked in-process, no skopeo)";
   config = {
     services.nixarr-units = {
       sonarr.enable = true;
@@ -17,6 +17,6 @@
         schedule = "Sun 04:00";
         services = [ "radarr" ];
       };
-    skopeo = map (p: p.name) config.systemd.services.nixarr-update.path == [ "skopeo-1.18.0" ];
+    noSkopeo = !(lib.any (p: lib.hasPrefix "skopeo" p.name) (config.systemd.services.nixarr-update.path or [ ]));
   };
 }
