@@ -64,33 +64,7 @@ fi
 # /run/nixarr-e2e.lock), so other runs on this host wait for each other.
 # One suite or machine: `cargo test --test e2e stop::` (README).
 echo "== cargo test"
-test_log=$(mktemp)
-set +e
-cargo test --all-targets --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$test_log"
-test_status=${PIPESTATUS[0]}
-set -e
-if [ "$test_status" -ne 0 ]; then
-  # An end-to-end machine test that failed in the full run is run once more,
-  # alone; it is printed as FLAKY either way, and a second failure fails the
-  # run. Anything else that failed (another test, a build) fails it at once.
-  # Why: two e2e tests (backup::podman, images::podman) failed once in the
-  # full run and passed alone; until the cause is found, a flake must show,
-  # not block every landing.
-  e2e_tests=$(cargo test --test e2e --locked -- --list 2>/dev/null | sed -n 's/: test$//p')
-  failed=$(sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$test_log" | sort -u)
-  retry=()
-  for t in $failed; do
-    if grep -qxF "$t" <<<"$e2e_tests"; then retry+=("$t"); else retry=(); break; fi
-  done
-  if [ ${#retry[@]} -eq 0 ] || [ ${#retry[@]} -gt 3 ]; then
-    echo "== cargo test failed (status $test_status); failed tests: ${failed:-none listed}" >&2
-    exit 1
-  fi
-  echo "== FLAKY: ${retry[*]} failed in the full run; once more, alone"
-  cargo test --test e2e --locked -- --exact "${retry[@]}" --test-threads=1 --nocapture
-  echo "== FLAKY: ${retry[*]} passed alone (see the first run's output above)"
-fi
-rm -f "$test_log"
+cargo test --all-targets --locked --no-fail-fast -- --test-threads=2
 # The module evaluation once more as the flake's module-eval check runs it
 # (nix/module-eval.nix): on a private, empty store, so builtins.storeDir is
 # not /nix/store. A scenario that assumes /nix/store fails here, not only
