@@ -11,7 +11,7 @@ packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
   docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs e2fsprogs
   util-linux python3 iproute2 curl debootstrap
   skopeo docker-registry apache2-utils tmux man-db groff-base
-  nginx-light caddy prometheus wrk polkitd)
+  nginx-light caddy prometheus wrk polkitd chromium chromium-driver python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +25,16 @@ if ((${#missing[@]})); then
   fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Selenium and schemathesis for the api_browser end-to-end suite (pinned in
+# tests/e2e/requirements.txt), in a venv outside the clone that later runs
+# reuse (pip installs nothing when the pins are there). Debian's python3:
+# python3-venv is its.
+if [ "$(id -u)" -eq 0 ]; then
+  e2e_venv=/var/cache/nixarr-units/e2e-venv
+  [ -x "$e2e_venv/bin/python3" ] || /usr/bin/python3 -m venv "$e2e_venv"
+  "$e2e_venv/bin/pip" install -q --disable-pip-version-check -r tests/e2e/requirements.txt
 fi
 
 # The module evaluation tests need nixpkgs' lib/ (never part of this repo).

@@ -71,7 +71,40 @@ pub fn router(api: Shared, transport: Transport) -> Router {
         ))
         .layer(middleware::from_fn(body_limit))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(json_errors))
         .with_state(api)
+}
+
+/// Every error is `{"error": …}`, as docs/api.yaml says: axum's own
+/// rejections (a query string, a path segment or a body it cannot read,
+/// e.g. `?timeout=1&timeout=2`) answer plain text, which becomes the
+/// message here; their status and other headers stay.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut out = error(status, message);
+    out.headers_mut().extend(parts.headers);
+    out
 }
 
 async fn not_found() -> Response {
@@ -464,7 +497,13 @@ async fn batch(
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Read, Write};
     use std::sync::Arc;
+
+    use axum::Router;
+    use axum::extract::Query;
+    use axum::middleware;
+    use axum::routing::get;
 
     use super::{Container, ContainersBody, container};
 
@@ -490,6 +529,44 @@ mod tests {
             "a new report is encoded anew"
         );
         assert_eq!(next, first);
+    }
+
+    /// axum's rejection of a query string it cannot read (a duplicate
+    /// field, found by schemathesis) answers JSON like every other error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn rejections_answer_json() {
+        async fn handler(Query(_): Query<super::JobQuery>) -> &'static str {
+            "ok"
+        }
+        let app = Router::new()
+            .route("/q", get(handler))
+            .layer(middleware::from_fn(super::json_errors));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).expect("connect");
+            s.write_all(b"GET /q?timeout=1&timeout=2 HTTP/1.0\r\n\r\n")
+                .expect("send");
+            let mut out = String::new();
+            s.read_to_string(&mut out).expect("read");
+            out
+        })
+        .await
+        .expect("client");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("no end of headers");
+        let head = head.to_lowercase();
+        assert!(head.starts_with("http/1.0 400"), "{answer}");
+        assert!(head.contains("content-type: application/json"), "{answer}");
+        let v: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+        assert!(
+            v["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("duplicate field `timeout`")),
+            "{v}"
+        );
     }
 
     /// Every route (path, method), as docs/api.yaml must list them.

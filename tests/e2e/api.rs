@@ -55,10 +55,10 @@ fn docker() {
     harness::run_suite("api end-to-end tests", Backend::Docker, SCENARIOS);
 }
 
-const CONTROL: &str = "control-token-0123456789abcdef";
-const READ: &str = "read-token-0123456789abcdef";
+pub(crate) const CONTROL: &str = "control-token-0123456789abcdef";
+pub(crate) const READ: &str = "read-token-0123456789abcdef";
 
-fn app(port: u16, body: &str) -> Value {
+pub(crate) fn app(port: u16, body: &str) -> Value {
     json!({
         "image": IMAGE,
         "ports": [{ "host": port, "container": 8080, "address": "127.0.0.1" }],
@@ -70,17 +70,17 @@ fn app(port: u16, body: &str) -> Value {
 }
 
 /// One answer: status, lower-cased header block, body.
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Result<Value> {
+    pub(crate) fn json(&self) -> Result<Value> {
         serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
     }
-    fn expect(&self, status: u16, what: &str) -> Result<&Self> {
+    pub(crate) fn expect(&self, status: u16, what: &str) -> Result<&Self> {
         ensure!(
             self.status == status,
             "{what}: expected HTTP {status}, got {}: {}\n{}",
@@ -102,14 +102,14 @@ impl Answer {
 }
 
 /// How a request reaches the API.
-enum Via<'a> {
+pub(crate) enum Via<'a> {
     Tcp(u16),
     Unix(&'a str),
 }
 
 /// A request with curl inside the machine (`--path-as-is`: no clean-up of
 /// `..`; `extra`: more curl arguments).
-fn call(
+pub(crate) fn call(
     sc: &Scenario,
     via: &Via,
     method: &str,
@@ -168,7 +168,7 @@ fn post_json(sc: &Scenario, via: &Via, path: &str, body: &str) -> Result<Answer>
     )
 }
 
-fn main_pid(sc: &Scenario, svc: &str) -> Result<String> {
+pub(crate) fn main_pid(sc: &Scenario, svc: &str) -> Result<String> {
     Ok(sc
         .m
         .systemctl(&["show", "-P", "MainPID", &sc.unit(svc)])?
@@ -474,7 +474,7 @@ fn routes(sc: &mut Scenario) -> Result<()> {
 }
 
 /// Install a stack with the API on a TCP port; its port.
-fn with_api(sc: &Scenario, services: Value) -> Result<u16> {
+pub(crate) fn with_api(sc: &Scenario, services: Value) -> Result<u16> {
     let port = free_port()?;
     let secrets = sc.m.root().join("run/nixarr-e2e-api");
     fs_err::create_dir_all(&secrets)?;

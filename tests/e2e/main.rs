@@ -16,6 +16,7 @@
 mod harness;
 
 mod api;
+mod api_browser;
 mod backup;
 mod basic;
 mod images;
