@@ -474,6 +474,17 @@ fn routes(sc: &mut Scenario) -> Result<()> {
 }
 
 /// Install a stack with the API on a TCP port; its port.
+/// Install db and web (which depends on db) with the API on a TCP port;
+/// its port.
+pub(crate) fn db_and_web(sc: &Scenario) -> Result<u16> {
+    let mut web = app(free_port()?, "Healthy");
+    web["dependsOn"] = json!(["db"]);
+    with_api(
+        sc,
+        json!({ "db": app(free_port()?, "Healthy"), "web": web }),
+    )
+}
+
 pub(crate) fn with_api(sc: &Scenario, services: Value) -> Result<u16> {
     let port = free_port()?;
     let secrets = sc.m.root().join("run/nixarr-e2e-api");
@@ -504,12 +515,7 @@ fn monotonic(sc: &Scenario, svc: &str) -> Result<u64> {
 // One machine boot and one API for the live routes; the steps build on
 // each other's state (what the events see is what the batch did).
 fn live(sc: &mut Scenario) -> Result<()> {
-    let mut web = app(free_port()?, "Healthy");
-    web["dependsOn"] = json!(["db"]);
-    let port = with_api(
-        sc,
-        json!({ "db": app(free_port()?, "Healthy"), "web": web }),
-    )?;
+    let port = db_and_web(sc)?;
     let tcp = Via::Tcp(port);
 
     // Batch start, named out of order: systemd starts db before web.

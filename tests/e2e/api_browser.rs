@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::api::{CONTROL, READ, Via, app, call, main_pid, with_api};
+use crate::api::{CONTROL, READ, Via, app, call, db_and_web, main_pid, with_api};
 use crate::harness;
 use crate::harness::{Backend, Scenario, ScenarioFn, free_port, wait_for};
 
@@ -168,15 +168,11 @@ impl Page {
 
     fn quit(mut self) -> Result<()> {
         writeln!(self.stdin, "quit")?;
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(status.success(), "dashboard.py ended {status}");
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        match harness::wait_child(&mut self.child, WAIT)? {
+            Some(status) => ensure!(status.success(), "dashboard.py ended {status}"),
+            None => bail!("dashboard.py did not end within {WAIT:?} of quit"),
         }
-        bail!("dashboard.py did not end within {WAIT:?} of quit")
+        Ok(())
     }
 }
 
@@ -414,12 +410,7 @@ const SCHEMATHESIS_LIMIT: Duration = Duration::from_secs(240);
 // so the POSTs schemathesis sends (start, stop, restart, batches) are
 // harmless; the scenario's cleanup removes whatever state they leave.
 fn schema(sc: &mut Scenario) -> Result<()> {
-    let mut web = app(free_port()?, "Healthy");
-    web["dependsOn"] = json!(["db"]);
-    let port = with_api(
-        sc,
-        json!({ "db": app(free_port()?, "Healthy"), "web": web }),
-    )?;
+    let port = db_and_web(sc)?;
     let _limits = NoStartLimit::install(sc, &["db", "web"])?;
     sc.m.systemctl(&["start", &sc.unit("web")])?;
     let config = sc.m.dir.path().join("schemathesis.toml");
@@ -458,18 +449,7 @@ fn schema(sc: &mut Scenario) -> Result<()> {
         .spawn()
         .context("starting schemathesis")?;
     let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break Some(s);
-        }
-        if start.elapsed() > SCHEMATHESIS_LIMIT {
-            // Ours, by its handle.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let status = harness::wait_child(&mut child, SCHEMATHESIS_LIMIT)?;
     let output = fs_err::read_to_string(&log_path)?;
     eprintln!(
         "---- schemathesis (report: {})\n{output}----",

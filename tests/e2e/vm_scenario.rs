@@ -177,19 +177,7 @@ fn run_scenario(m: &Machine) -> Result<()> {
         .stderr(log.into_parts().0)
         .spawn()
         .context("starting python3 tests/vm/nspawn_driver.py")?;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if start.elapsed() > SCENARIO_TIMEOUT {
-            // Ours, by PID.
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let status = harness::wait_child(&mut child, SCENARIO_TIMEOUT)?;
     let output = fs_err::read_to_string(&log_path).unwrap_or_default();
     eprintln!("---- tests/vm/scenario.py through tests/vm/nspawn_driver.py\n{output}----");
     match status {

@@ -31,7 +31,9 @@ pub mod nixos_fw;
 pub mod runner;
 pub mod scenario;
 
-pub use host::{Run, free_port, host, http_get, output_text, parse_environ, run_id, wait_for};
+pub use host::{
+    Run, free_port, host, http_get, output_text, parse_environ, run_id, wait_child, wait_for,
+};
 pub use leftovers::clean_leftovers;
 pub use machine::{Backend, BootOptions, Machine};
 pub use net::{NET_CLIENT_ADDR, NET_HOST_NAME, NET_MACHINE_ADDR};
