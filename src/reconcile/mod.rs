@@ -458,6 +458,21 @@ fn unit_entry(
             );
         }
         ActiveState::Active => match running {
+            // A Docker unit is active from the moment `docker run` (its
+            // main process, attached, `--rm`) starts, before it has pulled
+            // the image and created the container; once the container ends
+            // or is removed the client exits and the unit goes down. So an
+            // active Docker unit without its container is starting (seen
+            // end to end: a pass right after a start restarted all three
+            // units). A podman unit is active only once conmon said the
+            // container runs (`--sdnotify=conmon`).
+            None if stack.backend == Backend::Docker => {
+                e.detail = format!(
+                    "active ({}); `docker run` has not created its container yet (pulling \
+                     or creating): left to systemd",
+                    u.sub_state
+                );
+            }
             None => {
                 e.class = Class::Missing;
                 e.action = Action::Restart;
@@ -700,6 +715,19 @@ mod tests {
             detail.contains("exit-code") && detail.contains("5 automatic"),
             "{detail}"
         );
+    }
+
+    #[test]
+    fn an_active_docker_unit_without_its_container_is_starting() {
+        let st = stack(Backend::Docker);
+        let plan = pass(&st, both_active(), Ok(healthy()[1..].to_vec()), true);
+        let (class, action, detail) = unit_of(&plan, "nixarr-sonarr.service");
+        assert_eq!((class, action), (Class::Ok, Action::None), "{detail}");
+        assert!(
+            detail.contains("has not created its container yet"),
+            "{detail}"
+        );
+        assert!(plan.all_ok(), "{plan:#?}");
     }
 
     #[test]
