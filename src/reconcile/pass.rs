@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Class, Container, Observed, Plan, UnitView, classify, has_processes};
@@ -25,6 +25,9 @@ pub const RECORD_DIR: &str = "/run/nixarr-units/reconcile";
 
 /// How an orphan (a real app, once) is stopped before it is removed.
 const ORPHAN_STOP_GRACE: u64 = 10;
+
+/// Units whose properties are read at once (see [`read_units`]).
+const READS_IN_FLIGHT: usize = 32;
 
 /// How long a container whose `rm` failed may take to be gone anyway
 /// (Docker's own removal of a `--rm` container that just stopped).
@@ -218,7 +221,17 @@ async fn read_units(
         };
         (name, view)
     });
-    let units = join_all(reads).await.into_iter().collect();
+    // At most READS_IN_FLIGHT units at a time (up to three calls each):
+    // the system bus refuses a connection more pending replies than its
+    // max_replies_per_connection (128 by default), and a refused read
+    // would leave a unit without its cgroup (seen in the benchmark: 51 of
+    // 500 podman containers not tied to their unit by cgroup).
+    let units = futures_util::stream::iter(reads)
+        .buffer_unordered(READS_IN_FLIGHT)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect();
     (Ok(units), Some(sd))
 }
 
