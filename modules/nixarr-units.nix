@@ -566,6 +566,7 @@ let
     # run time; the API's unit hands them over as credentials.
     api = dropNulls {
       enable = true;
+      user = if apiAsUser then cfg.api.user else null;
       inherit (cfg.api)
         listen
         socket
@@ -611,6 +612,16 @@ let
     path = "${enginePackage}/bin/${cfg.backend}";
   }
   // lib.optionalAttrs (builtins.match "[0-9].*" engineVersion != null) { version = engineVersion; };
+
+  # The API as an unprivileged user, granted the stack's units by polkit:
+  # the rule is `render`'s template (templates/api-polkit.rules), filled the
+  # same way (tests/nix_eval.rs compares the two).
+  apiAsUser = cfg.api.enable && cfg.api.user != "root";
+  apiPolkitRule =
+    lib.replaceStrings
+      [ "{{ prefix }}" "{{ user }}" ]
+      [ cfg.prefix cfg.api.user ]
+      (builtins.readFile ../templates/api-polkit.rules);
 
   specFile = pkgs.writeText "${cfg.prefix}-spec.json" (builtins.toJSON spec);
 
@@ -1070,6 +1081,19 @@ in
           };
         };
       }
+      (lib.mkIf apiAsUser {
+        security.polkit.enable = true;
+        security.polkit.extraConfig = apiPolkitRule;
+      })
+      (lib.mkIf (apiAsUser && cfg.api.user == options.services.nixarr-units.api.user.default) {
+        users.users.${cfg.api.user} = {
+          isSystemUser = true;
+          group = cfg.api.user;
+          extraGroups = [ "systemd-journal" ];
+          description = "nixarr-units control API (${cfg.prefix} stack)";
+        };
+        users.groups.${cfg.api.user} = { };
+      })
     ]
   );
 }

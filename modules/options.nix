@@ -881,6 +881,20 @@ in
         description = "Group that may connect to the unix socket; null leaves it to root.";
       };
 
+      user = mkOption {
+        type = types.str;
+        default = "nixarr-api";
+        example = "root";
+        description = ''
+          User the API runs as. polkit (`security.polkit`, enabled for it)
+          lets this user start, stop and restart the stack's units
+          (`<prefix>-*`) and nothing else; its unit adds the group
+          `systemd-journal` for the logs route. The default user is created
+          as a system user; another must be declared in `users.users`.
+          `"root"` runs it as root without a polkit rule.
+        '';
+      };
+
       tokenFile = mkOption {
         type = types.nullOr types.str;
         default = null;

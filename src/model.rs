@@ -53,6 +53,8 @@ pub struct Api {
     pub socket: String,
     pub listen: Vec<std::net::SocketAddr>,
     pub group: Option<String>,
+    /// The user it runs as (none: root), granted the stack's units by polkit.
+    pub user: Option<String>,
     pub token_file: Option<String>,
     pub read_token_file: Option<String>,
 }

@@ -82,6 +82,9 @@ pub struct ApiSpec {
     pub socket: Option<String>,
     /// The group that may connect to the unix socket (mode 0660).
     pub group: Option<String>,
+    /// The system user the API runs as; none: root. `render` writes the
+    /// polkit rule that lets it start, stop and restart the stack's units.
+    pub user: Option<String>,
     /// The control token (every route).
     pub token_file: Option<String>,
     /// The read token (GET routes only).

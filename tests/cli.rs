@@ -1505,6 +1505,51 @@ fn api_renders_a_socket_and_a_hardened_service() {
     );
 }
 
+/// `api.user`: the service runs as that user with the journal's group, and
+/// `render` writes the polkit rule granting it the stack's units only;
+/// without it, root and no rule.
+#[test]
+fn api_user_gets_user_lines_and_the_polkit_rule() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = write(
+        t.path(),
+        "spec.json",
+        &API_SPEC.replace(
+            "\"group\":\"media\"",
+            "\"group\":\"media\",\"user\":\"nixarr-api\"",
+        ),
+    );
+    let out = render_with_self_exe(&spec, t.path());
+    let service =
+        std::fs::read_to_string(out.join("lib/systemd/system/media-api.service")).unwrap();
+    assert_lines(
+        &service,
+        &[
+            "User=nixarr-api",
+            "SupplementaryGroups=systemd-journal",
+            "NoNewPrivileges=yes",
+        ],
+    );
+    let rule =
+        std::fs::read_to_string(out.join("share/polkit-1/rules.d/50-media-api.rules")).unwrap();
+    for part in [
+        "action.id == \"org.freedesktop.systemd1.manage-units\"",
+        "subject.user == \"nixarr-api\"",
+        "unit.indexOf(\"media-\") == 0",
+        "[\"start\", \"stop\", \"restart\"].indexOf(action.lookup(\"verb\")) >= 0",
+    ] {
+        assert!(rule.contains(part), "{part} missing in:\n{rule}");
+    }
+    let root_out = t.path().join("root");
+    render_cmd(&write(t.path(), "root.json", API_SPEC), &root_out)
+        .assert()
+        .success();
+    let root =
+        std::fs::read_to_string(root_out.join("lib/systemd/system/media-api.service")).unwrap();
+    assert!(!root.contains("User="), "{root}");
+    assert!(!root_out.join("share/polkit-1").exists());
+}
+
 #[test]
 fn api_mistakes_name_their_path() {
     let spec = |api: &str| {
@@ -1529,6 +1574,10 @@ fn api_mistakes_name_their_path() {
     rejects(
         &spec(r#"{"enable":true,"group":"me dia"}"#),
         &["api.group", "not a group name"],
+    );
+    rejects(
+        &spec(r#"{"enable":true,"user":"nixarr api"}"#),
+        &["api.user", "not a user name"],
     );
     rejects(&spec(r#"{"enable":true,"port":1}"#), &["port"]);
     rejects(

@@ -372,19 +372,16 @@ scenarios! {
     auto_update_reaches_the_spec => "auto-update",
     assertion_auto_update_of_a_pinned_service => "assert-auto-update-pinned",
     api_reaches_the_spec => "api",
+    api_as_root_has_no_polkit_rule => "api-root",
     reconcile_timer_asked_by_the_module => "reconcile",
 }
 
-/// `reconcile.enable`: the module's spec renders the reconcile timer and a
-/// service running the pass with `--prune`.
-#[test]
-fn reconcile_option_renders_the_timer() {
-    let Some(lib) = nixpkgs_lib("reconcile_option_renders_the_timer") else {
-        return;
-    };
+/// Evaluate `scenario` and render its spec: the evaluation's `result` and
+/// the render's directory (kept while the `TempDir` lives).
+fn render_scenario(lib: &Path, scenario: &str) -> (Value, tempfile::TempDir, PathBuf) {
     let result = json(
-        &eval_scenario(&lib, &["--argstr", "scenario", "reconcile"], "result"),
-        "reconcile",
+        &eval_scenario(lib, &["--argstr", "scenario", scenario], "result"),
+        scenario,
     );
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.json");
@@ -400,6 +397,35 @@ fn reconcile_option_renders_the_timer() {
         "/run/current-system/sw/bin/nixarr-units",
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    (result, dir, out)
+}
+
+/// The polkit rule the module sets (`security.polkit.extraConfig`) is the
+/// file `render` writes for the module's spec, byte for byte.
+#[test]
+fn api_polkit_rule_is_the_rendered_one() {
+    let Some(lib) = nixpkgs_lib("api_polkit_rule_is_the_rendered_one") else {
+        return;
+    };
+    let (result, _dir, out) = render_scenario(&lib, "api");
+    let rendered =
+        std::fs::read_to_string(out.join("share/polkit-1/rules.d/50-nixarr-api.rules")).unwrap();
+    let module = result["polkitRules"].as_str().unwrap();
+    assert!(
+        rendered.contains("subject.user == \"nixarr-api\""),
+        "{rendered}"
+    );
+    assert_eq!(module, rendered);
+}
+
+/// `reconcile.enable`: the module's spec renders the reconcile timer and a
+/// service running the pass with `--prune`.
+#[test]
+fn reconcile_option_renders_the_timer() {
+    let Some(lib) = nixpkgs_lib("reconcile_option_renders_the_timer") else {
+        return;
+    };
+    let (_, _dir, out) = render_scenario(&lib, "reconcile");
     let unit =
         |name: &str| std::fs::read_to_string(out.join("lib/systemd/system").join(name)).unwrap();
     let service = unit("media-reconcile.service");

@@ -59,6 +59,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("api.socket", include_str!("../../templates/api.socket")),
     ("api.service", include_str!("../../templates/api.service")),
     (
+        "api-polkit.rules",
+        include_str!("../../templates/api-polkit.rules"),
+    ),
+    (
         "backup.service",
         include_str!("../../templates/backup.service"),
     ),
@@ -369,6 +373,7 @@ struct BackupCtx {
 struct ApiCtx {
     socket: String,
     group: Option<String>,
+    user: Option<String>,
     listen: Vec<String>,
     service: String,
     socket_unit: String,
@@ -482,6 +487,9 @@ pub fn render(stack: &Stack, opts: &Options) -> Result<Rendered, RenderError> {
     if let Some(p) = &stack.proxy {
         files.insert(proxy::NGINX_PATH.to_owned(), proxy::nginx(&stack.prefix, p));
         files.insert(proxy::CADDY_PATH.to_owned(), proxy::caddy(&stack.prefix, p));
+    }
+    if let Some(user) = stack.api.as_ref().and_then(|a| a.user.as_deref()) {
+        files.insert(polkit_rules_path(&stack.prefix), polkit_rules(stack, user)?);
     }
     Ok(Rendered {
         units,
@@ -1047,6 +1055,7 @@ fn api_ctx(stack: &Stack, opts: &Options) -> Result<Option<ApiCtx>, EscapeError>
     Ok(Some(ApiCtx {
         socket: plain_value(&api.socket)?,
         group: api.group.clone(),
+        user: api.user.clone(),
         listen: api.listen.iter().map(|a| a.to_string()).collect(),
         service: names.helper_unit(&API, "service"),
         socket_unit: names.helper_unit(&API, "socket"),
@@ -1055,6 +1064,31 @@ fn api_ctx(stack: &Stack, opts: &Options) -> Result<Option<ApiCtx>, EscapeError>
         credentials,
         allow,
     }))
+}
+
+/// Where `render --out` puts the API's polkit rule (copy it to
+/// `/etc/polkit-1/rules.d/`; the NixOS module sets the same text as
+/// `security.polkit.extraConfig`).
+pub fn polkit_rules_path(prefix: &str) -> String {
+    format!("share/polkit-1/rules.d/50-{prefix}-api.rules")
+}
+
+/// The polkit rule granting the API's `user` start, stop and restart of
+/// the stack's units only (templates/api-polkit.rules; the NixOS module
+/// fills the same template).
+fn polkit_rules(stack: &Stack, user: &str) -> Result<String, RenderError> {
+    #[derive(Serialize)]
+    struct RuleCtx<'a> {
+        prefix: &'a str,
+        user: &'a str,
+    }
+    fill(
+        "api-polkit.rules",
+        &RuleCtx {
+            prefix: &stack.prefix,
+            user,
+        },
+    )
 }
 
 /// What a helper that talks to the engine starts after: Docker's daemon

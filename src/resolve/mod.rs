@@ -592,8 +592,31 @@ fn resolve_schedule(
     }))
 }
 
+/// A user or group name systemd accepts (and a polkit rule can hold in a
+/// string as it is): `key` names it in the error.
+fn system_name(cx: &Ctx<'_>, key: &str, name: &str, example: &str) -> Result<(), SpecError> {
+    let ok = !name.is_empty()
+        && name.len() <= 31
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.starts_with('-');
+    if ok {
+        return Ok(());
+    }
+    let what = if key.ends_with("user") {
+        "a user"
+    } else {
+        "a group"
+    };
+    Err(cx.err(
+        key,
+        format!("`{name}` is not {what} name; write e.g. {example}"),
+    ))
+}
+
 /// `api`: listen addresses that parse, absolute token files, a token for
-/// TCP, a group name systemd accepts.
+/// TCP, user and group names systemd accepts.
 fn api(cx: &Ctx<'_>, spec: &Spec) -> Result<Option<crate::model::Api>, SpecError> {
     let Some(a) = spec.api.as_ref().filter(|a| a.enable) else {
         return Ok(None);
@@ -630,23 +653,19 @@ fn api(cx: &Ctx<'_>, spec: &Spec) -> Result<Option<crate::model::Api>, SpecError
              one (e.g. a sops-nix secret), or remove api.listen",
         ));
     }
-    if let Some(g) = &a.group {
-        let ok = !g.is_empty()
-            && g.len() <= 31
-            && g.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            && !g.starts_with('-');
-        if !ok {
-            return Err(cx.err(
-                "api.group",
-                format!("`{g}` is not a group name; write e.g. media"),
-            ));
+    for (key, name, example) in [
+        ("api.group", &a.group, "media"),
+        ("api.user", &a.user, "nixarr-api"),
+    ] {
+        if let Some(n) = name {
+            system_name(cx, key, n, example)?;
         }
     }
     Ok(Some(crate::model::Api {
         socket,
         listen,
         group: a.group.clone(),
+        user: a.user.clone(),
         token_file: a.token_file.clone(),
         read_token_file: a.read_token_file.clone(),
     }))

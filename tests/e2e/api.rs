@@ -473,7 +473,6 @@ fn routes(sc: &mut Scenario) -> Result<()> {
     Ok(())
 }
 
-/// Install a stack with the API on a TCP port; its port.
 /// Install db and web (which depends on db) with the API on a TCP port;
 /// its port.
 pub(crate) fn db_and_web(sc: &Scenario) -> Result<u16> {
@@ -485,7 +484,13 @@ pub(crate) fn db_and_web(sc: &Scenario) -> Result<u16> {
     )
 }
 
+/// Install a stack with the API on a TCP port; its port.
 pub(crate) fn with_api(sc: &Scenario, services: Value) -> Result<u16> {
+    with_api_as(sc, services, None)
+}
+
+/// [`with_api`], the API running as `user` (`api.user`) when given.
+fn with_api_as(sc: &Scenario, services: Value, user: Option<&str>) -> Result<u16> {
     let port = free_port()?;
     let secrets = sc.m.root().join("run/nixarr-e2e-api");
     fs_err::create_dir_all(&secrets)?;
@@ -499,6 +504,9 @@ pub(crate) fn with_api(sc: &Scenario, services: Value) -> Result<u16> {
         "tokenFile": "/run/nixarr-e2e-api/control",
         "readTokenFile": "/run/nixarr-e2e-api/read",
     });
+    if let Some(u) = user {
+        spec["api"]["user"] = json!(u);
+    }
     sc.install(&spec)?;
     sc.m.systemctl(&["start", &format!("{}-api.socket", sc.prefix)])?;
     Ok(port)

@@ -14,9 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness;
-use crate::harness::{
-    Backend, BootOptions, IMAGE, MACHINE_BIN_DIR, Scenario, ScenarioFn, free_port, wait_for,
-};
+use crate::harness::{Backend, BootOptions, IMAGE, Scenario, ScenarioFn, free_port, wait_for};
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
@@ -170,15 +168,7 @@ fn nginx_and_caddy(sc: &mut Scenario) -> Result<()> {
     sc.start_target()?;
     // What `render` writes for this spec (the generator wrote the units).
     let dir = format!("{}/proxy-{}", sc.m.dir.path().display(), sc.prefix);
-    let exe = format!("{MACHINE_BIN_DIR}/nixarr-units");
-    sc.m.ok(&[
-        &exe,
-        "render",
-        "--spec",
-        &format!("/etc/nixarr-units/{}.json", sc.prefix),
-        "--out",
-        &format!("{dir}/out"),
-    ])?;
+    sc.render_installed(&format!("{dir}/out"))?;
     let conf = format!("{dir}/out/share/nixarr-units/proxy");
     fs_err::write(
         format!("{dir}/nginx.conf"),

@@ -68,6 +68,8 @@ in
       if failed == [ ] && config.services.nixarr-units.enable then config.services.nixarr-units.spec else null;
     checks = if failed == [ ] then (s.checks or (_: { })) config else { };
     tmpfilesRules = if failed == [ ] then config.systemd.tmpfiles.rules else [ ];
+    # The API's polkit rule (compared with `render`'s file).
+    polkitRules = if failed == [ ] then config.security.polkit.extraConfig else "";
     # What sops-nix's manifest reads of every secret: a secret without a
     # sopsFile (and no sops.defaultSopsFile) fails here, as it would there.
     sopsFiles =

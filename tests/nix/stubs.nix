@@ -89,6 +89,11 @@ in
       };
       systemd.tmpfiles.rules = list types.str;
       users.users = anything;
+      security.polkit.enable = flag;
+      security.polkit.extraConfig = mkOption {
+        type = types.lines;
+        default = "";
+      };
       users.groups = mkOption {
         type = types.attrsOf (
           types.submodule {

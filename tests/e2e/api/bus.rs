@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::json;
 
-use super::{CONTROL, READ, Via, app, call, main_pid, with_api};
+use super::{CONTROL, READ, Via, app, call, main_pid, with_api, with_api_as};
 use crate::harness::{self, MACHINE_BIN_DIR, Scenario, free_port, wait_for};
 
 /// The API service's main PID (it starts on the first connection).
@@ -364,19 +364,18 @@ fn bus_proxy(sc: &Scenario, unit: &str, path: &str, up: bool) -> Result<()> {
     .map(drop)
 }
 
-/// The polkit rule of docs/api.md for `prefix` (the docs name `media-`).
-fn docs_rule(prefix: &str) -> Result<String> {
-    let docs = include_str!("../../../docs/api.md");
-    let rule = docs
-        .split("```js\n")
-        .nth(1)
-        .and_then(|r| r.split("```").next())
-        .context("docs/api.md has no ```js block with the polkit rule")?;
+/// The API's polkit rule as `render --out` writes it for the installed
+/// spec (the generator writes units only).
+fn rendered_rule(sc: &Scenario) -> Result<String> {
+    let dir = format!("{}/polkit-{}", sc.m.dir.path().display(), sc.prefix);
+    sc.render_installed(&format!("{dir}/out"))?;
+    let rel = format!("share/polkit-1/rules.d/50-{}-api.rules", sc.prefix);
+    let rule = sc.m.ok(&["cat", &format!("{dir}/out/{rel}")])?;
     ensure!(
-        rule.contains("\"media-\""),
-        "the rule in docs/api.md no longer names the prefix `media-`:\n{rule}"
+        rule.contains(&format!("subject.user == \"{API_USER}\"")),
+        "{rel} does not name {API_USER}:\n{rule}"
     );
-    Ok(rule.replace("\"media-\"", &format!("\"{prefix}-\"")))
+    Ok(rule)
 }
 
 /// systemctl as `user`, never asking for a password: its exit status and
@@ -408,42 +407,41 @@ fn refused(out: &str) -> bool {
 // Why one long function: one polkit daemon, one user, one API process,
 // with the rule in place and without.
 pub fn polkit(sc: &mut Scenario) -> Result<()> {
-    let port = with_api(sc, json!({ "db": app(free_port()?, "Healthy") }))?;
+    let port = with_api_as(
+        sc,
+        json!({ "db": app(free_port()?, "Healthy") }),
+        Some(API_USER),
+    )?;
     let tcp = Via::Tcp(port);
+    let api_unit = format!("{}-api.service", sc.prefix);
+    let unit = sc.m.systemctl(&["cat", &api_unit])?;
+    ensure!(
+        unit.lines().any(|l| l == format!("User={API_USER}"))
+            && unit
+                .lines()
+                .any(|l| l == "SupplementaryGroups=systemd-journal"),
+        "the rendered {api_unit} does not run as {API_USER}:\n{unit}"
+    );
+    // Where polkitd reads rules; the same text the NixOS module sets.
     let rules = sc.m.root().join("etc/polkit-1/rules.d");
     fs_err::create_dir_all(&rules)?;
-    let rule_file = rules.join("50-nixarr-api.rules");
-    fs_err::write(&rule_file, docs_rule(&sc.prefix)?)?;
-    if sc.m.exec(&["id", API_USER])?.status.success() {
-        sc.m.ok(&["usermod", "-a", "-G", "systemd-journal", API_USER])?;
-    } else {
+    let rule_file = rules.join(format!("50-{}-api.rules", sc.prefix));
+    fs_err::write(&rule_file, rendered_rule(sc)?)?;
+    if !sc.m.exec(&["id", API_USER])?.status.success() {
         sc.m.ok(&[
             "useradd",
             "--system",
             "--no-create-home",
             "--shell",
             "/usr/sbin/nologin",
-            "-G",
-            "systemd-journal",
             API_USER,
         ])?;
     }
     sc.m.systemctl(&["restart", "polkit.service"])?;
-    // The API as the unprivileged user (docs/api.md: a drop-in).
-    let api_unit = format!("{}-api.service", sc.prefix);
-    let dropin = sc.m.root().join(format!("run/systemd/system/{api_unit}.d"));
-    fs_err::create_dir_all(&dropin)?;
-    fs_err::write(
-        dropin.join("user.conf"),
-        format!("[Service]\nUser={API_USER}\nSupplementaryGroups=systemd-journal\n"),
-    )?;
-    sc.m.daemon_reload()?;
     sc.m.systemctl(&["stop", &api_unit])?;
     sc.m.systemctl(&["start", &sc.unit("db")])?;
     let result = granted(sc, &tcp, &api_unit, &rule_file);
-    let _ = fs_err::remove_dir_all(&dropin);
     let _ = fs_err::remove_file(&rule_file);
-    let _ = sc.m.daemon_reload();
     let _ = sc.m.systemctl(&["stop", &api_unit]);
     result
 }

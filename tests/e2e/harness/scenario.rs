@@ -111,6 +111,16 @@ impl Scenario<'_> {
         self.m.daemon_reload()
     }
 
+    /// What `render --out` writes for the installed spec (the generator
+    /// writes units only) into `out`, a path on the machine.
+    pub fn render_installed(&self, out: &str) -> Result<()> {
+        let exe = format!("{}/nixarr-units", super::MACHINE_BIN_DIR);
+        let spec = format!("/etc/nixarr-units/{}.json", self.prefix);
+        self.m
+            .ok(&[&exe, "render", "--spec", &spec, "--out", out])
+            .map(drop)
+    }
+
     pub fn start_target(&self) -> Result<()> {
         self.m.systemctl(&["start", &self.target()]).map(drop)
     }
