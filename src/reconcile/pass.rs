@@ -26,8 +26,9 @@ pub const RECORD_DIR: &str = "/run/nixarr-units/reconcile";
 /// How an orphan (a real app, once) is stopped before it is removed.
 const ORPHAN_STOP_GRACE: u64 = 10;
 
-/// Units whose properties are read at once (see [`read_units`]).
-const READS_IN_FLIGHT: usize = 32;
+/// Units whose properties are read at once (see [`read_units`]): three
+/// reads each, within the bus's pending replies.
+const READS_IN_FLIGHT: usize = crate::systemd::PENDING_REPLIES / 3;
 
 /// How long a container whose `rm` failed may take to be gone anyway
 /// (Docker's own removal of a `--rm` container that just stopped).
