@@ -383,21 +383,31 @@ fn render_scenario(lib: &Path, scenario: &str) -> (Value, tempfile::TempDir, Pat
         &eval_scenario(lib, &["--argstr", "scenario", scenario], "result"),
         scenario,
     );
+    let (dir, out) = render_spec(
+        &result["spec"],
+        &["--self-exe", "/run/current-system/sw/bin/nixarr-units"],
+    );
+    (result, dir, out)
+}
+
+/// Render `spec` with the binary (plus `extra` arguments) into a fresh
+/// directory: the `TempDir` and its `out`.
+fn render_spec(spec: &Value, extra: &[&str]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.json");
-    std::fs::write(&spec, serde_json::to_vec(&result["spec"]).unwrap()).unwrap();
+    let path = dir.path().join("spec.json");
+    std::fs::write(&path, serde_json::to_vec(spec).unwrap()).unwrap();
     let out = dir.path().join("out");
-    let r = run_bin(&[
+    let mut args = vec![
         "render",
         "--spec",
-        spec.to_str().unwrap(),
+        path.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--self-exe",
-        "/run/current-system/sw/bin/nixarr-units",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let r = run_bin(&args);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    (result, dir, out)
+    (dir, out)
 }
 
 /// The polkit rule the module sets (`security.polkit.extraConfig`) is the
@@ -457,19 +467,7 @@ fn image_lock_pins_the_rendered_units() {
             .unwrap()
             .ends_with("-images.lock.json")
     );
-    let spec_json = with_local_lock(&result["spec"]);
-    let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("spec.json");
-    std::fs::write(&spec, serde_json::to_vec(&spec_json).unwrap()).unwrap();
-    let out = dir.path().join("out");
-    let r = run_bin(&[
-        "render",
-        "--spec",
-        spec.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (_dir, out) = render_spec(&with_local_lock(&result["spec"]), &[]);
     let unit = |svc: &str| {
         std::fs::read_to_string(out.join(format!("lib/systemd/system/nixarr-{svc}.service")))
             .unwrap()
