@@ -160,46 +160,69 @@ pub fn container_digest(
         .or_else(|| image?.repo_digest(None).map(str::to_owned))
 }
 
+/// What the engine says of some containers that run: each one's image,
+/// and those images' digests. Asked before the digests to prefer are
+/// known, so a check asks the engine while it asks the registries.
+#[derive(Debug, Default)]
+pub struct RunningImages {
+    containers: Vec<ContainerImage>,
+    images: Vec<Image>,
+}
+
+impl RunningImages {
+    /// Those of `containers` that run. Three engine calls whatever their
+    /// number: `ps`, `container inspect`, `image inspect`.
+    pub fn query(engine: &Engine, containers: &[&str]) -> Result<Self> {
+        let running: Vec<String> = engine
+            .containers(&[(crate::render::LABEL_MANAGED, "true")])?
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .flat_map(|c| c.names)
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .filter(|n| containers.contains(&n.as_str()))
+            .collect();
+        if running.is_empty() {
+            return Ok(RunningImages::default());
+        }
+        let names: Vec<&str> = running.iter().map(String::as_str).collect();
+        let cmd = engine.containers_inspect(&names);
+        let containers = parse_container_images(&cmd.run()?)
+            .with_context(|| format!("reading the output of `{cmd}`"))?;
+        let ids: BTreeSet<&str> = containers.iter().map(|c| c.image.as_str()).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let cmd = engine.images_inspect(&ids);
+        let images = parse_image_inspect(&cmd.run()?)
+            .with_context(|| format!("reading the output of `{cmd}`"))?;
+        Ok(RunningImages { containers, images })
+    }
+
+    /// The digest each of `services` runs, by service (absent: its
+    /// container does not run).
+    pub fn digests(&self, services: &[Running<'_>]) -> BTreeMap<String, String> {
+        let wanted: BTreeMap<&str, &Running<'_>> =
+            services.iter().map(|r| (r.container, r)).collect();
+        let bare = |id: &str| id.trim_start_matches("sha256:").to_owned();
+        let mut out = BTreeMap::new();
+        for c in &self.containers {
+            let Some(r) = wanted.get(c.name.as_str()) else {
+                continue;
+            };
+            let image = self.images.iter().find(|i| bare(&i.id) == bare(&c.image));
+            if let Some(d) = container_digest(c, image, r.image, &r.prefer) {
+                out.insert(r.service.to_owned(), d);
+            }
+        }
+        out
+    }
+}
+
 /// The digest each running container of `services` runs, by service.
-/// Three engine calls whatever the number of services: `ps`, `container
-/// inspect`, `image inspect`.
 pub fn running_digests(
     engine: &Engine,
     services: &[Running<'_>],
 ) -> Result<BTreeMap<String, String>> {
-    let wanted: BTreeMap<&str, &Running<'_>> = services.iter().map(|r| (r.container, r)).collect();
-    let running: Vec<String> = engine
-        .containers(&[(crate::render::LABEL_MANAGED, "true")])?
-        .into_iter()
-        .filter(|c| c.state == "running")
-        .flat_map(|c| c.names)
-        .map(|n| n.trim_start_matches('/').to_owned())
-        .filter(|n| wanted.contains_key(n.as_str()))
-        .collect();
-    let mut out = BTreeMap::new();
-    if running.is_empty() {
-        return Ok(out);
-    }
-    let names: Vec<&str> = running.iter().map(String::as_str).collect();
-    let cmd = engine.containers_inspect(&names);
-    let containers = parse_container_images(&cmd.run()?)
-        .with_context(|| format!("reading the output of `{cmd}`"))?;
-    let ids: BTreeSet<&str> = containers.iter().map(|c| c.image.as_str()).collect();
-    let ids: Vec<&str> = ids.into_iter().collect();
-    let cmd = engine.images_inspect(&ids);
-    let images = parse_image_inspect(&cmd.run()?)
-        .with_context(|| format!("reading the output of `{cmd}`"))?;
-    for c in &containers {
-        let Some(r) = wanted.get(c.name.as_str()) else {
-            continue;
-        };
-        let bare = |id: &str| id.trim_start_matches("sha256:").to_owned();
-        let image = images.iter().find(|i| bare(&i.id) == bare(&c.image));
-        if let Some(d) = container_digest(c, image, r.image, &r.prefer) {
-            out.insert(r.service.to_owned(), d);
-        }
-    }
-    Ok(out)
+    let containers: Vec<&str> = services.iter().map(|r| r.container).collect();
+    Ok(RunningImages::query(engine, &containers)?.digests(services))
 }
 
 /// Where a stack's image lock is: `--lock`, else the one its units were
@@ -232,9 +255,30 @@ pub fn check(
         }
     }
     let images: Vec<String> = images.into_iter().collect();
-    let resolved = registry.resolve_all(&images, &|_, _| {})?;
+    // The engines are asked while the registries are: what runs does not
+    // depend on what the tags point to (only which of an image's digests
+    // is reported does, and that is chosen afterwards).
+    let (resolved, running) = std::thread::scope(|s| {
+        let engines = s.spawn(|| {
+            selections
+                .iter()
+                .map(|sel| {
+                    let containers: Vec<&str> =
+                        sel.services.iter().map(|s| s.container.as_str()).collect();
+                    RunningImages::query(&engine_of(sel.stack), &containers)
+                })
+                .collect::<Result<Vec<_>>>()
+        });
+        let resolved = registry.resolve_all(&images, &|_, _| {});
+        let running = engines
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread asking the engines panicked"));
+        (resolved, running)
+    });
+    let resolved = resolved?;
+    let running = running??;
     let mut checks = Vec::new();
-    for sel in selections {
+    for (sel, running) in selections.iter().zip(running) {
         let lock = match lock_path(sel.stack, lock_arg) {
             Some(p) => Lock::load(&p)?,
             None => None,
@@ -259,7 +303,7 @@ pub fn check(
                     .collect(),
             })
             .collect();
-        let running = running_digests(&engine_of(sel.stack), &targets)?;
+        let running = running.digests(&targets);
         for (name, svc) in pairs {
             let available = resolved.get(&svc.image).map(|r| r.digest.clone());
             let locked = lock
