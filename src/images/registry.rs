@@ -376,7 +376,7 @@ impl Registry {
 /// whose regex (a Unicode `\w{0,127}`) takes about 20 ms to compile: an
 /// eighth of a 50-image check. Anything else goes through the parser and
 /// its error.
-fn reference_of(image: &str) -> Result<Reference> {
+pub(crate) fn reference_of(image: &str) -> Result<Reference> {
     let plain = image
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b));

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::engine::{ContainerImage, Engine, Image, parse_container_images, parse_image_inspect};
 use crate::images::lock::{Lock, Resolved, is_tag_reference, pinned_reference, repository};
-use crate::images::registry::Registry;
+use crate::images::registry::{Registry, reference_of};
 use crate::manifest::{Manifest, ServiceManifest, StackManifest};
 use crate::systemd::Systemd;
 
@@ -136,7 +136,7 @@ pub fn container_digest(
             i.repo_digests
                 .iter()
                 .filter_map(|rd| rd.split_once('@'))
-                .filter(|(repo, _)| *repo == repository(tag))
+                .filter(|(repo, _)| same_repository(repo, repository(tag)))
                 .map(|(_, d)| d)
                 .collect()
         })
@@ -158,6 +158,18 @@ pub fn container_digest(
         .or_else(|| known.first().map(|d| (*d).to_owned()))
         .or_else(|| c.image_digest.clone().filter(|d| !d.is_empty()))
         .or_else(|| image?.repo_digest(None).map(str::to_owned))
+}
+
+/// Whether two spellings name one repository: podman records a short
+/// name's image under its full name (`docker.io/library/app` for `app`),
+/// Docker under the familiar one.
+fn same_repository(a: &str, b: &str) -> bool {
+    let name = |r: &str| {
+        reference_of(r)
+            .ok()
+            .map(|r| (r.registry().to_owned(), r.repository().to_owned()))
+    };
+    a == b || name(a).is_some_and(|n| Some(n) == name(b))
 }
 
 /// What the engine says of some containers that run: each one's image,
@@ -771,6 +783,25 @@ mod tests {
             running_of(DOCKER_CONTAINER, DOCKER_IMAGE, tag, &[NEWER]).as_deref(),
             Some(PUSHED)
         );
+    }
+
+    #[test]
+    fn a_short_name_matches_the_full_name_podman_records() {
+        // podman stores `app:latest` (resolved through an alias or a
+        // search registry to Docker Hub) under docker.io/library/app; the
+        // spec and the unit say `app`.
+        let images =
+            PODMAN_IMPORTED_THEN_PULLED.replace("127.0.0.1:48485/e2e/app", "docker.io/library/app");
+        let c =
+            PODMAN_CONTAINER_FROM_TAG.replace("127.0.0.1:48485/e2e/app", "docker.io/library/app");
+        assert_eq!(
+            running_of(&c, &images, "app:latest", &[NEWER, PUSHED]).as_deref(),
+            Some(PUSHED)
+        );
+        assert!(same_repository("app", "docker.io/library/app"));
+        assert!(same_repository("index.docker.io/team/app", "team/app"));
+        assert!(!same_repository("app", "quay.io/app"));
+        assert!(!same_repository("localhost/x", "docker.io/library/x"));
     }
 
     #[test]
