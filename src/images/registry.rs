@@ -39,6 +39,9 @@ pub struct Registry {
     pub auth_files: Vec<PathBuf>,
     /// Which registries are reached over plain HTTP.
     pub insecure: Insecure,
+    /// How podman qualifies a short name (`None`: Docker, for which one
+    /// is always Docker Hub's).
+    pub short_names: Option<ShortNames>,
     /// Images asked at a time.
     pub jobs: usize,
     /// Seconds one image may take.
@@ -52,6 +55,44 @@ pub struct Insecure {
     pub hosts: BTreeSet<String>,
     /// Docker's insecure networks (127.0.0.0/8 unless configured away).
     pub networks: Vec<ipnet::IpNet>,
+}
+
+/// podman's short-name resolution as registries.conf configures it: an
+/// alias first, else the first unqualified-search registry (podman tries
+/// them in order; a service's unit has no terminal to be asked on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShortNames {
+    /// `name` (no tag) → full repository (no tag).
+    pub aliases: BTreeMap<String, String>,
+    /// `unqualified-search-registries`.
+    pub search: Vec<String>,
+}
+
+impl ShortNames {
+    /// `image` as podman pulls it: itself when it names its registry
+    /// (a first component with `.` or `:`, or `localhost`).
+    pub fn qualify(&self, image: &str) -> Result<String> {
+        let first = image.split('/').next().unwrap_or(image);
+        if image.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost")
+        {
+            return Ok(image.to_owned());
+        }
+        let name = crate::images::lock::repository(image);
+        let rest = &image[name.len()..];
+        if let Some(full) = self.aliases.get(name) {
+            return Ok(format!("{full}{rest}"));
+        }
+        match self.search.first() {
+            Some(registry) => Ok(format!("{registry}/{image}")),
+            None => bail!(
+                "podman cannot resolve the short name {image}: registries.conf has no alias \
+                 for {name} and no unqualified-search-registries; write the image's full name \
+                 in the spec (for Docker Hub: docker.io/{library}{image})",
+                library = if name.contains('/') { "" } else { "library/" }
+            ),
+        }
+    }
 }
 
 impl Insecure {
@@ -70,14 +111,21 @@ impl Insecure {
     }
 
     /// podman's: every registries.conf entry marked insecure (version 2's
-    /// `[[registry]] insecure = true`, version 1's `[registries.insecure]`).
-    pub fn from_registries_conf(files: &[PathBuf]) -> Result<Self> {
+    /// `[[registry]] insecure = true`, version 1's `[registries.insecure]`),
+    /// and its short-name aliases and search registries (a later file's
+    /// alias replaces an earlier one's; a later file's search list, the
+    /// whole list).
+    pub fn from_registries_conf(files: &[PathBuf]) -> Result<(Self, ShortNames)> {
         #[derive(Deserialize, Default)]
         struct Conf {
             #[serde(default)]
             registry: Vec<Entry>,
             #[serde(default)]
             registries: V1,
+            #[serde(rename = "unqualified-search-registries")]
+            search: Option<Vec<String>>,
+            #[serde(default)]
+            aliases: BTreeMap<String, String>,
         }
         #[derive(Deserialize)]
         struct Entry {
@@ -90,6 +138,7 @@ impl Insecure {
         struct V1 {
             #[serde(default)]
             insecure: V1List,
+            search: Option<V1List>,
         }
         #[derive(Deserialize, Default)]
         struct V1List {
@@ -97,6 +146,7 @@ impl Insecure {
             registries: Vec<String>,
         }
         let mut out = Insecure::default();
+        let mut short = ShortNames::default();
         for f in files {
             let text = match std::fs::read_to_string(f) {
                 Ok(t) => t,
@@ -122,8 +172,12 @@ impl Insecure {
                     .iter()
                     .map(|r| registry_of(r).to_owned()),
             );
+            if let Some(search) = conf.search.or(conf.registries.search.map(|s| s.registries)) {
+                short.search = search;
+            }
+            short.aliases.extend(conf.aliases);
         }
-        Ok(out)
+        Ok((out, short))
     }
 
     /// Docker's, as its daemon reports them (`docker info`'s
@@ -188,16 +242,22 @@ impl Registry {
         let docker_config = std::env::var_os("DOCKER_CONFIG")
             .map_or_else(|| home().join(".docker"), PathBuf::from)
             .join("config.json");
-        let (auth_files, insecure) = match engine.backend {
-            Backend::Podman => (
-                podman_auth_files(&home(), docker_config),
-                Insecure::from_registries_conf(&registries_conf_files(&home()))?,
-            ),
-            Backend::Docker => (vec![docker_config], docker_insecure(engine)),
+        let (auth_files, insecure, short_names) = match engine.backend {
+            Backend::Podman => {
+                let (insecure, short) =
+                    Insecure::from_registries_conf(&registries_conf_files(&home()))?;
+                (
+                    podman_auth_files(&home(), docker_config),
+                    insecure,
+                    Some(short),
+                )
+            }
+            Backend::Docker => (vec![docker_config], docker_insecure(engine), None),
         };
         Ok(Registry {
             auth_files,
             insecure,
+            short_names,
             jobs: DEFAULT_JOBS,
             timeout_secs: 60,
         })
@@ -329,7 +389,10 @@ impl Registry {
         }
         let references = images
             .iter()
-            .map(|i| reference_of(i))
+            .map(|i| match &self.short_names {
+                Some(short) => reference_of(&short.qualify(i)?),
+                None => reference_of(i),
+            })
             .collect::<Result<Vec<_>>>()?;
         // rustls is built without a default provider; ring is ours. Another
         // installed first (a second call) is as good.
@@ -545,6 +608,7 @@ mod tests {
         Registry {
             auth_files,
             insecure,
+            short_names: None,
             jobs: 4,
             timeout_secs: 5,
         }
@@ -570,7 +634,28 @@ mod tests {
         )
         .unwrap();
         let missing = dir.path().join("nope.conf");
-        let i = Insecure::from_registries_conf(&[v2, v1, missing]).unwrap();
+        // A drop-in as Debian ships (shortnames.conf) and one of the
+        // admin's, read after it.
+        let aliases = dir.path().join("shortnames.conf");
+        std::fs::write(
+            &aliases,
+            "[aliases]\n  \"busybox\" = \"docker.io/library/busybox\"\n  \"centos\" = \"quay.io/centos/centos\"\n  \"opensuse/leap\" = \"registry.opensuse.org/opensuse/leap\"\n",
+        )
+        .unwrap();
+        let admin = dir.path().join("50-admin.conf");
+        std::fs::write(
+            &admin,
+            "unqualified-search-registries = [\"quay.io\", \"docker.io\"]\n[aliases]\ncentos = \"lab.example/mirror/centos\"\n",
+        )
+        .unwrap();
+        let (i, short) = Insecure::from_registries_conf(&[
+            v2.clone(),
+            v1.clone(),
+            missing,
+            aliases.clone(),
+            admin,
+        ])
+        .unwrap();
         assert!(i.contains("127.0.0.1:5000"));
         assert!(
             !i.contains("127.0.0.1:5001"),
@@ -580,6 +665,41 @@ mod tests {
         assert!(i.contains("a.corp.example") && !i.contains("corp.example"));
         assert!(i.contains("old.example:5000"));
         assert!(!i.contains("ghcr.io") && !i.contains("docker.io"));
+
+        // Short names: an alias (the later file's wins), keeping the tag;
+        // else the first search registry of the last file that sets them.
+        let q = |image: &str| short.qualify(image).unwrap();
+        assert_eq!(q("busybox:1.37"), "docker.io/library/busybox:1.37");
+        assert_eq!(q("centos"), "lab.example/mirror/centos");
+        assert_eq!(
+            q("opensuse/leap:15"),
+            "registry.opensuse.org/opensuse/leap:15"
+        );
+        assert_eq!(
+            q("jellyfin/jellyfin:10.10"),
+            "quay.io/jellyfin/jellyfin:10.10"
+        );
+        assert_eq!(
+            q("lscr.io/linuxserver/sonarr"),
+            "lscr.io/linuxserver/sonarr"
+        );
+        assert_eq!(q("localhost/app:v1"), "localhost/app:v1");
+        assert_eq!(q("127.0.0.1:5000/app"), "127.0.0.1:5000/app");
+        // v2's own list (docker.io) until the admin's replaced it; v1's.
+        let (_, v2_only) = Insecure::from_registries_conf(&[v2]).unwrap();
+        assert_eq!(v2_only.qualify("app").unwrap(), "docker.io/app");
+        let (_, v1_only) = Insecure::from_registries_conf(&[v1]).unwrap();
+        assert!(v1_only.search.is_empty());
+        // Neither alias nor search registry: podman cannot pull it.
+        let (_, none) = Insecure::from_registries_conf(&[aliases]).unwrap();
+        let e = none.qualify("jellyfin/jellyfin").unwrap_err().to_string();
+        assert!(
+            e.contains("podman cannot resolve the short name jellyfin/jellyfin")
+                && e.contains("docker.io/jellyfin/jellyfin"),
+            "{e}"
+        );
+        let e = none.qualify("nginx:1").unwrap_err().to_string();
+        assert!(e.contains("docker.io/library/nginx:1"), "{e}");
 
         let bad = dir.path().join("bad.conf");
         std::fs::write(&bad, "[[registry]\n").unwrap();
@@ -727,5 +847,32 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.contains("is not an image reference"), "{e}");
+
+        // podman: a short name is asked where its alias points (this
+        // registry, refused), not at Docker Hub.
+        let mut r = r;
+        r.short_names = Some(ShortNames {
+            aliases: [("app".to_owned(), format!("127.0.0.1:{port}/app"))].into(),
+            search: vec![],
+        });
+        let e = format!(
+            "{:#}",
+            r.resolve_all(&["app:v1".to_owned()], &|_, _| {})
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("cannot resolve app:v1 in its registry")
+                && e.to_lowercase().contains("refused"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            r.resolve_all(&["nginx".to_owned()], &|_, _| {})
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("podman cannot resolve the short name nginx"),
+            "{e}"
+        );
     }
 }
