@@ -263,6 +263,16 @@ impl Registry {
         })
     }
 
+    /// `image` as the engine pulls it, and so names it in the image's
+    /// RepoDigests: a podman short name qualified by registries.conf (as
+    /// given when podman could not pull it either: a check says why).
+    pub fn pulled_as(&self, image: &str) -> String {
+        self.short_names
+            .as_ref()
+            .and_then(|s| s.qualify(image).ok())
+            .unwrap_or_else(|| image.to_owned())
+    }
+
     /// The credentials for `registry` (as a reference names it), from the
     /// first file that has them.
     pub fn credentials(&self, registry: &str) -> RegistryAuth {

@@ -35,6 +35,10 @@ pub struct ImageCheck {
     #[serde(skip)]
     pub container: String,
     pub image: String,
+    /// `image` as the engine pulls and records it (a podman short name
+    /// qualified through registries.conf).
+    #[serde(skip)]
+    pub pulled_as: String,
     /// The digest the running container runs (`None`: not running).
     pub running: Option<String>,
     /// The digest the image lock pins.
@@ -301,12 +305,17 @@ pub fn check(
             .map(String::as_str)
             .zip(sel.services.iter().copied())
             .collect();
+        let pulled_as: Vec<String> = pairs
+            .iter()
+            .map(|(_, s)| registry.pulled_as(&s.image))
+            .collect();
         let targets: Vec<Running<'_>> = pairs
             .iter()
-            .map(|(n, s)| Running {
+            .zip(&pulled_as)
+            .map(|((n, s), pulled_as)| Running {
                 service: n,
                 container: &s.container,
-                image: &s.image,
+                image: pulled_as,
                 prefer: resolved
                     .get(&s.image)
                     .map(|r| r.digest.as_str())
@@ -316,7 +325,7 @@ pub fn check(
             })
             .collect();
         let running = running.digests(&targets);
-        for (name, svc) in pairs {
+        for ((name, svc), pulled_as) in pairs.into_iter().zip(pulled_as) {
             let available = resolved.get(&svc.image).map(|r| r.digest.clone());
             let locked = lock
                 .as_ref()
@@ -327,6 +336,7 @@ pub fn check(
                 unit: svc.unit.clone(),
                 container: svc.container.clone(),
                 image: svc.image.clone(),
+                pulled_as,
                 running: running.get(name).cloned(),
                 locked,
                 available,
@@ -655,7 +665,7 @@ async fn restart_and_verify(
         .map(|(c, want)| Running {
             service: &c.service,
             container: &c.container,
-            image: &c.image,
+            image: &c.pulled_as,
             prefer: want.as_deref().into_iter().collect(),
         })
         .collect();
@@ -721,6 +731,7 @@ mod tests {
             unit: format!("x-{service}.service"),
             container: format!("x-{service}"),
             image: format!("r/{service}:1"),
+            pulled_as: format!("r/{service}:1"),
             running: Some("sha256:old".to_owned()),
             locked: None,
             available: Some(available.to_owned()),

@@ -59,6 +59,13 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ),
 ];
 
+/// podman only: its short names resolve through registries.conf, Docker's
+/// are always Docker Hub's (not reachable here).
+const PODMAN_ONLY: &[(&str, ScenarioFn)] = &[(
+    "a short name is checked where podman's registries.conf alias points",
+    short_name_alias,
+)];
+
 fn opts() -> BootOptions {
     BootOptions {
         // The variants are imported into podman storage of the machine's
@@ -80,11 +87,12 @@ const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 #[test]
 fn podman() {
+    let scenarios: Vec<(&str, ScenarioFn)> = SCENARIOS.iter().chain(PODMAN_ONLY).copied().collect();
     harness::run_suite_booted(
         "image end-to-end tests",
         Backend::Podman,
         opts(),
-        SCENARIOS,
+        &scenarios,
         missing(),
         prepare,
         |_| {},
@@ -635,5 +643,61 @@ fn lock_honoured_and_registry_down(sc: &mut Scenario) -> Result<()> {
     ensure!(running_digest(sc, "a")? == d1);
     // Back up: v2 is available.
     cli(sc, &["update", "--all", "--check"])?.expect(100, "check with v2 pushed")?;
+    Ok(())
+}
+
+/// A service whose image is a short name podman resolves through an alias
+/// of registries.conf.d to the local registry: the unit pulls it from
+/// there, and `update --check` asks there (not Docker Hub, which it used to
+/// ask whatever podman was configured with).
+fn short_name_alias(sc: &mut Scenario) -> Result<()> {
+    let repo = format!("{}-short", sc.prefix);
+    let d1 = push(sc, "v1", &repo)?;
+    let short = format!("nixarr-e2e-alias/{repo}");
+    let tag = format!("{short}:latest");
+    let full = image(&repo)?;
+    let full = full.trim_end_matches(":latest");
+    let dropin = m_dir(sc).join("etc-containers/registries.conf.d");
+    fs_err::create_dir_all(&dropin)?;
+    let alias = dropin.join("50-nixarr-e2e-alias.conf");
+    fs_err::write(&alias, format!("[aliases]\n\"{short}\" = \"{full}\"\n"))?;
+    let port = free_port()?;
+    let mut spec = sc.spec(json!({ "a": app(&tag, port) }));
+    spec["imageLock"] = lock_path(sc).into();
+    sc.install(&spec)?;
+    start(sc, &["a"])?;
+    // The first update writes the lock: the unit runs `short@sha256:…`,
+    // which podman resolves through the same alias.
+    cli(sc, &["update", "--all"])?.ok("update writing the lock")?;
+    ensure!(locked(sc, &tag)? == d1, "lock: {}", read_lock(sc)?);
+    let unit = sc.m.systemctl(&["cat", &sc.unit("a")])?;
+    ensure!(
+        unit.contains(&format!("{short}@{d1}")),
+        "unit not pinned:\n{unit}"
+    );
+    cli(sc, &["update", "--all", "--check"])?.expect(0, "check of the alias on v1")?;
+
+    let d2 = push(sc, "v2", &repo)?;
+    ensure!(d2 != d1);
+    let run = cli(sc, &["update", "--all", "--check", "--json"])?;
+    run.expect(100, "check of the alias after v2")?;
+    let c = &run.json()?["checks"][0];
+    ensure!(
+        c["image"] == tag.as_str() && c["running"] == d1.as_str() && c["available"] == d2.as_str(),
+        "{c}"
+    );
+    cli(sc, &["update", "--all"])?.ok("update of the alias to v2")?;
+    ensure!(running_digest(sc, "a")? == d2, "a does not run v2");
+    ensure!(healthy(port), "a is not healthy on v2");
+
+    // Without the alias podman could not pull it either: a clear error.
+    fs_err::remove_file(&alias)?;
+    let run = cli(sc, &["update", "--all", "--check"])?;
+    run.expect(1, "check without the alias")?;
+    ensure!(
+        run.stderr
+            .contains(&format!("podman cannot resolve the short name {tag}")),
+        "{run:?}"
+    );
     Ok(())
 }
