@@ -6,4 +6,5 @@
 pub mod history;
 pub mod lock;
 pub mod registry;
+pub mod sources;
 pub mod update;

@@ -8,25 +8,26 @@
 //! finds it, Docker's `config.json` (credential helpers included). Plain
 //! HTTP only for registries the engine is configured to reach insecurely
 //! (podman: registries.conf; Docker: its daemon's insecure registries,
-//! loopback included). Images are asked concurrently, a bounded number at
-//! a time; one that cannot be resolved fails the whole run before anything
-//! is changed.
+//! loopback included). A tag is asked where the engine pulls it
+//! ([`sources`](crate::images::sources)): a podman short name through its
+//! alias or search registry, a moved prefix at its location, the mirrors
+//! first. Images are asked concurrently, a bounded number at a time; one
+//! that cannot be resolved fails the whole run before anything is changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::engine::Engine;
+use crate::images::lock::Resolved;
+use crate::images::sources::{RegistriesConf, ShortNames, Source, candidates};
+use crate::spec::Backend;
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use serde::Deserialize;
-
-use crate::engine::Engine;
-use crate::images::lock::Resolved;
-use crate::spec::Backend;
 
 /// How many images are asked at a time by default.
 pub const DEFAULT_JOBS: usize = 8;
@@ -42,6 +43,10 @@ pub struct Registry {
     /// How podman qualifies a short name (`None`: Docker, for which one
     /// is always Docker Hub's).
     pub short_names: Option<ShortNames>,
+    /// Where repositories are pulled from instead of, or before, their
+    /// registry (registries.conf's `[[registry]]` entries, Docker Hub's
+    /// mirrors on Docker).
+    pub sources: Vec<Source>,
     /// Images asked at a time.
     pub jobs: usize,
     /// Seconds one image may take.
@@ -55,44 +60,6 @@ pub struct Insecure {
     pub hosts: BTreeSet<String>,
     /// Docker's insecure networks (127.0.0.0/8 unless configured away).
     pub networks: Vec<ipnet::IpNet>,
-}
-
-/// podman's short-name resolution as registries.conf configures it: an
-/// alias first, else the first unqualified-search registry (podman tries
-/// them in order; a service's unit has no terminal to be asked on).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShortNames {
-    /// `name` (no tag) → full repository (no tag).
-    pub aliases: BTreeMap<String, String>,
-    /// `unqualified-search-registries`.
-    pub search: Vec<String>,
-}
-
-impl ShortNames {
-    /// `image` as podman pulls it: itself when it names its registry
-    /// (a first component with `.` or `:`, or `localhost`).
-    pub fn qualify(&self, image: &str) -> Result<String> {
-        let first = image.split('/').next().unwrap_or(image);
-        if image.contains('/')
-            && (first.contains('.') || first.contains(':') || first == "localhost")
-        {
-            return Ok(image.to_owned());
-        }
-        let name = crate::images::lock::repository(image);
-        let rest = &image[name.len()..];
-        if let Some(full) = self.aliases.get(name) {
-            return Ok(format!("{full}{rest}"));
-        }
-        match self.search.first() {
-            Some(registry) => Ok(format!("{registry}/{image}")),
-            None => bail!(
-                "podman cannot resolve the short name {image}: registries.conf has no alias \
-                 for {name} and no unqualified-search-registries; write the image's full name \
-                 in the spec (for Docker Hub: docker.io/{library}{image})",
-                library = if name.contains('/') { "" } else { "library/" }
-            ),
-        }
-    }
 }
 
 impl Insecure {
@@ -109,121 +76,6 @@ impl Insecure {
                 .parse::<IpAddr>()
                 .is_ok_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
     }
-
-    /// podman's: every registries.conf entry marked insecure (version 2's
-    /// `[[registry]] insecure = true`, version 1's `[registries.insecure]`),
-    /// and its short-name aliases and search registries (a later file's
-    /// alias replaces an earlier one's; a later file's search list, the
-    /// whole list).
-    pub fn from_registries_conf(files: &[PathBuf]) -> Result<(Self, ShortNames)> {
-        #[derive(Deserialize, Default)]
-        struct Conf {
-            #[serde(default)]
-            registry: Vec<Entry>,
-            #[serde(default)]
-            registries: V1,
-            #[serde(rename = "unqualified-search-registries")]
-            search: Option<Vec<String>>,
-            #[serde(default)]
-            aliases: BTreeMap<String, String>,
-        }
-        #[derive(Deserialize)]
-        struct Entry {
-            prefix: Option<String>,
-            location: Option<String>,
-            #[serde(default)]
-            insecure: bool,
-        }
-        #[derive(Deserialize, Default)]
-        struct V1 {
-            #[serde(default)]
-            insecure: V1List,
-            search: Option<V1List>,
-        }
-        #[derive(Deserialize, Default)]
-        struct V1List {
-            #[serde(default)]
-            registries: Vec<String>,
-        }
-        let mut out = Insecure::default();
-        let mut short = ShortNames::default();
-        for f in files {
-            let text = match std::fs::read_to_string(f) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", f.display())),
-            };
-            let conf: Conf = toml::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not a registries.conf podman reads; fix it (podman info shows \
-                     what podman makes of it)",
-                    f.display()
-                )
-            })?;
-            for e in conf.registry.into_iter().filter(|e| e.insecure) {
-                if let Some(r) = e.prefix.or(e.location) {
-                    out.hosts.insert(registry_of(&r).to_owned());
-                }
-            }
-            out.hosts.extend(
-                conf.registries
-                    .insecure
-                    .registries
-                    .iter()
-                    .map(|r| registry_of(r).to_owned()),
-            );
-            if let Some(search) = conf.search.or(conf.registries.search.map(|s| s.registries)) {
-                short.search = search;
-            }
-            short.aliases.extend(conf.aliases);
-        }
-        Ok((out, short))
-    }
-
-    /// Docker's, as its daemon reports them (`docker info`'s
-    /// RegistryConfig: the registries not secure and the insecure
-    /// networks).
-    pub fn from_docker_info(json: &str) -> Result<Self> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Config {
-            #[serde(default, rename = "InsecureRegistryCIDRs")]
-            insecure_registry_cidrs: Option<Vec<String>>,
-            #[serde(default)]
-            index_configs: Option<BTreeMap<String, Index>>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Index {
-            #[serde(default = "yes")]
-            secure: bool,
-        }
-        fn yes() -> bool {
-            true
-        }
-        let c: Config = serde_json::from_str(json.trim())
-            .context("docker info printed no registry configuration")?;
-        Ok(Insecure {
-            hosts: c
-                .index_configs
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, i)| !i.secure)
-                .map(|(name, _)| name)
-                .collect(),
-            networks: c
-                .insecure_registry_cidrs
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|n| n.parse().ok())
-                .collect(),
-        })
-    }
-}
-
-/// The `host[:port]` of a registries.conf location (`host/namespace`).
-fn registry_of(location: &str) -> &str {
-    location.split('/').next().unwrap_or(location)
 }
 
 /// The host of `host[:port]` (an IPv6 literal keeps its brackets).
@@ -242,22 +94,26 @@ impl Registry {
         let docker_config = std::env::var_os("DOCKER_CONFIG")
             .map_or_else(|| home().join(".docker"), PathBuf::from)
             .join("config.json");
-        let (auth_files, insecure, short_names) = match engine.backend {
+        let (auth_files, insecure, short_names, sources) = match engine.backend {
             Backend::Podman => {
-                let (insecure, short) =
-                    Insecure::from_registries_conf(&registries_conf_files(&home()))?;
+                let conf = RegistriesConf::load(&registries_conf_files(&home()))?;
                 (
                     podman_auth_files(&home(), docker_config),
-                    insecure,
-                    Some(short),
+                    conf.insecure,
+                    Some(conf.short_names),
+                    conf.sources,
                 )
             }
-            Backend::Docker => (vec![docker_config], docker_insecure(engine), None),
+            Backend::Docker => {
+                let (insecure, sources) = docker_conf(engine);
+                (vec![docker_config], insecure, None, sources)
+            }
         };
         Ok(Registry {
             auth_files,
             insecure,
             short_names,
+            sources,
             jobs: DEFAULT_JOBS,
             timeout_secs: 60,
         })
@@ -303,7 +159,7 @@ impl Registry {
 
     /// The client for `references`: plain HTTP to their insecure
     /// registries, HTTPS with the system's CA certificates.
-    fn client(&self, references: &[Reference]) -> Result<Client> {
+    fn client<'a>(&self, references: impl Iterator<Item = &'a Reference>) -> Result<Client> {
         // oci-client 0.18 also builds a default HTTP client, and reqwest
         // panics building one where the system has no CA certificates
         // (even for plain HTTP): say so instead. An engine cannot pull
@@ -321,7 +177,6 @@ impl Registry {
             );
         }
         let insecure: Vec<String> = references
-            .iter()
             .map(|r| r.resolve_registry().to_owned())
             .filter(|r| self.insecure.contains(r))
             .collect::<BTreeSet<_>>()
@@ -362,28 +217,65 @@ impl Registry {
         &self,
         client: &Client,
         image: &str,
-        reference: &Reference,
+        candidates: &[Reference],
         timeout: Duration,
         on_done: &(dyn Fn(&str, &Result<Resolved>) + Sync),
     ) -> Result<Resolved> {
-        let auth = self.credentials(reference.registry());
-        let asked =
-            tokio::time::timeout(timeout, client.fetch_manifest_digest(reference, &auth)).await;
-        let r = match asked {
-            Ok(Ok(digest)) => Ok(Resolved {
-                digest,
-                platform: platform(),
-                resolved: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                    .to_string(),
-            }),
-            Ok(Err(e)) => Err(cannot_resolve(image, &error_chain(&e))),
-            Err(_) => Err(cannot_resolve(
-                image,
-                &format!("no answer within {}s", timeout.as_secs()),
-            )),
+        let mut failed = Vec::new();
+        for reference in candidates {
+            let auth = self.credentials(reference.registry());
+            let asked =
+                tokio::time::timeout(timeout, client.fetch_manifest_digest(reference, &auth)).await;
+            let why = match asked {
+                Ok(Ok(digest)) => {
+                    let r = Ok(Resolved {
+                        digest,
+                        platform: platform(),
+                        resolved: humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                            .to_string(),
+                    });
+                    on_done(image, &r);
+                    return r;
+                }
+                Ok(Err(e)) => error_chain(&e),
+                Err(_) => format!("no answer within {}s", timeout.as_secs()),
+            };
+            tracing::debug!("{image}: {reference}: {why}");
+            failed.push((reference, why));
+        }
+        let why = match failed.as_slice() {
+            [(_, why)] => why.clone(),
+            all => all
+                .iter()
+                .map(|(r, why)| format!("{r}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; "),
         };
+        let r = Err(cannot_resolve(image, &why));
         on_done(image, &r);
         r
+    }
+
+    /// Where `image` (a tag reference) is asked, in order: as the engine
+    /// qualifies it, at its mirrors, then at its location.
+    fn candidates(&self, image: &str) -> Result<Vec<Reference>> {
+        let qualified = match &self.short_names {
+            Some(short) => short.qualify(image)?,
+            None => image.to_owned(),
+        };
+        let reference = reference_of(&qualified)?;
+        if self.sources.is_empty() {
+            return Ok(vec![reference]);
+        }
+        let name = format!("{}/{}", reference.registry(), reference.repository());
+        let tag = reference.tag().unwrap_or("latest");
+        candidates(&self.sources, &name)
+            .iter()
+            .map(|c| {
+                reference_of(&format!("{c}:{tag}"))
+                    .with_context(|| format!("registries.conf sends {image} to {c}"))
+            })
+            .collect()
     }
 
     /// Resolve every image, `self.jobs` at a time; `on_done` is called as
@@ -399,15 +291,12 @@ impl Registry {
         }
         let references = images
             .iter()
-            .map(|i| match &self.short_names {
-                Some(short) => reference_of(&short.qualify(i)?),
-                None => reference_of(i),
-            })
+            .map(|i| self.candidates(i))
             .collect::<Result<Vec<_>>>()?;
         // rustls is built without a default provider; ring is ours. Another
         // installed first (a second call) is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = &self.client(&references)?;
+        let client = &self.client(references.iter().flatten())?;
         let timeout = Duration::from_secs(self.timeout_secs);
         // A runtime of its own, on a thread of its own: callers may or may
         // not be inside one.
@@ -420,8 +309,8 @@ impl Registry {
                 anyhow::Ok(
                     rt.block_on(
                         futures_util::stream::iter(images.iter().zip(&references))
-                            .map(|(image, reference)| {
-                                self.resolve(client, image, reference, timeout, on_done)
+                            .map(|(image, candidates)| {
+                                self.resolve(client, image, candidates, timeout, on_done)
                             })
                             .buffered(self.jobs.max(1))
                             .collect(),
@@ -579,20 +468,26 @@ fn registries_conf_files(home: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Docker's insecure registries as its daemon reports them; loopback (its
-/// default) when the daemon cannot say.
-fn docker_insecure(engine: &Engine) -> Insecure {
+/// Docker's insecure registries and Docker Hub's mirrors as its daemon
+/// reports them; loopback (its default) and none when it cannot say.
+fn docker_conf(engine: &Engine) -> (Insecure, Vec<Source>) {
     let cmd = engine.registry_config();
-    match cmd.run().and_then(|out| Insecure::from_docker_info(&out)) {
-        Ok(i) => i,
+    match cmd
+        .run()
+        .and_then(|out| crate::images::sources::from_docker_info(&out))
+    {
+        Ok(conf) => conf,
         Err(e) => {
-            tracing::debug!("`{cmd}`: {e:#}; taking 127.0.0.0/8 as Docker's insecure registries");
-            Insecure {
+            tracing::debug!(
+                "`{cmd}`: {e:#}; taking 127.0.0.0/8 as Docker's insecure registries, and no mirrors"
+            );
+            let insecure = Insecure {
                 networks: vec![ipnet::IpNet::V4(
                     ipnet::Ipv4Net::new(std::net::Ipv4Addr::LOCALHOST, 8).unwrap_or_default(),
                 )],
                 ..Insecure::default()
-            }
+            };
+            (insecure, Vec::new())
         }
     }
 }
@@ -619,114 +514,10 @@ mod tests {
             auth_files,
             insecure,
             short_names: None,
+            sources: Vec::new(),
             jobs: 4,
             timeout_secs: 5,
         }
-    }
-
-    #[test]
-    fn registries_conf_marks_insecure_registries_in_both_versions() {
-        let dir = tempfile::tempdir().unwrap();
-        let v2 = dir.path().join("registries.conf");
-        std::fs::write(
-            &v2,
-            "unqualified-search-registries = [\"docker.io\"]\n\
-             [[registry]]\nlocation = \"127.0.0.1:5000\"\ninsecure = true\n\
-             [[registry]]\nprefix = \"lab.example/team\"\nlocation = \"mirror.example:8443/team\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"*.corp.example\"\ninsecure = true\n\
-             [[registry]]\nlocation = \"ghcr.io\"\n",
-        )
-        .unwrap();
-        let v1 = dir.path().join("v1.conf");
-        std::fs::write(
-            &v1,
-            "[registries.search]\nregistries = []\n[registries.insecure]\nregistries = [\"old.example:5000\"]\n",
-        )
-        .unwrap();
-        let missing = dir.path().join("nope.conf");
-        // A drop-in as Debian ships (shortnames.conf) and one of the
-        // admin's, read after it.
-        let aliases = dir.path().join("shortnames.conf");
-        std::fs::write(
-            &aliases,
-            "[aliases]\n  \"busybox\" = \"docker.io/library/busybox\"\n  \"centos\" = \"quay.io/centos/centos\"\n  \"opensuse/leap\" = \"registry.opensuse.org/opensuse/leap\"\n",
-        )
-        .unwrap();
-        let admin = dir.path().join("50-admin.conf");
-        std::fs::write(
-            &admin,
-            "unqualified-search-registries = [\"quay.io\", \"docker.io\"]\n[aliases]\ncentos = \"lab.example/mirror/centos\"\n",
-        )
-        .unwrap();
-        let (i, short) = Insecure::from_registries_conf(&[
-            v2.clone(),
-            v1.clone(),
-            missing,
-            aliases.clone(),
-            admin,
-        ])
-        .unwrap();
-        assert!(i.contains("127.0.0.1:5000"));
-        assert!(
-            !i.contains("127.0.0.1:5001"),
-            "another port is another registry"
-        );
-        assert!(i.contains("lab.example"), "the prefix's registry");
-        assert!(i.contains("a.corp.example") && !i.contains("corp.example"));
-        assert!(i.contains("old.example:5000"));
-        assert!(!i.contains("ghcr.io") && !i.contains("docker.io"));
-
-        // Short names: an alias (the later file's wins), keeping the tag;
-        // else the first search registry of the last file that sets them.
-        let q = |image: &str| short.qualify(image).unwrap();
-        assert_eq!(q("busybox:1.37"), "docker.io/library/busybox:1.37");
-        assert_eq!(q("centos"), "lab.example/mirror/centos");
-        assert_eq!(
-            q("opensuse/leap:15"),
-            "registry.opensuse.org/opensuse/leap:15"
-        );
-        assert_eq!(
-            q("jellyfin/jellyfin:10.10"),
-            "quay.io/jellyfin/jellyfin:10.10"
-        );
-        assert_eq!(
-            q("lscr.io/linuxserver/sonarr"),
-            "lscr.io/linuxserver/sonarr"
-        );
-        assert_eq!(q("localhost/app:v1"), "localhost/app:v1");
-        assert_eq!(q("127.0.0.1:5000/app"), "127.0.0.1:5000/app");
-        // v2's own list (docker.io) until the admin's replaced it; v1's.
-        let (_, v2_only) = Insecure::from_registries_conf(&[v2]).unwrap();
-        assert_eq!(v2_only.qualify("app").unwrap(), "docker.io/app");
-        let (_, v1_only) = Insecure::from_registries_conf(&[v1]).unwrap();
-        assert!(v1_only.search.is_empty());
-        // Neither alias nor search registry: podman cannot pull it.
-        let (_, none) = Insecure::from_registries_conf(&[aliases]).unwrap();
-        let e = none.qualify("jellyfin/jellyfin").unwrap_err().to_string();
-        assert!(
-            e.contains("podman cannot resolve the short name jellyfin/jellyfin")
-                && e.contains("docker.io/jellyfin/jellyfin"),
-            "{e}"
-        );
-        let e = none.qualify("nginx:1").unwrap_err().to_string();
-        assert!(e.contains("docker.io/library/nginx:1"), "{e}");
-
-        let bad = dir.path().join("bad.conf");
-        std::fs::write(&bad, "[[registry]\n").unwrap();
-        let e = format!("{:#}", Insecure::from_registries_conf(&[bad]).unwrap_err());
-        assert!(e.contains("bad.conf is not a registries.conf"), "{e}");
-    }
-
-    #[test]
-    fn dockers_insecure_registries_come_from_its_daemon() {
-        // `docker info --format={{json .RegistryConfig}}`, Docker 28, with
-        // "insecure-registries": ["reg.lan:5000", "10.0.0.0/8"].
-        let info = r#"{"AllowNondistributableArtifactsCIDRs":null,"AllowNondistributableArtifactsHostnames":null,"InsecureRegistryCIDRs":["10.0.0.0/8","::1/128","127.0.0.0/8"],"IndexConfigs":{"docker.io":{"Name":"docker.io","Mirrors":[],"Secure":true,"Official":true},"reg.lan:5000":{"Name":"reg.lan:5000","Mirrors":[],"Secure":false,"Official":false}},"Mirrors":null}"#;
-        let i = Insecure::from_docker_info(info).unwrap();
-        assert!(i.contains("127.0.0.1:43921") && i.contains("[::1]:5000"));
-        assert!(i.contains("10.1.2.3:5000") && i.contains("reg.lan:5000"));
-        assert!(!i.contains("docker.io") && !i.contains("192.168.1.2:5000"));
-        assert!(Insecure::from_docker_info("").is_err());
     }
 
     #[test]
@@ -884,5 +675,29 @@ mod tests {
             e.contains("podman cannot resolve the short name nginx"),
             "{e}"
         );
+
+        // A mirror is asked first, then the location; each one's reason.
+        let mirror = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        r.insecure.hosts.insert(format!("127.0.0.1:{mirror}"));
+        r.sources = vec![Source {
+            prefix: format!("127.0.0.1:{port}/team"),
+            location: None,
+            mirrors: vec![format!("127.0.0.1:{mirror}/cache")],
+        }];
+        let image = format!("127.0.0.1:{port}/team/app:v1");
+        let e = format!(
+            "{:#}",
+            r.resolve_all(std::slice::from_ref(&image), &|_, _| {})
+                .unwrap_err()
+        );
+        let (m, l) = (
+            e.find(&format!("127.0.0.1:{mirror}/cache/app:v1: ")),
+            e.find(&format!("; 127.0.0.1:{port}/team/app:v1: ")),
+        );
+        assert!(m.is_some() && l.is_some() && m < l, "{e}");
     }
 }

@@ -59,12 +59,19 @@ const SCENARIOS: &[(&str, ScenarioFn)] = &[
     ),
 ];
 
-/// podman only: its short names resolve through registries.conf, Docker's
-/// are always Docker Hub's (not reachable here).
-const PODMAN_ONLY: &[(&str, ScenarioFn)] = &[(
-    "a short name is checked where podman's registries.conf alias points",
-    short_name_alias,
-)];
+/// podman only: registries.conf (short names, mirrors); Docker's short
+/// names are always Docker Hub's and it mirrors only Docker Hub (neither
+/// reachable here).
+const PODMAN_ONLY: &[(&str, ScenarioFn)] = &[
+    (
+        "a short name is checked where podman's registries.conf alias points",
+        short_name_alias,
+    ),
+    (
+        "a registry that is down is checked and updated through its registries.conf mirror",
+        mirror_of_a_down_registry,
+    ),
+];
 
 fn opts() -> BootOptions {
     BootOptions {
@@ -648,50 +655,17 @@ fn lock_honoured_and_registry_down(sc: &mut Scenario) -> Result<()> {
 
 /// A service whose image is a short name podman resolves through an alias
 /// of registries.conf.d to the local registry: the unit pulls it from
-/// there, and `update --check` asks there (not Docker Hub, which it used to
-/// ask whatever podman was configured with).
+/// there, and `update` asks there (not Docker Hub, which it used to ask
+/// whatever podman was configured with).
 fn short_name_alias(sc: &mut Scenario) -> Result<()> {
     let repo = format!("{}-short", sc.prefix);
-    let d1 = push(sc, "v1", &repo)?;
     let short = format!("nixarr-e2e-alias/{repo}");
-    let tag = format!("{short}:latest");
     let full = image(&repo)?;
     let full = full.trim_end_matches(":latest");
-    let dropin = m_dir(sc).join("etc-containers/registries.conf.d");
-    fs_err::create_dir_all(&dropin)?;
-    let alias = dropin.join("50-nixarr-e2e-alias.conf");
-    fs_err::write(&alias, format!("[aliases]\n\"{short}\" = \"{full}\"\n"))?;
-    let port = free_port()?;
-    let mut spec = sc.spec(json!({ "a": app(&tag, port) }));
-    spec["imageLock"] = lock_path(sc).into();
-    sc.install(&spec)?;
-    start(sc, &["a"])?;
-    // The first update writes the lock: the unit runs `short@sha256:…`,
-    // which podman resolves through the same alias.
-    cli(sc, &["update", "--all"])?.ok("update writing the lock")?;
-    ensure!(locked(sc, &tag)? == d1, "lock: {}", read_lock(sc)?);
-    let unit = sc.m.systemctl(&["cat", &sc.unit("a")])?;
-    ensure!(
-        unit.contains(&format!("{short}@{d1}")),
-        "unit not pinned:\n{unit}"
-    );
-    cli(sc, &["update", "--all", "--check"])?.expect(0, "check of the alias on v1")?;
-
-    let d2 = push(sc, "v2", &repo)?;
-    ensure!(d2 != d1);
-    let run = cli(sc, &["update", "--all", "--check", "--json"])?;
-    run.expect(100, "check of the alias after v2")?;
-    let c = &run.json()?["checks"][0];
-    ensure!(
-        c["image"] == tag.as_str() && c["running"] == d1.as_str() && c["available"] == d2.as_str(),
-        "{c}"
-    );
-    cli(sc, &["update", "--all"])?.ok("update of the alias to v2")?;
-    ensure!(running_digest(sc, "a")? == d2, "a does not run v2");
-    ensure!(healthy(port), "a is not healthy on v2");
-
+    let tag = format!("{short}:latest");
+    let conf = format!("[aliases]\n\"{short}\" = \"{full}\"\n");
+    through_registries_conf(sc, &repo, &tag, &conf)?;
     // Without the alias podman could not pull it either: a clear error.
-    fs_err::remove_file(&alias)?;
     let run = cli(sc, &["update", "--all", "--check"])?;
     run.expect(1, "check without the alias")?;
     ensure!(
@@ -699,5 +673,70 @@ fn short_name_alias(sc: &mut Scenario) -> Result<()> {
             .contains(&format!("podman cannot resolve the short name {tag}")),
         "{run:?}"
     );
+    Ok(())
+}
+
+/// A service whose registry is down (nothing listens on its port) but has
+/// a mirror in registries.conf.d, the local registry: the unit pulls from
+/// the mirror, and `update` asks the mirror first.
+fn mirror_of_a_down_registry(sc: &mut Scenario) -> Result<()> {
+    let repo = format!("{}-mirrored", sc.prefix);
+    let down = free_port()?;
+    let tag = format!("127.0.0.1:{down}/e2e/{repo}:latest");
+    let conf = format!(
+        "[[registry]]\nprefix = \"127.0.0.1:{down}/e2e\"\nlocation = \"127.0.0.1:{down}/e2e\"\n\
+         [[registry.mirror]]\nlocation = \"127.0.0.1:{}/e2e\"\ninsecure = true\n",
+        reg()?.port
+    );
+    through_registries_conf(sc, &repo, &tag, &conf)?;
+    // Without the mirror: the registry's own refusal.
+    let run = cli(sc, &["update", "--all", "--check"])?;
+    run.expect(1, "check without the mirror")?;
+    ensure!(
+        run.stderr
+            .contains(&format!("cannot resolve {tag} in its registry"))
+            && run.stderr.to_lowercase().contains("refused"),
+        "{run:?}"
+    );
+    Ok(())
+}
+
+/// Run `tag` (pushed to the local registry as `repo`, reached through
+/// the registries.conf drop-in `conf`) under a lock: the first update pins
+/// v1 (the unit runs `tag`'s repository `@sha256:…`, which podman
+/// resolves through the same drop-in), a check is 0, then 100 once v2 is
+/// pushed, and an update moves the service to v2, healthy. The drop-in is
+/// removed at the end.
+fn through_registries_conf(sc: &mut Scenario, repo: &str, tag: &str, conf: &str) -> Result<()> {
+    let d1 = push(sc, "v1", repo)?;
+    let dropin = m_dir(sc).join("etc-containers/registries.conf.d");
+    fs_err::create_dir_all(&dropin)?;
+    let file = dropin.join(format!("50-{repo}.conf"));
+    fs_err::write(&file, conf)?;
+    let port = free_port()?;
+    let mut spec = sc.spec(json!({ "a": app(tag, port) }));
+    spec["imageLock"] = lock_path(sc).into();
+    sc.install(&spec)?;
+    start(sc, &["a"])?;
+    cli(sc, &["update", "--all"])?.ok("update writing the lock")?;
+    ensure!(locked(sc, tag)? == d1, "lock: {}", read_lock(sc)?);
+    let unit = sc.m.systemctl(&["cat", &sc.unit("a")])?;
+    let pinned = format!("{}@{d1}", tag.trim_end_matches(":latest"));
+    ensure!(unit.contains(&pinned), "unit not pinned:\n{unit}");
+    cli(sc, &["update", "--all", "--check"])?.expect(0, "check on v1")?;
+
+    let d2 = push(sc, "v2", repo)?;
+    ensure!(d2 != d1);
+    let run = cli(sc, &["update", "--all", "--check", "--json"])?;
+    run.expect(100, "check after v2")?;
+    let c = &run.json()?["checks"][0];
+    ensure!(
+        c["image"] == tag && c["running"] == d1.as_str() && c["available"] == d2.as_str(),
+        "{c}"
+    );
+    cli(sc, &["update", "--all"])?.ok("update to v2")?;
+    ensure!(running_digest(sc, "a")? == d2, "a does not run v2");
+    ensure!(healthy(port), "a is not healthy on v2");
+    fs_err::remove_file(&file)?;
     Ok(())
 }
