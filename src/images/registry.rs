@@ -121,7 +121,9 @@ impl Registry {
 
     /// `image` as the engine pulls it, and so names it in the image's
     /// RepoDigests: a podman short name qualified by registries.conf (as
-    /// given when podman could not pull it either: a check says why).
+    /// given when podman could not pull it either: a check says why). With
+    /// several search registries, under the first: an image podman found
+    /// under a later one is matched by its ImageDigest instead.
     pub fn pulled_as(&self, image: &str) -> String {
         self.short_names
             .as_ref()
@@ -256,26 +258,31 @@ impl Registry {
         r
     }
 
-    /// Where `image` (a tag reference) is asked, in order: as the engine
-    /// qualifies it, at its mirrors, then at its location.
+    /// Where `image` (a tag reference) is asked, in order: each full name
+    /// the engine tries for it (a podman short name: its alias, or each
+    /// search registry), and for each its mirrors, then its location.
     fn candidates(&self, image: &str) -> Result<Vec<Reference>> {
         let qualified = match &self.short_names {
-            Some(short) => short.qualify(image)?,
-            None => image.to_owned(),
+            Some(short) => short.candidates(image)?,
+            None => vec![image.to_owned()],
         };
-        let reference = reference_of(&qualified)?;
-        if self.sources.is_empty() {
-            return Ok(vec![reference]);
+        let mut out = Vec::new();
+        for q in qualified {
+            let reference = reference_of(&q)?;
+            if self.sources.is_empty() {
+                out.push(reference);
+                continue;
+            }
+            let name = format!("{}/{}", reference.registry(), reference.repository());
+            let tag = reference.tag().unwrap_or("latest");
+            for c in candidates(&self.sources, &name) {
+                out.push(
+                    reference_of(&format!("{c}:{tag}"))
+                        .with_context(|| format!("registries.conf sends {image} to {c}"))?,
+                );
+            }
         }
-        let name = format!("{}/{}", reference.registry(), reference.repository());
-        let tag = reference.tag().unwrap_or("latest");
-        candidates(&self.sources, &name)
-            .iter()
-            .map(|c| {
-                reference_of(&format!("{c}:{tag}"))
-                    .with_context(|| format!("registries.conf sends {image} to {c}"))
-            })
-            .collect()
+        Ok(out)
     }
 
     /// Resolve every image, `self.jobs` at a time; `on_done` is called as
@@ -699,5 +706,28 @@ mod tests {
             e.find(&format!("; 127.0.0.1:{port}/team/app:v1: ")),
         );
         assert!(m.is_some() && l.is_some() && m < l, "{e}");
+
+        // A short name under each search registry, in order.
+        r.sources = Vec::new();
+        r.short_names = Some(ShortNames {
+            aliases: BTreeMap::new(),
+            search: vec![format!("127.0.0.1:{port}"), format!("127.0.0.1:{mirror}")],
+        });
+        let e = format!(
+            "{:#}",
+            r.resolve_all(&["team/app:v2".to_owned()], &|_, _| {})
+                .unwrap_err()
+        );
+        let (first, second) = (
+            e.find(&format!("127.0.0.1:{port}/team/app:v2: ")),
+            e.find(&format!("; 127.0.0.1:{mirror}/team/app:v2: ")),
+        );
+        assert!(
+            e.contains("cannot resolve team/app:v2 in its registry")
+                && first.is_some()
+                && second.is_some()
+                && first < second,
+            "{e}"
+        );
     }
 }

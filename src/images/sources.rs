@@ -13,8 +13,9 @@ use serde::Deserialize;
 use crate::images::registry::Insecure;
 
 /// podman's short-name resolution as registries.conf configures it: an
-/// alias first, else the first unqualified-search registry (podman tries
-/// them in order; a service's unit has no terminal to be asked on).
+/// alias first, else each unqualified-search registry in order (a
+/// service's unit has no terminal to be asked on, so podman tries them in
+/// turn and pulls from the first that has the image).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShortNames {
     /// `name` (no tag) → full repository (no tag).
@@ -24,23 +25,31 @@ pub struct ShortNames {
 }
 
 impl ShortNames {
-    /// `image` as podman pulls it: itself when it names its registry
-    /// (a first component with `.` or `:`, or `localhost`).
+    /// `image` as podman pulls it when it can: the first of
+    /// [`ShortNames::candidates`].
     pub fn qualify(&self, image: &str) -> Result<String> {
+        let mut all = self.candidates(image)?;
+        Ok(all.swap_remove(0))
+    }
+
+    /// The full names podman tries for `image`, in order (never empty):
+    /// itself when it names its registry (a first component with `.` or
+    /// `:`, or `localhost`), its alias, else it under each search registry.
+    pub fn candidates(&self, image: &str) -> Result<Vec<String>> {
         let first = image.split('/').next().unwrap_or(image);
         if image.contains('/')
             && (first.contains('.') || first.contains(':') || first == "localhost")
         {
-            return Ok(image.to_owned());
+            return Ok(vec![image.to_owned()]);
         }
         let name = crate::images::lock::repository(image);
         let rest = &image[name.len()..];
         if let Some(full) = self.aliases.get(name) {
-            return Ok(format!("{full}{rest}"));
+            return Ok(vec![format!("{full}{rest}")]);
         }
-        match self.search.first() {
-            Some(registry) => Ok(format!("{registry}/{image}")),
-            None => bail!(
+        match self.search.as_slice() {
+            [_, ..] => Ok(self.search.iter().map(|r| format!("{r}/{image}")).collect()),
+            [] => bail!(
                 "podman cannot resolve the short name {image}: registries.conf has no alias \
                  for {name} and no unqualified-search-registries; write the image's full name \
                  in the spec (for Docker Hub: docker.io/{library}{image})",
@@ -361,6 +370,16 @@ mod tests {
         assert_eq!(
             q("jellyfin/jellyfin:10.10"),
             "quay.io/jellyfin/jellyfin:10.10"
+        );
+        assert_eq!(
+            conf.short_names.candidates("jellyfin/jellyfin").unwrap(),
+            ["quay.io/jellyfin/jellyfin", "docker.io/jellyfin/jellyfin"],
+            "each search registry, in order"
+        );
+        assert_eq!(
+            conf.short_names.candidates("busybox").unwrap(),
+            ["docker.io/library/busybox"],
+            "an alias alone"
         );
         assert_eq!(
             q("lscr.io/linuxserver/sonarr"),
