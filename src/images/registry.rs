@@ -260,15 +260,30 @@ impl Registry {
 
     /// Where `image` (a tag reference) is asked, in order: each full name
     /// the engine tries for it (a podman short name: its alias, or each
-    /// search registry), and for each its mirrors, then its location.
+    /// search registry), and for each its mirrors, then its location. A
+    /// name registries.conf made (not the spec's, which render checked)
+    /// goes through oci-spec's parser.
     fn candidates(&self, image: &str) -> Result<Vec<Reference>> {
         let qualified = match &self.short_names {
             Some(short) => short.candidates(image)?,
             None => vec![image.to_owned()],
         };
+        let from_conf = |name: &str| {
+            name.parse::<Reference>().map_err(|e| {
+                anyhow!(
+                    "registries.conf sends {image} to {name}, which is not an image reference \
+                     ({e}); fix registries.conf (podman info shows what podman makes of it)"
+                )
+            })
+        };
         let mut out = Vec::new();
         for q in qualified {
-            let reference = reference_of(&q)?;
+            let ours = q == image;
+            let reference = if ours {
+                reference_of(&q)?
+            } else {
+                from_conf(&q)?
+            };
             if self.sources.is_empty() {
                 out.push(reference);
                 continue;
@@ -276,10 +291,12 @@ impl Registry {
             let name = format!("{}/{}", reference.registry(), reference.repository());
             let tag = reference.tag().unwrap_or("latest");
             for c in candidates(&self.sources, &name) {
-                out.push(
-                    reference_of(&format!("{c}:{tag}"))
-                        .with_context(|| format!("registries.conf sends {image} to {c}"))?,
-                );
+                let full = format!("{c}:{tag}");
+                out.push(if ours && c == name {
+                    reference_of(&full)?
+                } else {
+                    from_conf(&full)?
+                });
             }
         }
         Ok(out)
@@ -680,6 +697,24 @@ mod tests {
         );
         assert!(
             e.contains("podman cannot resolve the short name nginx"),
+            "{e}"
+        );
+
+        // A name registries.conf made is checked: an alias out of the
+        // repository grammar is an error naming registries.conf.
+        r.short_names = Some(ShortNames {
+            aliases: [("app".to_owned(), "../../etc".to_owned())].into(),
+            search: vec![],
+        });
+        let e = format!(
+            "{:#}",
+            r.resolve_all(&["app:v1".to_owned()], &|_, _| {})
+                .unwrap_err()
+        );
+        assert!(
+            e.contains(
+                "registries.conf sends app:v1 to ../../etc:v1, which is not an image reference"
+            ),
             "{e}"
         );
 
