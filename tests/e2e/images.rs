@@ -106,14 +106,17 @@ fn podman() {
     );
 }
 
-/// podman 5: the rollback path under podman's own health-gated start.
+/// podman 5: the rollback path under podman's own health-gated start, and
+/// registries.conf as podman 5's containers/image reads it.
 #[test]
 fn podman5() {
+    let scenarios: Vec<(&str, ScenarioFn)> =
+        SCENARIOS[..2].iter().chain(PODMAN_ONLY).copied().collect();
     harness::run_suite_booted(
         "image end-to-end tests",
         Backend::Podman,
         harness::PODMAN5,
-        &SCENARIOS[..2],
+        &scenarios,
         missing(),
         prepare,
         |_| {},
