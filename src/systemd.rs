@@ -16,16 +16,15 @@ use zbus_systemd::systemd1::ManagerProxy;
 const SERVICE_IFACE: &str = "org.freedesktop.systemd1.Service";
 const UNIT_IFACE: &str = "org.freedesktop.systemd1.Unit";
 
-/// Property reads one connection keeps in flight at most. The system bus
-/// refuses a connection more pending replies than its
-/// `max_replies_per_connection` (128 in dbus's system.conf), and a refused
-/// `Properties.Get` reads as an absent property: with every unit read at
-/// once, a stack of 26 services or more lost properties silently (the
-/// reconcile benchmark: 449 of 500 containers without their cgroup).
+/// Property reads one connection keeps in flight at most, whoever asks
+/// (every clone of a [`Systemd`] shares them: the API's refreshes run side
+/// by side). The system bus refuses a connection more pending replies than
+/// its `max_replies_per_connection` (128 in dbus's system.conf; the rest is
+/// left to other calls), and a refused `Properties.Get` reads as an absent
+/// property: with every unit read at once, a stack of 26 services or more
+/// lost properties silently (the reconcile benchmark: 449 of 500
+/// containers without their cgroup).
 pub const PENDING_REPLIES: usize = 96;
-
-/// The properties [`Systemd::unit_states`] reads per loaded unit.
-const UNIT_STATE_READS: usize = 5;
 
 /// The system bus, or the one at `address` (`--bus-address`, or
 /// `DBUS_SYSTEM_BUS_ADDRESS`, which zbus honours by itself).
@@ -169,6 +168,8 @@ impl Verb {
 pub struct Systemd {
     conn: Connection,
     manager: ManagerProxy<'static>,
+    /// [`PENDING_REPLIES`] permits, one per property read in flight.
+    reads: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// Turn a D-Bus permission error into advice.
@@ -210,7 +211,11 @@ impl Systemd {
         let manager = ManagerProxy::new(&conn)
             .await
             .context("cannot reach systemd's manager object over D-Bus")?;
-        Ok(Systemd { conn, manager })
+        Ok(Systemd {
+            conn,
+            manager,
+            reads: std::sync::Arc::new(tokio::sync::Semaphore::new(PENDING_REPLIES)),
+        })
     }
 
     /// The bus connection (for match rules of the caller's own).
@@ -237,8 +242,8 @@ impl Systemd {
     }
 
     /// One ListUnitsByNames call for all units, then the service properties
-    /// of every loaded unit, read concurrently, at most
-    /// [`PENDING_REPLIES`] at a time, in the units' order.
+    /// of every loaded unit, read concurrently ([`Self::get`] keeps within
+    /// [`PENDING_REPLIES`]), in the units' order.
     pub async fn unit_states(&self, units: &[String]) -> Result<Vec<UnitState>> {
         let by_name = &self.list_units(units).await?;
         let reads = units.iter().map(|name| async move {
@@ -282,13 +287,7 @@ impl Systemd {
                 memory_bytes: memory.filter(|m| *m != u64::MAX),
             }
         });
-        // Collected first: a stream over the lazy map would make the
-        // future's type depend on the closure's lifetime (not Send).
-        let reads: Vec<_> = reads.collect();
-        Ok(futures_util::stream::iter(reads)
-            .buffered(PENDING_REPLIES / UNIT_STATE_READS)
-            .collect()
-            .await)
+        Ok(futures_util::future::join_all(reads).await)
     }
 
     /// One ListUnitsByNames call and nothing else: each unit's load,
@@ -333,6 +332,9 @@ impl Systemd {
     where
         T: TryFrom<OwnedVariant>,
     {
+        // Within the bus's pending replies (see PENDING_REPLIES); the
+        // semaphore is never closed.
+        let _permit = self.reads.acquire().await.ok()?;
         // A plain method call: no proxy object to build per read.
         let reply = self
             .conn

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Class, Container, Observed, Plan, UnitView, classify, has_processes};
@@ -25,10 +24,6 @@ pub const RECORD_DIR: &str = "/run/nixarr-units/reconcile";
 
 /// How an orphan (a real app, once) is stopped before it is removed.
 const ORPHAN_STOP_GRACE: u64 = 10;
-
-/// Units whose properties are read at once (see [`read_units`]): three
-/// reads each, within the bus's pending replies.
-const READS_IN_FLIGHT: usize = crate::systemd::PENDING_REPLIES / 3;
 
 /// How long a container whose `rm` failed may take to be gone anyway
 /// (Docker's own removal of a `--rm` container that just stopped).
@@ -222,14 +217,8 @@ async fn read_units(
         };
         (name, view)
     });
-    // At most READS_IN_FLIGHT units at a time (up to three calls each):
-    // the system bus refuses a connection more pending replies than its
-    // max_replies_per_connection (128 by default), and a refused read
-    // would leave a unit without its cgroup (seen in the benchmark: 51 of
-    // 500 podman containers not tied to their unit by cgroup).
-    let units = futures_util::stream::iter(reads)
-        .buffer_unordered(READS_IN_FLIGHT)
-        .collect::<Vec<_>>()
+    // Systemd keeps the reads within the bus's pending replies.
+    let units = futures_util::future::join_all(reads)
         .await
         .into_iter()
         .collect();
