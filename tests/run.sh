@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(systemd systemd-container podman runc netavark aardvark-dns iptables
   docker.io dbus busybox-static nix-bin sqlite3 uidmap btrfs-progs e2fsprogs
-  util-linux python3 iproute2 curl debootstrap
+  util-linux procps git python3 iproute2 curl debootstrap
   skopeo docker-registry apache2-utils tmux man-db groff-base
   nginx-light caddy prometheus wrk polkitd chromium chromium-driver python3-venv)
 missing=()
