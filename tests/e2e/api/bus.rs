@@ -210,29 +210,18 @@ fn follow_logs(sc: &mut Scenario, port: u16, api: &str) -> Result<()> {
 /// What the API's journalctl does, and what the same command prints
 /// outside the API's sandbox.
 fn follow_diagnostics(sc: &Scenario, api: &str) -> String {
-    let mut s = String::new();
-    for argv in [
-        vec!["ps", "-o", "pid,stat,wchan:32,args", "--ppid", api],
-        vec![
+    let unit = sc.unit("db");
+    sc.m.transcript(&[
+        &["ps", "-o", "pid,stat,wchan:32,args", "--ppid", api],
+        &[
             "timeout",
             "3",
             "sh",
             "-c",
             "journalctl --no-pager --quiet -o short-iso -n 3 -u \"$0\" --follow | cat",
+            &unit,
         ],
-    ] {
-        let mut argv = argv;
-        let unit = sc.unit("db");
-        if argv[0] == "timeout" {
-            argv.push(&unit);
-        }
-        s.push_str(&format!("---- {}\n", argv.join(" ")));
-        match sc.m.exec(&argv) {
-            Ok(o) => s.push_str(&harness::output_text(&o)),
-            Err(e) => s.push_str(&format!("{e:#}\n")),
-        }
-    }
-    s
+    ])
 }
 
 /// The binary as the machine's units run it.
@@ -369,7 +358,7 @@ fn bus_proxy(sc: &Scenario, unit: &str, path: &str, up: bool) -> Result<()> {
 fn rendered_rule(sc: &Scenario) -> Result<String> {
     let dir = format!("{}/polkit-{}", sc.m.dir.path().display(), sc.prefix);
     sc.render_installed(&format!("{dir}/out"))?;
-    let rel = format!("share/polkit-1/rules.d/50-{}-api.rules", sc.prefix);
+    let rel = nixarr_units::render::polkit_rules_path(&sc.prefix);
     let rule = sc.m.ok(&["cat", &format!("{dir}/out/{rel}")])?;
     ensure!(
         rule.contains(&format!("subject.user == \"{API_USER}\"")),

@@ -678,10 +678,9 @@ impl Machine {
 
     /// `systemctl status` and the journal of every unit matching `pattern`.
     pub fn diagnostics(&self, pattern: &str) -> String {
-        let mut s = String::new();
-        for argv in [
-            vec!["systemctl", "--no-pager", "list-units", "--all", pattern],
-            vec![
+        self.transcript(&[
+            &["systemctl", "--no-pager", "list-units", "--all", pattern],
+            &[
                 "systemctl",
                 "--no-pager",
                 "-l",
@@ -690,10 +689,17 @@ impl Machine {
                 "status",
                 pattern,
             ],
-            vec!["journalctl", "--no-pager", "-n", "150", "-u", pattern],
-        ] {
+            &["journalctl", "--no-pager", "-n", "150", "-u", pattern],
+        ])
+    }
+
+    /// Each command's line and what it printed (or why it could not run),
+    /// one after the other: for a failure's message.
+    pub fn transcript(&self, argvs: &[&[&str]]) -> String {
+        let mut s = String::new();
+        for argv in argvs {
             s.push_str(&format!("---- {}\n", argv.join(" ")));
-            match self.exec(&argv) {
+            match self.exec(argv) {
                 Ok(o) => s.push_str(&output_text(&o)),
                 Err(e) => s.push_str(&format!("{e:#}\n")),
             }
