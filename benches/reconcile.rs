@@ -24,12 +24,12 @@
 mod e2e;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Output, Stdio};
+use std::process::{ExitCode, Output};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use e2e::{Backend, BootOptions, IMAGE, Machine, Scenario, output_text};
-use serde_json::{Value, json};
+use e2e::{Backend, BootOptions, Machine, Scenario, output_text};
+use serde_json::Value;
 
 /// The targets: ours at most this times the floor, and at most this long.
 const TARGET_RATIO: f64 = 1.2;
@@ -89,12 +89,7 @@ fn parse_args(args: &[String]) -> Result<Options> {
 /// Run `argv` inside the machine and time it (spawn to exit).
 fn timed(m: &Machine, argv: &[&str]) -> Result<(f64, Output)> {
     let start = Instant::now();
-    let out = Command::new("nsenter")
-        .args(["-t", &m.leader.to_string(), "-a", "--"])
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {argv:?} in the machine"))?;
+    let out = m.exec(argv)?;
     Ok((start.elapsed().as_secs_f64() * 1000.0, out))
 }
 
@@ -114,16 +109,7 @@ fn timed_ok(m: &Machine, argv: &[&str], code: i32) -> Result<f64> {
 /// no ports, volumes or probes; stopped at once.
 fn spec(sc: &Scenario, units: usize) -> Value {
     let services: serde_json::Map<String, Value> = (0..units)
-        .map(|i| {
-            let svc = json!({
-                "image": IMAGE,
-                "entrypoint": "/bin/sleep",
-                "cmd": ["1000000"],
-                "stopTimeout": 1,
-                "startTimeout": 600,
-            });
-            (format!("s{i:03}"), svc)
-        })
+        .map(|i| (format!("s{i:03}"), e2e::sleeping_app(600)))
         .collect();
     sc.spec(Value::Object(services))
 }

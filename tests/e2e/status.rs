@@ -1062,16 +1062,7 @@ fn many_services(sc: &mut Scenario) -> Result<()> {
     let names: Vec<String> = (0..MANY).map(|i| format!("s{i:02}")).collect();
     let services: serde_json::Map<String, Value> = names
         .iter()
-        .map(|n| {
-            let svc = json!({
-                "image": IMAGE,
-                "entrypoint": "/bin/sleep",
-                "cmd": ["1000000"],
-                "stopTimeout": 1,
-                "startTimeout": 300,
-            });
-            (n.clone(), svc)
-        })
+        .map(|n| (n.clone(), harness::sleeping_app(300)))
         .collect();
     sc.install(&sc.spec(Value::Object(services)))?;
     let units: Vec<String> = names.iter().map(|n| sc.unit(n)).collect();

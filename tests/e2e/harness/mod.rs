@@ -50,6 +50,19 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nixarr-units");
 /// for every unit it renders).
 pub const MACHINE_BIN_DIR: &str = "/run/nixarr-e2e-bin";
 
+/// A cheap service: the fake app's busybox sleeping, with no ports,
+/// volumes or probes, stopped at once; given `start_timeout` seconds (a
+/// machine starting hundreds of them at once is slow).
+pub fn sleeping_app(start_timeout: u64) -> serde_json::Value {
+    serde_json::json!({
+        "image": IMAGE,
+        "entrypoint": "/bin/sleep",
+        "cmd": ["1000000"],
+        "stopTimeout": 1,
+        "startTimeout": start_timeout,
+    })
+}
+
 /// The fake app answering its probe from the host on `port` (the Jellyfin
 /// style: GET /health → Healthy), stopped within `stop_timeout` seconds.
 pub fn probed_app(port: u16, stop_timeout: u64) -> serde_json::Value {
