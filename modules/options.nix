@@ -891,7 +891,10 @@ in
           (`<prefix>-*`) and nothing else; its unit adds the group
           `systemd-journal` for the logs route. The default user is created
           as a system user; another must be declared in `users.users`.
-          `"root"` runs it as root without a polkit rule.
+          `"root"` runs it as root without a polkit rule. As another user
+          the API cannot ask the engine (root's), so a service checked only
+          by its image's own health command shows health unknown there; use
+          `"root"` when the API must show it.
         '';
       };
 
