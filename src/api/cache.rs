@@ -277,13 +277,8 @@ impl Cache {
             }
         };
         let mut current = self.report.write().await;
-        let next = match (&*current, fresh) {
-            (_, Err(e)) => Err(e),
-            // A partial read on top of a full report: its rows replace theirs.
-            (Ok(old), Ok(part)) if only.is_some() => Ok(splice(old, part)),
-            // A partial read with no report to put it in waits for a full one.
-            (Err(_), Ok(_)) if only.is_some() => return,
-            (_, Ok(all)) => Ok(all),
+        let Some(next) = next_report(&current, fresh, only.is_some()) else {
+            return;
         };
         let next = next.map(Arc::new);
         if let (Ok(old), Ok(new)) = (&*current, &next) {
@@ -329,6 +324,28 @@ async fn about(
 
 /// `old` with the rows of `part` in place of its own (same service, same
 /// stack), and `ok` worked out again.
+/// What the cache holds after a read (`None`: what it holds now).
+fn next_report(
+    current: &Result<Arc<Report>, String>,
+    fresh: Result<Report, String>,
+    partial: bool,
+) -> Option<Result<Report, String>> {
+    match (current, fresh) {
+        // A partial read that failed leaves the other rows' report; a
+        // lost connection, or the next full read, says what is wrong.
+        (Ok(_), Err(e)) if partial => {
+            tracing::warn!("reading the units of a signal or a job: {e}");
+            None
+        }
+        (_, Err(e)) => Some(Err(e)),
+        // A partial read on top of a full report: its rows replace theirs.
+        (Ok(old), Ok(part)) if partial => Some(Ok(splice(old, part))),
+        // A partial read with no report to put it in waits for a full one.
+        (Err(_), Ok(_)) if partial => None,
+        (_, Ok(all)) => Some(Ok(all)),
+    }
+}
+
 fn splice(old: &Report, part: Report) -> Report {
     let mut next = old.clone();
     for row in part.services {
@@ -400,5 +417,30 @@ pub(super) mod tests {
         assert_eq!(next.services[1].service, "radarr");
         assert_eq!(next.services[1].state.active_state, ActiveState::Failed);
         assert!(!next.ok);
+    }
+
+    /// A partial read that fails keeps the report (every read route used
+    /// to answer 500 until the next full read); a full one that fails
+    /// replaces it.
+    #[test]
+    fn only_a_full_read_that_fails_replaces_the_report() {
+        let old: Result<Arc<Report>, String> =
+            Ok(Arc::new(report(vec![row("sonarr", ActiveState::Active)])));
+        assert_eq!(
+            next_report(&old, Err("systemd: refused".into()), true),
+            None
+        );
+        assert_eq!(
+            next_report(&old, Err("systemd: refused".into()), false),
+            Some(Err("systemd: refused".to_owned()))
+        );
+        let part = report(vec![row("sonarr", ActiveState::Failed)]);
+        let Some(Ok(spliced)) = next_report(&old, Ok(part.clone()), true) else {
+            panic!("a partial read on a report is spliced in");
+        };
+        assert_eq!(spliced.services, part.services);
+        let lost: Result<Arc<Report>, String> = Err("systemd: lost".into());
+        assert_eq!(next_report(&lost, Ok(part.clone()), true), None);
+        assert_eq!(next_report(&lost, Ok(part.clone()), false), Some(Ok(part)));
     }
 }
