@@ -29,12 +29,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 
-from benchlib import Listener, Machine, log, render_manifest
+from benchlib import Listener, Machine, log, render_manifest, scratch
 
 TOKEN = "bench-read-token-0123456789abcdef"
 TARGET_P99_MS = 20.0
@@ -297,14 +296,8 @@ def main():
     if a.cli_loop:
         cli_loop(a)
         return 0
-    work = tempfile.mkdtemp(prefix="nixarr-bench-api.")
-    try:
+    with scratch("api", a.keep) as work:
         return bench(a, work)
-    finally:
-        if a.keep:
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ engines), HTTP endpoints for health probes, and a rendered N-service spec.
 """
 
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -26,6 +29,19 @@ MASKS = [
 
 def log(msg):
     print(f"== {msg}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def scratch(kind, keep):
+    """A scratch directory for one run, removed afterwards unless `keep`."""
+    work = tempfile.mkdtemp(prefix=f"nixarr-bench-{kind}.")
+    try:
+        yield work
+    finally:
+        if keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class Listener:
@@ -85,6 +101,14 @@ class Machine:
             env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
             start_new_session=True)
         self.leader = None
+        try:
+            self._boot()
+        except BaseException:
+            # Not left running: the caller never gets a machine to close.
+            self.close()
+            raise
+
+    def _boot(self):
         deadline = time.monotonic() + 30
         while self.leader is None:
             if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -133,10 +157,11 @@ class Machine:
         self.run(["systemctl", "start", *units])
 
     def close(self):
-        subprocess.run(self.enter(["systemctl", "--no-block", "poweroff"]),
-                       stdin=subprocess.DEVNULL, capture_output=True)
+        if self.leader is not None:
+            subprocess.run(self.enter(["systemctl", "--no-block", "poweroff"]),
+                           stdin=subprocess.DEVNULL, capture_output=True)
         try:
-            self.proc.wait(30)
+            self.proc.wait(30 if self.leader is not None else 0)
         except subprocess.TimeoutExpired:
             self.proc.kill()  # the nspawn we started, by its PID
             self.proc.wait()
