@@ -15,29 +15,23 @@
 # Needs root (systemd-nspawn, nsenter) and wrk. Exit status: 0 when every
 # target is met, 3 when one is missed, other on error.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 args=()
 while (($#)); do
     case $1 in
         --services | --clients | --cli-clients | --duration | --runs) args+=("$1" "$2"); shift 2 ;;
         --keep) args+=("$1"); shift ;;
-        -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "api-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-if [[ $(id -u) != 0 ]]; then
-    echo "api-bench: needs root (it boots systemd in systemd-nspawn)" >&2
-    exit 2
-fi
+bench_need_root api-bench "it boots systemd in systemd-nspawn"
 if ! command -v wrk >/dev/null; then
     echo "api-bench: needs wrk (Debian's wrk package; tests/run.sh installs it)" >&2
     exit 2
 fi
 
-cd "$(dirname "$0")/.."
-echo "== building the release binary" >&2
-cargo build --release --locked >&2
-bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/nixarr-units")
-echo "== $("$bin" --version 2>/dev/null || echo nixarr-units), $(systemctl --version | head -1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)" >&2
-echo "== $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+bench_build_release
+echo "== $(systemctl --version | head -1), $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)" >&2
 exec python3 benches/api-bench.py --bin "$bin" "${args[@]}"

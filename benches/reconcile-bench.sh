@@ -13,29 +13,21 @@
 # Needs root (systemd-nspawn, nsenter). Exit status: 0 when both targets are
 # met (ours <= 1.2x the floor and <= 1.5 s), 3 when one is missed, other on error.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 args=()
 while (($#)); do
     case $1 in
         --runs | --units | --batch | --engine) args+=("$1" "$2"); shift 2 ;;
-        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "reconcile-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-if [[ $(id -u) != 0 ]]; then
-    echo "reconcile-bench: needs root (it boots systemd in systemd-nspawn)" >&2
-    exit 2
-fi
-
-cd "$(dirname "$0")/.."
+bench_need_root reconcile-bench "it boots systemd in systemd-nspawn"
+bench_build_release --bin nixarr-units
 if [[ " ${args[*]} " == *" podman5 "* ]]; then
     bash tests/trixie-root.sh >/dev/null
 fi
-echo "== building the release binary (the one measured)" >&2
-cargo build --release --locked --bin nixarr-units >&2
-bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/nixarr-units")
-echo "== $("$bin" --version 2>/dev/null || echo nixarr-units)" >&2
-echo "== $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 # The driver (the end-to-end harness) in the dev profile: it only boots the
 # machine and times commands, and shares the end-to-end tests' build.
 exec cargo test --locked --bench reconcile -- --bench --bin "$bin" "${args[@]}"

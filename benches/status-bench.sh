@@ -12,25 +12,18 @@
 # Needs root (systemd-nspawn, nsenter). Exit status: 0 when both targets are
 # met, 3 when one is missed, other on error.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 args=()
 while (($#)); do
     case $1 in
         --runs | --units | --hanging) args+=("$1" "$2"); shift 2 ;;
         --keep) args+=("$1"); shift ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "status-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-if [[ $(id -u) != 0 ]]; then
-    echo "status-bench: needs root (it boots systemd in systemd-nspawn)" >&2
-    exit 2
-fi
-
-cd "$(dirname "$0")/.."
-echo "== building the release binary" >&2
-cargo build --release --locked >&2
-bin=$(realpath "${CARGO_TARGET_DIR:-target}/release/nixarr-units")
-echo "== $("$bin" --version 2>/dev/null || echo nixarr-units), $(systemctl --version | head -1)" >&2
-echo "== $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+bench_need_root status-bench "it boots systemd in systemd-nspawn"
+bench_build_release
+echo "== $(systemctl --version | head -1)" >&2
 exec python3 benches/status-bench.py --bin "$bin" "${args[@]}"
