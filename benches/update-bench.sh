@@ -15,6 +15,8 @@
 # mount namespace of the benchmark's own. Exit status: 0 when the target
 # (ours <= 0.2x the loop's wall time) is met, 3 when missed, other on error.
 set -euo pipefail
+self=$(realpath "$0")
+source "$(dirname "$self")/lib.sh"
 
 runs=5 services=50 keep=0
 while (($#)); do
@@ -22,7 +24,7 @@ while (($#)); do
         --runs) runs=$2; shift 2 ;;
         --services) services=$2; shift 2 ;;
         --keep) keep=1; shift ;;
-        -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) bench_help "$0"; exit 0 ;;
         *) echo "update-bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -33,28 +35,28 @@ for tool in skopeo docker-registry podman busybox; do
     }
 done
 
-if [[ $(id -u) != 0 ]]; then
-    echo "update-bench: needs root (a mount namespace for registries.conf)" >&2
-    exit 2
-fi
-cd "$(dirname "$0")/.."
+bench_need_root update-bench "a mount namespace for registries.conf"
 if [[ -z ${NIXARR_UPDATE_BENCH_BIN:-} ]]; then
-    echo "== building the release binary" >&2
-    cargo build --release --locked >&2
-    NIXARR_UPDATE_BENCH_BIN=$(realpath "${CARGO_TARGET_DIR:-target}/release/nixarr-units")
-    export NIXARR_UPDATE_BENCH_BIN
-    exec unshare --mount --propagation private -- "$0" --runs "$runs" --services "$services" \
+    bench_build_release
+    export NIXARR_UPDATE_BENCH_BIN=$bin
+    exec unshare --mount --propagation private -- "$self" --runs "$runs" --services "$services" \
         $( ((keep)) && echo --keep)
 fi
 bin=$NIXARR_UPDATE_BENCH_BIN
 scratch=$(mktemp -d /tmp/nixarr-update-bench.XXXXXX)
+# podman (the import, update's `podman ps`) and skopeo use storage of the
+# scratch directory's own, not the host's (whatever other runs left there
+# cannot fail or slow the benchmark).
+printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' \
+    "$scratch/storage" "$scratch/run" >"$scratch/storage.conf"
+export CONTAINERS_STORAGE_CONF=$scratch/storage.conf
 registry_pid=""
 cleanup() {
     if [[ -n $registry_pid ]]; then
         kill "$registry_pid" 2>/dev/null || true
         wait "$registry_pid" 2>/dev/null || true
     fi
-    podman --root "$scratch/storage" --runroot "$scratch/run" --storage-driver vfs rmi -a -f >/dev/null 2>&1 || true
+    podman rmi -a -f >/dev/null 2>&1 || true
     if ((keep)); then echo "== kept $scratch" >&2; else rm -rf "$scratch"; fi
 }
 trap cleanup EXIT
@@ -85,9 +87,8 @@ mount --bind "$scratch/registries.conf" /etc/containers/registries.conf
 echo "== pushing one small image as $services repositories" >&2
 cp "$(command -v busybox)" "$scratch/rootfs/bin/busybox"
 tar -C "$scratch/rootfs" -cf "$scratch/image.tar" .
-store=(--root "$scratch/storage" --runroot "$scratch/run" --storage-driver vfs)
-podman "${store[@]}" import "$scratch/image.tar" localhost/bench:1 >/dev/null
-source="containers-storage:[vfs@$scratch/storage+$scratch/run]localhost/bench:1"
+podman import "$scratch/image.tar" localhost/bench:1 >/dev/null
+source="containers-storage:localhost/bench:1"
 refs=()
 for i in $(seq "$services"); do
     ref="127.0.0.1:$port/bench/svc$i:latest"
@@ -104,11 +105,6 @@ spec = {"version": 1, "prefix": "bench",
 json.dump(spec, open(out, "w"))
 PY
 "$bin" render --spec "$scratch/spec.json" --out "$scratch/out" >/dev/null
-# update's `podman ps` reads the scratch storage, not the host's (whatever
-# other runs left there cannot fail or slow the benchmark).
-printf '[storage]\ndriver = "vfs"\ngraphroot = "%s"\nrunroot = "%s"\n' \
-    "$scratch/storage" "$scratch/run" >"$scratch/storage.conf"
-export CONTAINERS_STORAGE_CONF=$scratch/storage.conf
 manifest=$scratch/out/share/nixarr-units/manifest.json
 
 echo "== $("$bin" --version), $(skopeo --version), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
