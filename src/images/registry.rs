@@ -366,16 +366,10 @@ pub(crate) fn reference_of(image: &str) -> Result<Reference> {
     let plain = image
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._-:/".contains(&b));
-    let (name, tag) = {
-        let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-        match image[last_slash..].find(':') {
-            Some(colon) => (
-                &image[..last_slash + colon],
-                &image[last_slash + colon + 1..],
-            ),
-            None => (image, "latest"),
-        }
-    };
+    let name = crate::images::lock::repository(image);
+    // What follows the repository: nothing, or `:` and the tag (`@` is not
+    // among the plain characters).
+    let tag = image.get(name.len() + 1..).unwrap_or("latest");
     if !plain || name.is_empty() || tag.is_empty() {
         return image
             .parse::<Reference>()
