@@ -218,6 +218,7 @@ impl Registry {
     async fn resolve(
         &self,
         client: &Client,
+        auths: &BTreeMap<String, RegistryAuth>,
         image: &str,
         candidates: &[Reference],
         timeout: Duration,
@@ -225,9 +226,11 @@ impl Registry {
     ) -> Result<Resolved> {
         let mut failed = Vec::new();
         for reference in candidates {
-            let auth = self.credentials(reference.registry());
+            let auth = auths
+                .get(reference.registry())
+                .unwrap_or(&RegistryAuth::Anonymous);
             let asked =
-                tokio::time::timeout(timeout, client.fetch_manifest_digest(reference, &auth)).await;
+                tokio::time::timeout(timeout, client.fetch_manifest_digest(reference, auth)).await;
             let why = match asked {
                 Ok(Ok(digest)) => {
                     let r = Ok(Resolved {
@@ -321,6 +324,18 @@ impl Registry {
         // installed first (a second call) is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = &self.client(references.iter().flatten())?;
+        // Each registry's credentials once (the files are read per lookup).
+        let auths: &BTreeMap<String, RegistryAuth> = &references
+            .iter()
+            .flatten()
+            .map(|r| r.registry().to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|r| {
+                let auth = self.credentials(&r);
+                (r, auth)
+            })
+            .collect();
         let timeout = Duration::from_secs(self.timeout_secs);
         // A runtime of its own, on a thread of its own: callers may or may
         // not be inside one.
@@ -334,7 +349,7 @@ impl Registry {
                     rt.block_on(
                         futures_util::stream::iter(images.iter().zip(&references))
                             .map(|(image, candidates)| {
-                                self.resolve(client, image, candidates, timeout, on_done)
+                                self.resolve(client, auths, image, candidates, timeout, on_done)
                             })
                             .buffered(self.jobs.max(1))
                             .collect(),
